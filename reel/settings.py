@@ -1,0 +1,82 @@
+"""One frozen settings object, read from REEL_* environment variables.
+
+Every address and credential comes from here, so the same code runs against the
+embedded stack or an external Kafka, S3/MinIO and Postgres. docs/settings.md
+lists them; tests/unit/test_settings.py keeps that list honest.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from reel import PROJECT_ROOT
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = PROJECT_ROOT / ".reel"  # REEL_HOME: state of the embedded stack
+    kafka_port: int = 19092  # embedded broker; its controller listens on the next port
+    kafka_bootstrap: str = ""  # empty: the embedded broker at 127.0.0.1:kafka_port
+    kafka_libs: Path = PROJECT_ROOT / "stack" / "kafka" / "libs"  # broker jars, from Maven
+    kafka_partitions: int = 16
+    s3_port: int = 18333  # embedded SeaweedFS; uses P..P+4 and P+10000..P+10004
+    s3_endpoint: str = ""  # empty: the embedded server at 127.0.0.1:s3_port
+    s3_access_key: str = "reel"
+    s3_secret_key: str = "reel-secret-key"
+    s3_secure: bool = False
+    s3_region: str = "us-east-1"
+    bucket_sources: str = "reel-sources"
+    bucket_work: str = "reel-work"
+    bucket_outputs: str = "reel-outputs"
+    database_url: str = ""  # DATABASE_URL or REEL_DATABASE_URL; empty: embedded Postgres
+    pg_port: int = 15432  # embedded Postgres
+    metrics_port: int = 0  # 0: a free port; each worker serves /metrics
+    tracker_port: int = 18080
+    workers_per_kind: int = 1  # fixed fleet size of each worker kind under `reel up`
+    session_timeout_ms: int = 6000
+    transaction_timeout_ms: int = 10000
+    max_attempts: int = 3
+    log_level: str = "INFO"
+    ready_timeout_s: float = 90.0
+    slot: int = 0  # REEL_SLOT: this worker's slot; names its transactional.id
+    fault: str = ""  # test-only: a fault point at which the process SIGKILLs its group
+
+    def __post_init__(self) -> None:
+        # Derived defaults: an unset address means the embedded stack's.
+        if not self.kafka_bootstrap:
+            object.__setattr__(self, "kafka_bootstrap", f"127.0.0.1:{self.kafka_port}")
+        if not self.s3_endpoint:
+            object.__setattr__(self, "s3_endpoint", f"127.0.0.1:{self.s3_port}")
+
+    @property
+    def embedded_postgres(self) -> bool:
+        return not self.database_url
+
+    @property
+    def postgres_url(self) -> str:
+        return self.database_url or f"postgresql://postgres@127.0.0.1:{self.pg_port}/postgres"
+
+
+def _coerce(raw: str, kind: type) -> object:
+    if kind is bool:
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if kind is Path:
+        return Path(raw).expanduser()
+    return kind(raw)
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from REEL_<FIELD> variables (DATABASE_URL is honoured too)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    hints = {"Path": Path, "str": str, "int": int, "float": float, "bool": bool}
+    for field in fields(Settings):
+        raw = env.get("REEL_" + field.name.upper())
+        if raw is None and field.name == "database_url":
+            raw = env.get("DATABASE_URL")
+        if raw is not None:
+            values[field.name] = _coerce(raw, hints[str(field.type)])
+    return Settings(**values)  # type: ignore[arg-type]

@@ -1,0 +1,148 @@
+"""The embedded Apache Kafka broker: KRaft, one combined broker+controller node.
+
+Settings from notes/kafka.md: every replication factor and min ISR 1, no topic
+auto-creation, a low group.min.session.timeout.ms so workers can detect a dead
+member in seconds, and fast cleanup of abandoned transactions.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from reel import PROJECT_ROOT
+from reel.contract import all_topics
+from reel.settings import Settings
+from reel.stack.procs import Component, StackError, spawn, wait_ready
+
+POM = PROJECT_ROOT / "stack" / "kafka" / "pom.xml"
+DAY_MS = 24 * 3600 * 1000
+
+
+def ports(settings: Settings) -> list[int]:
+    return [settings.kafka_port, settings.kafka_port + 1]
+
+
+def ensure_jars(libs: Path) -> None:
+    """Fetch the broker's jars from Maven Central once (Maven's cache makes repeats fast)."""
+    if any(libs.glob("kafka_2.13-*.jar")):
+        return
+    if shutil.which("mvn") is None:
+        raise StackError("Maven (mvn) is not installed; run: apt-get install -y maven")
+    libs.mkdir(parents=True, exist_ok=True)
+    cmd = ["mvn", "-q", "-f", str(POM), "dependency:copy-dependencies", f"-DoutputDirectory={libs}"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        shutil.rmtree(libs, ignore_errors=True)
+        raise StackError(f"fetching Kafka jars failed: {result.stdout[-300:]}{result.stderr[-300:]}")
+
+
+def server_properties(settings: Settings, data: Path) -> str:
+    port, controller = ports(settings)
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{controller}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(data),
+        "num.partitions": "1",
+        "default.replication.factor": "1",
+        "min.insync.replicas": "1",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "8",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "8",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "group.min.session.timeout.ms": "1000",
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000",
+        "auto.create.topics.enable": "false",
+    }
+    return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+LOG4J2 = """status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = WARN
+logger.apache.name = org.apache
+logger.apache.level = WARN
+"""
+
+
+def start(settings: Settings) -> Component:
+    if shutil.which("java") is None:
+        raise StackError("Java is not installed; run: apt-get install -y default-jre-headless")
+    ensure_jars(settings.kafka_libs)
+    home = settings.home / "kafka"
+    data = home / "data"
+    home.mkdir(parents=True, exist_ok=True)
+    props = home / "server.properties"
+    props.write_text(server_properties(settings, data))
+    log4j = home / "log4j2.properties"
+    log4j.write_text(LOG4J2.format(log=home / "server.log"))
+    classpath = f"{settings.kafka_libs}/*"
+    java = ["java", "-Xms256m", "-Xmx1g", f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
+    if not (data / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        fmt = java + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)]
+        result = subprocess.run(fmt, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise StackError(f"formatting Kafka storage failed: {result.stderr[-400:]}")
+    console = home / "console.log"
+    proc = spawn("kafka", java + ["kafka.Kafka", str(props)], console)
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
+    wait_ready(
+        "kafka",
+        proc.pid,
+        lambda: bool(admin.list_topics(timeout=2).brokers),
+        settings.ready_timeout_s,
+        console,
+    )
+    create_topics(settings)
+    return Component("kafka", proc.pid, ports(settings), str(console), settings.kafka_bootstrap)
+
+
+def create_topics(settings: Settings) -> None:
+    """Create every topic with its final partition count; auto-creation is off."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    existing = set(admin.list_topics(timeout=10).topics)
+    wanted = []
+    for topic in all_topics():
+        if topic in existing:
+            continue
+        config = {"retention.ms": str(DAY_MS)} if topic == "task.progress" else {}
+        wanted.append(NewTopic(topic, num_partitions=settings.kafka_partitions, config=config))
+    if not wanted:
+        return
+    for topic, future in admin.create_topics(wanted, request_timeout=30).items():
+        try:
+            future.result()
+        except Exception as exc:  # TOPIC_ALREADY_EXISTS after a race is fine
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise StackError(f"creating topic {topic} failed: {exc}") from exc
+
+
+def healthy(settings: Settings) -> bool:
+    try:
+        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
+        return bool(admin.list_topics(timeout=2).brokers)
+    except Exception:  # noqa: BLE001
+        return False

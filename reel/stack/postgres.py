@@ -1,0 +1,105 @@
+"""Postgres: DATABASE_URL if set, else an embedded server from PyPI `pgserver`.
+
+pgserver ships Postgres binaries; we run them ourselves with pg_ctl on a TCP port
+on loopback, so the server outlives `reel up`. Postgres refuses to run as root,
+so as root it runs as the system user `pgserver` (pgserver's own helpers make it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import warnings
+
+import psycopg
+
+from reel.settings import Settings
+from reel.stack.procs import Component, StackError, alive, wait_ready
+
+PG_USER = "pgserver"
+
+with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on import
+    warnings.simplefilter("ignore")
+    from pgserver._commands import POSTGRES_BIN_PATH
+    from pgserver.utils import (
+        ensure_folder_permissions,
+        ensure_prefix_permissions,
+        ensure_user_exists,
+    )
+
+
+def _bin(name: str) -> str:
+    return str(POSTGRES_BIN_PATH / name)
+
+
+def check_external(settings: Settings) -> None:
+    try:
+        with psycopg.connect(settings.database_url, connect_timeout=5) as conn:
+            conn.execute("select 1")
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        raise StackError(
+            f"Postgres at DATABASE_URL cannot be reached ({first}); "
+            "fix DATABASE_URL or unset it to use the embedded Postgres"
+        ) from exc
+
+
+def _as_user() -> str | None:
+    if os.geteuid() != 0:
+        return None
+    ensure_user_exists(PG_USER)
+    return PG_USER
+
+
+def _prepare(settings: Settings, user: str | None) -> None:
+    data = settings.home / "postgres"
+    data.mkdir(parents=True, exist_ok=True)
+    if user:
+        ensure_prefix_permissions(data)
+        ensure_prefix_permissions(POSTGRES_BIN_PATH)
+        ensure_folder_permissions(POSTGRES_BIN_PATH, 0o055)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o044)
+        shutil.chown(data, user, user)
+        os.chmod(data, 0o700)
+    if not (data / "PG_VERSION").exists():
+        cmd = [_bin("initdb"), "-D", str(data), "--auth=trust", "-U", "postgres", "-E", "utf8"]
+        result = subprocess.run(cmd, capture_output=True, text=True, user=user)
+        if result.returncode != 0:
+            raise StackError(f"initdb failed: {result.stderr.strip()[-300:]}")
+
+
+def start(settings: Settings) -> Component:
+    user = _as_user()
+    _prepare(settings, user)
+    data = settings.home / "postgres"
+    log = settings.home / "logs" / "postgres.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    if user:
+        log.touch()
+        shutil.chown(log, user, user)
+    opts = f"-h 127.0.0.1 -p {settings.pg_port} -k {data}"
+    cmd = [_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts, "-w", "-t", "60", "start"]
+    result = subprocess.run(cmd, capture_output=True, text=True, user=user, start_new_session=True)
+    if result.returncode != 0:
+        raise StackError(f"Postgres did not start: {result.stdout.strip()[-200:]}; see {log}")
+    pid = int((data / "postmaster.pid").read_text().split()[0])
+    wait_ready("postgres", pid, lambda: healthy(settings), settings.ready_timeout_s, log)
+    return Component("postgres", pid, [settings.pg_port], str(log), settings.postgres_url)
+
+
+def stop(settings: Settings, component: Component) -> None:
+    data = settings.home / "postgres"
+    if not alive(component.pid):
+        return
+    cmd = [_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]
+    subprocess.run(cmd, capture_output=True, text=True, user=_as_user())
+
+
+def healthy(settings: Settings) -> bool:
+    try:
+        with psycopg.connect(settings.postgres_url, connect_timeout=2) as conn:
+            conn.execute("select 1")
+        return True
+    except psycopg.Error:
+        return False
