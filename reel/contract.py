@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 import time
 import uuid
 from dataclasses import dataclass
@@ -85,13 +84,12 @@ class Schema:
 
 def crc64_avro_fingerprint(canonical_form: str) -> bytes:
     """The 8-byte little-endian CRC-64-AVRO fingerprint the single-object header carries."""
-    value = int(fingerprint(canonical_form, "CRC-64-AVRO"), 16)
-    return struct.pack("<Q", value)
+    return bytes.fromhex(fingerprint(canonical_form, "CRC-64-AVRO"))  # fastavro: LE hex
 
 
 def _load(path: Path) -> Schema:
     raw = json.loads(path.read_text())
-    parsed = fastavro.parse_schema(raw, _write_hint=False)
+    parsed: dict[str, Any] = fastavro.parse_schema(raw, _write_hint=False)  # type: ignore[assignment]
     canonical = to_parsing_canonical_form(raw)
     name = f"{raw.get('namespace', '')}.{raw['name']}".lstrip(".")
     return Schema(name, path, parsed, crc64_avro_fingerprint(canonical))

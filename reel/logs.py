@@ -12,10 +12,13 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("reel_log_context", default={})  # noqa: B039
+_context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "reel_log_context", default=MappingProxyType({})
+)
 CONTEXT_KEYS = ("video_id", "segment", "track", "topic", "partition", "offset", "attempt")
 
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -126,7 +127,7 @@ class Storage:
     def ensure_buckets(self) -> None:
         s = self.settings
         for bucket in (s.bucket_sources, s.bucket_work, s.bucket_outputs):
-            if not self._retry(lambda b=bucket: self.client.bucket_exists(b), "bucket_exists"):
+            if not self._retry(partial(self.client.bucket_exists, bucket), "bucket_exists"):
                 try:
                     self.client.make_bucket(bucket)
                 except S3Error as exc:
@@ -156,7 +157,9 @@ class Storage:
         digest = sha256_file(path)
         if size <= PART_SIZE:
             self._retry(
-                lambda: self.client.fput_object(bucket, key, str(path), metadata={SHA_META: digest}),
+                lambda: self.client.fput_object(
+                    bucket, key, str(path), metadata={SHA_META: digest}
+                ),
                 f"put {bucket}/{key}",
             )
             if progress:
@@ -216,7 +219,7 @@ class Storage:
     def remove_prefix(self, bucket: str, prefix: str) -> int:
         keys = self.list(bucket, prefix)
         for key in keys:
-            self._retry(lambda k=key: self.client.remove_object(bucket, k), f"remove {key}")
+            self._retry(partial(self.client.remove_object, bucket, key), f"remove {key}")
         return len(keys)
 
     def presign_get(self, bucket: str, key: str, expires: timedelta = timedelta(hours=1)) -> str:
@@ -264,7 +267,7 @@ class MultipartUpload:
         return [str(u.upload_id) for u in result.uploads if u.object_name == self.key]
 
     def _create(self) -> str:
-        headers = {"x-amz-meta-" + SHA_META: self.sha256}
+        headers: dict[str, str | list[str] | tuple[str]] = {"x-amz-meta-" + SHA_META: self.sha256}
         return self.storage._retry(
             lambda: self.client._create_multipart_upload(self.bucket, self.key, headers),
             "create upload",
@@ -275,9 +278,13 @@ class MultipartUpload:
         marker: str | None = None
         while True:
             res = self.storage._retry(
-                lambda m=marker: self.client._list_parts(
-                    self.bucket, self.key, upload_id, part_number_marker=m
-                ),
+                partial(
+                    self.client._list_parts,
+                    self.bucket,
+                    self.key,
+                    upload_id,
+                    part_number_marker=marker,
+                ),  # fmt: skip
                 "list parts",
             )
             for part in res.parts:
@@ -304,9 +311,15 @@ class MultipartUpload:
                 self.reused += 1
             else:
                 self.storage._retry(
-                    lambda n=number, d=data: self.client._upload_part(
-                        self.bucket, self.key, d, None, upload_id, n
-                    ),
+                    partial(
+                        self.client._upload_part,
+                        self.bucket,
+                        self.key,
+                        data,
+                        None,
+                        upload_id,
+                        number,
+                    ),  # fmt: skip
                     f"upload part {number}",
                 )
                 self.uploaded += 1

@@ -8,6 +8,7 @@ stable transactional.id, as a StatefulSet ordinal does in Kubernetes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -104,10 +105,8 @@ class Supervisor:
         log.info("draining %d processes", len(self.slots))
         running = [s.proc for s in self.slots if s.proc and s.proc.poll() is None]
         for proc in running:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + GRACE_S
         for proc in running:
             try:

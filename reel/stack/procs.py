@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -111,7 +112,8 @@ def wait_ready(
     timeout: float,
     log: Path | None = None,
 ) -> None:
-    """Poll `ready` until it answers, the process dies, or the deadline passes."""
+    """Poll `ready` until it answers, the process dies, or the deadline passes;
+    on a failure the process is stopped, so nothing is left half-started."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not alive(pid):
@@ -122,6 +124,7 @@ def wait_ready(
         except Exception:  # noqa: BLE001 - not ready yet, whatever the reason
             pass
         time.sleep(0.3)
+    stop(pid, grace=5.0)
     raise StackError(
         f"{name} did not become ready within {timeout:.0f}s; see {log} "
         "(raise REEL_READY_TIMEOUT_S on a slow machine)"
@@ -153,7 +156,5 @@ def stop(pid: int, grace: float = 20.0) -> None:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

@@ -1,0 +1,24 @@
+.PHONY: setup up down demo test lint bench
+
+setup:
+	bash scripts/setup.sh
+
+up: setup
+	reel up
+
+down:
+	reel down
+
+demo: setup
+	bash scripts/demo.sh
+
+test: setup
+	python3 -m pytest -q
+
+lint:
+	ruff check reel services tests bench
+	ruff format --check reel services tests bench
+	mypy
+
+bench: setup
+	python3 -m bench

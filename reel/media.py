@@ -1,0 +1,206 @@
+"""ffprobe to a typed result, and an ffmpeg runner with progress, timeout and cancel.
+
+ffmpeg runs in the caller's process group (a fault-injected SIGKILL of a worker's
+group must take its ffmpeg too) and under `nice`, so a saturated machine still
+leaves the worker's Kafka heartbeats room to run.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+TAIL_LINES = 12
+
+
+class MediaError(Exception):
+    """ffmpeg or ffprobe failed; the message carries the tool's own last lines."""
+
+
+class FfmpegTimeout(MediaError):
+    pass
+
+
+class FfmpegCancelled(MediaError):
+    pass
+
+
+@dataclass(frozen=True)
+class VideoStream:
+    index: int
+    codec: str
+    width: int
+    height: int
+    frame_rate: Fraction  # nominal (r_frame_rate)
+    avg_frame_rate: Fraction
+    start_time: float
+    duration: float | None
+    frames: int | None  # from the header, when the container says
+    rotation: int  # degrees, from the display matrix
+    sample_aspect: Fraction
+    pix_fmt: str
+
+
+@dataclass(frozen=True)
+class AudioStream:
+    index: int
+    codec: str
+    channels: int
+    sample_rate: int
+    start_time: float
+    duration: float | None
+
+
+@dataclass(frozen=True)
+class Probe:
+    format_name: str
+    duration: float | None
+    size: int | None
+    bit_rate: int | None
+    video: VideoStream | None
+    audio: AudioStream | None
+
+
+def _fraction(text: str | None) -> Fraction:
+    try:
+        num, _, den = (text or "0/1").partition("/")
+        return Fraction(int(num), int(den or 1))
+    except (ValueError, ZeroDivisionError):
+        return Fraction(0)
+
+
+def _float(value: object) -> float | None:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value: object) -> int | None:
+    f = _float(value)
+    return None if f is None else int(f)
+
+
+def _rotation(stream: dict) -> int:
+    for side in stream.get("side_data_list", []):
+        if "rotation" in side:
+            return int(side["rotation"]) % 360
+    return int(stream.get("tags", {}).get("rotate", 0)) % 360
+
+
+def parse_probe(data: dict) -> Probe:
+    """Pure: ffprobe's JSON (-show_format -show_streams) to a Probe."""
+    fmt = data.get("format", {})
+    video = audio = None
+    for s in data.get("streams", []):
+        kind = s.get("codec_type")
+        if kind == "video" and video is None and not s.get("disposition", {}).get("attached_pic"):
+            video = VideoStream(
+                index=int(s["index"]),
+                codec=s.get("codec_name", "unknown"),
+                width=int(s.get("width", 0)),
+                height=int(s.get("height", 0)),
+                frame_rate=_fraction(s.get("r_frame_rate")),
+                avg_frame_rate=_fraction(s.get("avg_frame_rate")),
+                start_time=_float(s.get("start_time")) or 0.0,
+                duration=_float(s.get("duration")),
+                frames=_int(s.get("nb_frames")),
+                rotation=_rotation(s),
+                sample_aspect=_fraction(s.get("sample_aspect_ratio", "1:1").replace(":", "/"))
+                or Fraction(1),
+                pix_fmt=s.get("pix_fmt", ""),
+            )
+        elif kind == "audio" and audio is None:
+            audio = AudioStream(
+                index=int(s["index"]),
+                codec=s.get("codec_name", "unknown"),
+                channels=int(s.get("channels", 0)),
+                sample_rate=int(s.get("sample_rate", 0) or 0),
+                start_time=_float(s.get("start_time")) or 0.0,
+                duration=_float(s.get("duration")),
+            )
+    return Probe(
+        format_name=fmt.get("format_name", ""),
+        duration=_float(fmt.get("duration")),
+        size=_int(fmt.get("size")),
+        bit_rate=_int(fmt.get("bit_rate")),
+        video=video,
+        audio=audio,
+    )
+
+
+def probe(source: str | Path, timeout: float = 60.0) -> Probe:
+    """Headers only: format and streams. Never enumerates packets (over a URL that
+    would read the whole file)."""
+    cmd = ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
+           str(source)]  # fmt: skip
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise FfmpegTimeout(f"ffprobe timed out after {timeout:.0f}s") from exc
+    if result.returncode != 0:
+        raise MediaError(f"ffprobe failed: {_last_lines(result.stderr)}")
+    return parse_probe(json.loads(result.stdout or "{}"))
+
+
+def _last_lines(text: str, n: int = TAIL_LINES) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return " | ".join(lines[-n:]) or "(no output)"
+
+
+def run_ffmpeg(
+    args: Sequence[str],
+    *,
+    timeout: float,
+    cancel: threading.Event | None = None,
+    on_progress: Callable[[float], None] | None = None,
+    nice: int = 10,
+) -> None:
+    """Run ffmpeg with `args`; on_progress gets seconds of output written so far.
+
+    Raises FfmpegTimeout past `timeout`, FfmpegCancelled when `cancel` is set, and
+    MediaError with ffmpeg's last lines when it exits non-zero.
+    """
+    cmd = ["nice", "-n", str(nice), "ffmpeg", "-hide_banner", "-nostdin", "-nostats",
+           "-progress", "pipe:1", *args]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    assert proc.stdout is not None and proc.stderr is not None
+    err_thread = threading.Thread(target=lambda: tail.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+    out_thread = threading.Thread(
+        target=_read_progress, args=(proc.stdout, on_progress), daemon=True
+    )
+    err_thread.start()
+    out_thread.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while proc.poll() is None:
+            if cancel is not None and cancel.is_set():
+                raise FfmpegCancelled("ffmpeg cancelled")
+            if time.monotonic() > deadline:
+                raise FfmpegTimeout(
+                    f"ffmpeg timed out after {timeout:.0f}s: {_last_lines(''.join(tail), 3)}"
+                )
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        err_thread.join(timeout=2)
+        out_thread.join(timeout=2)
+    if proc.returncode != 0:
+        raise MediaError(f"ffmpeg exited with {proc.returncode}: {_last_lines(''.join(tail))}")
+
+
+def _read_progress(stream: object, on_progress: Callable[[float], None] | None) -> None:
+    for line in stream:  # type: ignore[attr-defined]
+        key, _, value = line.strip().partition("=")
+        if key == "out_time_us" and on_progress is not None and value.lstrip("-").isdigit():
+            on_progress(max(0, int(value)) / 1e6)

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs everything reel needs on a fresh Debian machine: ffmpeg, Java and Maven
+# (for the Kafka broker's jars), and the Python packages. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need_apt+=(ffmpeg)
+command -v java >/dev/null || need_apt+=(default-jre-headless)
+command -v mvn >/dev/null || need_apt+=(maven)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
+# The broker's jars, from Maven Central (the stack would fetch them on first `reel up`).
+python3 -c "from reel.settings import load; from reel.stack.kafka import ensure_jars; ensure_jars(load().kafka_libs)"

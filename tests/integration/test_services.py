@@ -1,0 +1,41 @@
+"""Each service starts, connects, logs and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from reel import PROJECT_ROOT
+from reel.settings import Settings
+
+SERVICES = ["splitter", "puller", "transcoder", "pusher", "tracker"]
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_starts_and_stops_on_sigterm(
+    name: str, stack: Settings, stack_env: dict[str, str]
+) -> None:
+    env = {**os.environ, **stack_env, "REEL_SLOT": "7"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", f"services.{name}"], cwd=PROJECT_ROOT, env=env,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    lines = []
+    deadline = time.monotonic() + 60
+    for raw in proc.stderr:
+        lines.append(json.loads(raw))
+        if "ready" in lines[-1]["msg"] or time.monotonic() > deadline:
+            break
+    assert lines[-1]["msg"] == f"{name}-7 ready", lines
+    assert all(line["service"] == f"{name}-7" for line in lines)
+    proc.send_signal(signal.SIGTERM)
+    _, rest = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert json.loads(rest.strip().splitlines()[-1])["msg"].endswith("stopped")

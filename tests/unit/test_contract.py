@@ -1,0 +1,110 @@
+"""The wire contract: schemas, fingerprints, single-object encoding, schema evolution."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import avro.schema
+import pytest
+
+from reel.contract import (
+    MAGIC,
+    TOPIC_SCHEMAS,
+    MalformedEvent,
+    Registry,
+    UnknownSchema,
+    all_topics,
+    envelope,
+    schema_for_topic,
+)
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return Registry()
+
+
+def all_schema_files() -> list[Path]:
+    return sorted(SCHEMAS.rglob("*.avsc"))
+
+
+@pytest.mark.parametrize("path", all_schema_files(), ids=lambda p: str(p.relative_to(SCHEMAS)))
+def test_fingerprint_agrees_with_apache_avro(registry: Registry, path: Path) -> None:
+    parsed = avro.schema.parse(path.read_text())
+    # Apache's implementation: CRC-64-AVRO of the Parsing Canonical Form, as bytes.
+    expected = bytes(parsed.fingerprint("CRC-64-AVRO"))
+    ours = {s.path: s.fingerprint for s in registry.by_fingerprint.values()}
+    assert ours[path] == expected
+
+
+def test_every_topic_has_a_current_self_contained_schema(registry: Registry) -> None:
+    for topic in all_topics():
+        name = schema_for_topic(topic)
+        assert name in registry.current, topic
+    for path in SCHEMAS.glob("*.avsc"):
+        raw = json.loads(path.read_text())
+        fields = {f["name"] for f in raw["fields"]}
+        assert {"event_id", "video_id", "generation", "track", "segment_index", "attempt",
+                "produced_at", "producer", "trace_id"} <= fields, path.name  # fmt: skip
+    assert len(set(TOPIC_SCHEMAS.values())) == len(TOPIC_SCHEMAS)  # one topic <-> one type
+
+
+def test_header_is_avro_single_object_encoding(registry: Registry) -> None:
+    rec = {**envelope(video_id="v", producer="test"), "stage": "pull", "reason": "x",
+           "detail": None, "callback_url": None}  # fmt: skip
+    data = registry.encode_for_topic("video.failed", rec)
+    schema = registry.current["reel.events.VideoFailed"]
+    assert data[:2] == b"\xc3\x01" == MAGIC
+    # 8 bytes, little-endian CRC-64-AVRO of the canonical form.
+    parsed = avro.schema.parse(schema.path.read_text())
+    assert data[2:10] == bytes(parsed.fingerprint("CRC-64-AVRO"))
+    decoded = registry.decode_for_topic("video.failed", data)
+    assert decoded["reason"] == "x" and decoded["video_id"] == "v"
+
+
+def test_yesterdays_bytes_decode_with_todays_reader(registry: Registry) -> None:
+    old = (FIXTURES / "video.requested.v1.bin").read_bytes()
+    v1 = json.loads((SCHEMAS / "v1" / "video.requested.avsc").read_text())
+    now = json.loads((SCHEMAS / "video.requested.avsc").read_text())
+    # The versions really differ: trace_id and callback_url are new, with defaults.
+    assert {f["name"] for f in now["fields"]} - {f["name"] for f in v1["fields"]} == {
+        "trace_id", "callback_url"}  # fmt: skip
+    assert old[2:10] != registry.current["reel.events.VideoRequested"].fingerprint
+    rec = registry.decode_for_topic("video.requested", old)
+    assert rec["trace_id"] is None and rec["callback_url"] is None
+    assert rec["request_id"] == "req-1" and rec["source"]["key"] == "uploads/clip.mp4"
+
+
+def test_unknown_fingerprint_raises_typed_error(registry: Registry) -> None:
+    data = MAGIC + b"\x01\x02\x03\x04\x05\x06\x07\x08" + b"\x00"
+    with pytest.raises(UnknownSchema):
+        registry.decode(data)
+
+
+@pytest.mark.parametrize("cut", [3, 10, 20, -1])
+def test_truncated_body_raises_typed_error(registry: Registry, cut: int) -> None:
+    data = (FIXTURES / "video.requested.v1.bin").read_bytes()
+    with pytest.raises(MalformedEvent):
+        registry.decode(data[:cut])
+
+
+def test_not_avro_raises_typed_error(registry: Registry) -> None:
+    with pytest.raises(MalformedEvent):
+        registry.decode(b'{"video_id": "json is not our wire format"}')
+
+
+def test_wrong_event_on_topic_is_rejected(registry: Registry) -> None:
+    data = (FIXTURES / "video.requested.v1.bin").read_bytes()
+    with pytest.raises(MalformedEvent):
+        registry.decode_for_topic("segment.pulled", data)
+
+
+def test_crc64_avro_matches_the_specification_vector() -> None:
+    from reel.contract import crc64_avro_fingerprint
+
+    # Avro's own test vectors (share/test/data/schema-tests.txt): "null" -> 7195948357588979594.
+    assert crc64_avro_fingerprint('"null"') == (7195948357588979594).to_bytes(8, "little")
