@@ -39,6 +39,8 @@ class Settings:
     session_timeout_ms: int = 6000
     transaction_timeout_ms: int = 10000
     max_attempts: int = 3
+    drain_timeout_s: float = 150.0  # SIGTERM: finish the current task if it ends within this
+    revoke_grace_s: float = 30.0  # a revoked partition's task is finished if it ends within this
     log_level: str = "INFO"
     ready_timeout_s: float = 90.0
     slot: int = 0  # REEL_SLOT: this worker's slot; names its transactional.id

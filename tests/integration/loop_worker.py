@@ -1,0 +1,60 @@
+"""A worker process for the loop tests: the real loop with a handler that does real
+work in object storage. Run as `python -m tests.integration.loop_worker`.
+
+LOOP_STAGE, LOOP_IN, LOOP_OUT name the stage and topics; LOOP_WORK_S makes each
+task keep reading and verifying its object for that long; a task whose source key
+is "poison" SIGKILLs its worker every time (as an OOM kill would).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sys
+import time
+
+from reel.faults import fault_point
+from reel.service import start
+from reel.storage import Storage
+from reel.worker import Output, Stage, Task, Worker
+
+
+def make_handler(storage: Storage, bucket: str, out_topic: str, work_s: float):
+    def handle(task: Task) -> list[Output]:
+        ev = task.event
+        prefix = f"loop/{ev['video_id']}/{ev['segment_index']}/{task.attempt.attempt_id}/"
+        payload = hashlib.sha256(ev["event_id"].encode()).digest() * 2048  # 64 KiB
+        first = storage.put_bytes(bucket, prefix + "part1", payload)
+        fault_point("mid-work")
+        if ev["source"]["key"] == "poison":
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        deadline = time.monotonic() + work_s
+        while time.monotonic() < deadline and not task.cancel.is_set():
+            assert storage.get_bytes(bucket, first.key) == payload
+            task.report(100 * (1 - (deadline - time.monotonic()) / work_s))
+        if task.cancel.is_set():
+            raise RuntimeError("cancelled")
+        result = storage.put_bytes(bucket, prefix + "result", hashlib.sha256(payload).hexdigest().encode())
+        record = {
+            **task.envelope(out_topic), **{k: ev[k] for k in (
+                "source", "profile", "formats", "fps_num", "fps_den", "gop_frames",
+                "start_frame", "frame_count", "segment_count")},
+            "span": result.as_record(), "span_start": 0.0,
+        }  # fmt: skip
+        return [Output(out_topic, (task.key or b"").decode(), record, "reel.events.SegmentPulled")]
+
+    return handle
+
+
+def main() -> int:
+    proc = start("loop")
+    env = os.environ
+    storage = Storage.from_settings(proc.settings)
+    handler = make_handler(storage, proc.settings.bucket_work, env["LOOP_OUT"], float(env.get("LOOP_WORK_S", "0")))
+    stage = Stage(env["LOOP_STAGE"], env["LOOP_IN"], handler, schema="reel.events.SegmentRequested")
+    return Worker(stage, proc.settings, storage, proc.stopping).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
