@@ -194,7 +194,7 @@ class Worker:
         self._heartbeat(run.task, "handed_back", reason)
         metrics.TASKS.labels(self.stage.name, "handed_back").inc()
         log.warning("task handed back: %s", reason)
-        self.consumer.resume(self.consumer.assignment())
+        self._resume()
         self.running = None
         metrics.IN_FLIGHT.labels(self.stage.name).set(0)
 
@@ -317,8 +317,10 @@ class Worker:
                "attempt": task.attempt.number}  # fmt: skip
         with task_context(**ctx):
             metrics.TASK_SECONDS.labels(self.stage.name).observe(time.monotonic() - run.started)
+            done = False  # whether the input's offset moved past this task
             if run.error is None:
-                if self._commit(run.outputs or [], task):
+                done = self._commit(run.outputs or [], task)
+                if done:
                     self.attempts.finish(task.attempt, COMPLETED)
                     metrics.TASKS.labels(self.stage.name, "completed").inc()
                     log.info("task completed in %.2fs", time.monotonic() - run.started)
@@ -326,18 +328,18 @@ class Worker:
                 reason = str(run.error)
                 log.error("permanent failure: %s", reason)
                 self.attempts.finish(task.attempt, FAILED, reason)
-                self._dead_letter_task(task, "permanent", reason)
+                done = self._dead_letter_task(task, "permanent", reason)
             elif task.cancel.is_set():  # cancelled mid-work: not a failure
                 self.attempts.finish(task.attempt, HANDED_BACK, "cancelled")
-                self._seek(task.topic, task.partition, task.offset)
             else:
                 reason = f"{type(run.error).__name__}: {run.error}"
                 log.error("attempt failed: %s", reason, exc_info=run.error)
                 self.attempts.finish(task.attempt, FAILED, reason)
                 self._heartbeat(task, "failed", reason)
                 metrics.TASKS.labels(self.stage.name, "failed").inc()
-                self._seek(task.topic, task.partition, task.offset)  # runs again, counted
-            self.consumer.resume(self.consumer.assignment())
+            # Not done: the task runs again (a failed attempt is counted by its marker).
+            next_offset = task.offset + 1 if done else task.offset
+            self._resume(wake=TopicPartition(task.topic, task.partition, next_offset))
             self.last_activity = time.monotonic()
 
     # -- transactions ------------------------------------------------------------
@@ -400,6 +402,15 @@ class Worker:
                 raise Fatal(f"abort: {exc.args[0]}") from exc
             log.warning("abort failed: %s", exc.args[0])
 
+    def _resume(self, wake: TopicPartition | None = None) -> None:
+        self.consumer.resume(self.consumer.assignment())
+        if wake is not None:
+            # With every partition paused, librdkafka's fetcher idles until its next
+            # tick after a resume; a seek wakes it at once (measured with 1.3 s tasks:
+            # next task 0.57 s -> 0.001 s after resume). `wake` is where that partition's
+            # next fetch starts anyway.
+            self._seek(wake.topic, wake.partition, wake.offset)
+
     def _seek(self, topic: str, partition: int, offset: int) -> None:
         try:
             self.consumer.seek(TopicPartition(topic, partition, offset))
@@ -447,15 +458,15 @@ class Worker:
             topic, partition, offset, msg.key(), msg.value() or b"", event, kind, reason, failed
         )
 
-    def _dead_letter_task(self, task: Task, kind: str, reason: str) -> None:
+    def _dead_letter_task(self, task: Task, kind: str, reason: str) -> bool:
         failed = failed_attempts(self.attempts.markers(task.event))
-        self._send_dead_letter(task.topic, task.partition, task.offset, task.key, task.value,
+        return self._send_dead_letter(task.topic, task.partition, task.offset, task.key, task.value,
                                task.event, kind, reason, failed)  # fmt: skip
 
     def _send_dead_letter(
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes,
         event: dict[str, Any] | None, kind: str, reason: str, failed: int,
-    ) -> None:  # fmt: skip
+    ) -> bool:  # fmt: skip
         e = event or {}
         env = envelope(
             video_id=e.get("video_id", "unknown"), producer=self.worker_id,
@@ -474,6 +485,8 @@ class Worker:
         ):
             metrics.DEAD_LETTERS.labels(topic, kind).inc()
             log.error("dead-lettered to %s: %s (%s)", dlq_topic(topic), reason, kind)
+            return True
+        return False
 
     # -- heartbeats ----------------------------------------------------------------
     def _heartbeat(self, task: Task, state: str, message: str | None = None) -> None:

@@ -14,7 +14,7 @@ from reel.settings import Settings
 from reel.stack import down, up
 from reel.storage import Storage
 
-TEST_PORTS = {"REEL_KAFKA_PORT": "29092", "REEL_S3_PORT": "28333", "REEL_PG_PORT": "25432"}
+TEST_PORTS = {"REEL_KAFKA_PORT": "29092", "REEL_S3_PORT": "26333", "REEL_PG_PORT": "25432"}
 
 
 @pytest.fixture(scope="session")

@@ -129,7 +129,9 @@ class LoopRun:
         c.close()
         return records
 
-    def wait_outputs(self, expected: int, timeout: float, restart: dict[int, str] | None = None) -> list[dict[str, Any]]:
+    def wait_outputs(
+        self, expected: int, timeout: float, restart: dict[int, str] | None = None
+    ) -> list[dict[str, Any]]:
         """Poll until `expected` distinct outputs; restart dead workers (as the supervisor
         does) with the fault spec in `restart`, if given."""
         deadline = time.monotonic() + timeout
@@ -147,5 +149,10 @@ class LoopRun:
     def markers(self, index: int) -> list[Marker]:
         from reel.attempts import Attempts
 
-        event = {"video_id": self.video_id, "generation": 0, "track": "video", "segment_index": index}
+        event = {
+            "video_id": self.video_id,
+            "generation": 0,
+            "track": "video",
+            "segment_index": index,
+        }
         return Attempts(self.storage, self.settings.bucket_work, self.stage).markers(event)

@@ -35,7 +35,9 @@ def make_handler(storage: Storage, bucket: str, out_topic: str, work_s: float):
             task.report(100 * (1 - (deadline - time.monotonic()) / work_s))
         if task.cancel.is_set():
             raise RuntimeError("cancelled")
-        result = storage.put_bytes(bucket, prefix + "result", hashlib.sha256(payload).hexdigest().encode())
+        result = storage.put_bytes(
+            bucket, prefix + "result", hashlib.sha256(payload).hexdigest().encode()
+        )
         record = {
             **task.envelope(out_topic), **{k: ev[k] for k in (
                 "source", "profile", "formats", "fps_num", "fps_den", "gop_frames",
@@ -51,7 +53,9 @@ def main() -> int:
     proc = start("loop")
     env = os.environ
     storage = Storage.from_settings(proc.settings)
-    handler = make_handler(storage, proc.settings.bucket_work, env["LOOP_OUT"], float(env.get("LOOP_WORK_S", "0")))
+    handler = make_handler(
+        storage, proc.settings.bucket_work, env["LOOP_OUT"], float(env.get("LOOP_WORK_S", "0"))
+    )
     stage = Stage(env["LOOP_STAGE"], env["LOOP_IN"], handler, schema="reel.events.SegmentRequested")
     return Worker(stage, proc.settings, storage, proc.stopping).run()
 

@@ -4,6 +4,7 @@ broker, real object storage, SIGKILL of the process (group)."""
 from __future__ import annotations
 
 import random
+import re
 import signal
 import time
 from collections import Counter
@@ -45,3 +46,169 @@ def test_tasks_flow_exactly_once(loop: LoopRun) -> None:
     assert_exactly_once(records, 30, loop)
     assert {r["attempt"] for r in records} == {1}
     assert {r["producer"] for r in records} <= {f"{loop.stage}-0", f"{loop.stage}-1"}
+    # Idle, the group's computed lag returns to 0 (the commit markers are stepped over).
+    admin = AdminClient({"bootstrap.servers": loop.settings.kafka_bootstrap})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        lag = group_lag(admin, f"reel.{loop.stage}", loop.topic_in)
+        if sum(lag.values()) == 0:
+            break
+        time.sleep(1)
+    assert sum(lag.values()) == 0, lag
+
+
+def test_exactly_once_through_fault_points_and_random_kills(loop: LoopRun) -> None:
+    n = 200
+    loop.env.update(REEL_MAX_ATTEMPTS="50", LOOP_WORK_S="0.05")  # kills here are not poison
+    loop.produce(range(n))
+    rng = random.Random(20261128)
+    plan = [f"{p}@{rng.randint(1, 3)}" for p in FAULT_POINTS for _ in range(3)]
+    rng.shuffle(plan)
+    armed = {slot: plan.pop() for slot in (0, 1)}
+    for slot, fault in armed.items():
+        loop.start(slot, fault)
+    # Phase 1: every fault window, three times over, hit deterministically.
+    deadline = time.monotonic() + 240
+    while armed and time.monotonic() < deadline:
+        for slot in list(armed):
+            if loop.procs[slot].poll() is not None:
+                del armed[slot]
+                if plan:
+                    armed[slot] = plan.pop()
+                loop.start(slot, armed.get(slot, ""))
+        time.sleep(0.1)
+    assert not armed, f"fault points not reached: {armed}"
+    # Phase 2: SIGKILL at random moments until at least 20 kills in all.
+    while sum(loop.fault_hits().values()) + loop.external_kills < 20:
+        time.sleep(rng.uniform(0.3, 1.5))
+        loop.kill(rng.choice([0, 1]))
+        for slot, proc in loop.procs.items():
+            if proc.poll() is not None:
+                loop.start(slot)
+    # Phase 3: run to the end, restarting whatever dies.
+    records = loop.wait_outputs(n, timeout=240, restart={})
+    assert_exactly_once(records, n, loop)
+
+    hits = loop.fault_hits()
+    kills = sum(hits.values()) + loop.external_kills
+    redelivered = sum(len(loop.markers(i)) - 1 for i in range(n))
+    print(f"kills={kills} fault_hits={dict(hits)} external={loop.external_kills} "
+          f"redelivered_attempts={redelivered}")  # fmt: skip
+    assert kills >= 20
+    assert all(hits[p] >= 3 for p in FAULT_POINTS), hits
+    # Every kill before the commit leaves its task to be redone by another attempt.
+    assert redelivered >= hits["before-work"] + hits["mid-work"] + hits["after-produce"]
+    assert max(r["attempt"] for r in records) > 1
+
+
+def test_killed_worker_partitions_move_within_seconds(loop: LoopRun) -> None:
+    loop.env.update(LOOP_WORK_S="0.5")
+    loop.produce(range(30))
+    a = loop.start(0, "mid-work@2")
+    loop.start(1)
+    a.wait(timeout=60)
+    died = time.monotonic()
+    (killed,) = [i for i in range(30) if any(
+        m.state == STARTED and m.worker == f"{loop.stage}-0" for m in loop.markers(i))]  # fmt: skip
+    deadline = died + 60
+    while not any(r["segment_index"] == killed for r in loop.outputs(settle_s=0.2)):
+        assert time.monotonic() < deadline
+    requeued_in = time.monotonic() - died  # A is not restarted: B took its partition
+    session_s = int(loop.env["REEL_SESSION_TIMEOUT_MS"]) / 1000
+    assert requeued_in < session_s + 5, f"the killed task came back after {requeued_in:.1f}s"
+    assert_exactly_once(loop.wait_outputs(30, timeout=60), 30, loop)
+
+
+def test_open_transaction_of_a_killed_worker_does_not_stall_readers(loop: LoopRun) -> None:
+    loop.produce(range(30))
+    a = loop.start(0, "after-produce@2")  # dies with its outputs produced, uncommitted
+    loop.start(1)
+    a.wait(timeout=60)
+    died = time.monotonic()
+    records = loop.wait_outputs(30, timeout=60)
+    visible_in = time.monotonic() - died
+    txn_s = int(loop.env["REEL_TRANSACTION_TIMEOUT_MS"]) / 1000
+    session_s = int(loop.env["REEL_SESSION_TIMEOUT_MS"]) / 1000
+    assert visible_in < txn_s + session_s + 8, f"readers stalled {visible_in:.1f}s"
+    assert_exactly_once(records, 30, loop)
+
+
+def _wait_running(loop: LoopRun, indices: range, count: int, timeout: float = 60) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = [i for i in indices if any(m.state == STARTED for m in loop.markers(i))]
+        if len(running) >= count:
+            return running
+        time.sleep(0.2)
+    raise AssertionError("tasks did not start")
+
+
+def test_scale_out_does_not_redo_running_tasks(loop: LoopRun) -> None:
+    loop.env.update(LOOP_WORK_S="3")
+    loop.produce(range(12))
+    loop.start(0)
+    loop.start(1)
+    _wait_running(loop, range(12), 2)
+    third = loop.start(2)  # joins mid-task: a cooperative rebalance
+    records = loop.wait_outputs(12, timeout=120)
+    assert_exactly_once(records, 12, loop)
+    for i in range(12):
+        states = [m.state for m in loop.markers(i)]
+        assert states == [COMPLETED], f"task {i} was redone or handed back: {states}"
+    log = (loop.tmp / f"worker-{loop.run_id}-2.log").read_text()
+    assert third.poll() is None and re.search(r'"msg": "assigned \[\d', log), "third never joined"
+
+
+def test_sigterm_finishes_the_running_task(loop: LoopRun) -> None:
+    loop.env.update(LOOP_WORK_S="3")
+    loop.produce(range(4))
+    worker = loop.start(0)
+    (running,) = _wait_running(loop, range(4), 1)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
+    assert [m.state for m in loop.markers(running)] == [COMPLETED]
+    loop.env.update(LOOP_WORK_S="0")
+    loop.start(1)
+    assert_exactly_once(loop.wait_outputs(4, timeout=60), 4, loop)
+
+
+def test_sigterm_past_the_drain_timeout_hands_the_task_back(loop: LoopRun) -> None:
+    loop.env.update(LOOP_WORK_S="20", REEL_DRAIN_TIMEOUT_S="0.5")
+    loop.produce(range(1))
+    worker = loop.start(0)
+    _wait_running(loop, range(1), 1)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    assert [m.state for m in loop.markers(0)] == [HANDED_BACK]
+    loop.env.update(LOOP_WORK_S="0")
+    loop.start(1)
+    records = loop.wait_outputs(1, timeout=60)
+    assert_exactly_once(records, 1, loop)
+    assert [m.state for m in loop.markers(0)] == [HANDED_BACK, COMPLETED]
+    assert records[0]["attempt"] == 2  # the hand-back was not counted as a failure below
+
+
+def test_poison_task_is_dead_lettered_after_exactly_n_attempts(loop: LoopRun) -> None:
+    loop.produce(range(20))
+    loop.produce([20], source_key="poison")  # crashes its worker every time
+    loop.produce_raw(b"\x00 not an avro record")
+    loop.start(0)
+    loop.start(1)
+    records = loop.wait_outputs(20, timeout=180, restart={})
+    deadline = time.monotonic() + 120
+    dead: list[dict] = []
+    while time.monotonic() < deadline and len(dead) < 2:
+        for slot, proc in loop.procs.items():  # the supervisor's restarts
+            if proc.poll() is not None:
+                loop.start(slot)
+        dead = loop.outputs(loop.topic_in + ".dlq", settle_s=0.5)
+        time.sleep(0.5)
+    assert_exactly_once([r for r in loop.outputs() if r["segment_index"] != 20], 20, loop)
+    assert not [r for r in records if r["segment_index"] == 20]
+    kinds = {r["error_kind"]: r for r in dead}
+    assert set(kinds) == {"attempts-exhausted", "malformed"} and len(dead) == 2
+    poison = kinds["attempts-exhausted"]
+    assert poison["failed_attempts"] == 3 and poison["segment_index"] == 20
+    assert "3 attempts failed or died" in poison["reason"]
+    assert poison["original_value"][:2] == b"\xc3\x01"
+    assert [m.state for m in loop.markers(20)] == [STARTED] * 3  # exactly N attempts ran
