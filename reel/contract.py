@@ -14,6 +14,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +170,30 @@ def envelope(
 def task_key(video_id: str, track: str, segment_index: int | None) -> str:
     """Key of segment.requested / segment.pulled: spreads segments over partitions."""
     return f"{video_id}:{track}:{'-' if segment_index is None else segment_index}"
+
+
+# What a segment task carries at every stage, so no stage needs a lookup.
+TASK_FIELDS = ("source", "profile", "formats", "fps_num", "fps_den", "gop_frames", "start_frame",
+               "frame_count", "segment_count", "total_frames", "video_start", "has_audio",
+               "display_width", "display_height")  # fmt: skip
+
+
+def task_fields(event: dict[str, Any]) -> dict[str, Any]:
+    return {k: event[k] for k in TASK_FIELDS}
+
+
+def media_seconds(event: dict[str, Any]) -> float:
+    """Seconds of media a segment task covers (the backlog's unit of work)."""
+    return float(event["frame_count"] * event["fps_den"] / event["fps_num"])
+
+
+def segment_window(ev: dict[str, Any]) -> tuple[float, float]:
+    """(first frame's source timestamp, seconds) of a video segment."""
+    fps = Fraction(ev["fps_num"], ev["fps_den"])
+    start = ev["video_start"] + float(ev["start_frame"] / fps)
+    return start, float(ev["frame_count"] / fps)
+
+
+def work_key(ev: dict[str, Any], attempt_id: str, name: str) -> str:
+    seg = "all" if ev["segment_index"] is None else f"{ev['segment_index']:05d}"
+    return f"{ev['video_id']}/{ev['generation']}/{ev['track']}/{seg}/{attempt_id}/{name}"

@@ -61,6 +61,7 @@ class AudioStream:
 @dataclass(frozen=True)
 class Probe:
     format_name: str
+    start_time: float  # of the container: input -ss counts from here
     duration: float | None
     size: int | None
     bit_rate: int | None
@@ -128,6 +129,7 @@ def parse_probe(data: dict) -> Probe:
             )
     return Probe(
         format_name=fmt.get("format_name", ""),
+        start_time=_float(fmt.get("start_time")) or 0.0,
         duration=_float(fmt.get("duration")),
         size=_int(fmt.get("size")),
         bit_rate=_int(fmt.get("bit_rate")),
@@ -204,3 +206,38 @@ def _read_progress(stream: object, on_progress: Callable[[float], None] | None) 
         key, _, value = line.strip().partition("=")
         if key == "out_time_us" and on_progress is not None and value.lstrip("-").isdigit():
             on_progress(max(0, int(value)) / 1e6)
+
+
+@dataclass(frozen=True)
+class Packet:
+    pts: float
+    dts: float
+    duration: float
+    key: bool
+
+
+def packets(path: str | Path, stream: str = "v:0", timeout: float = 120.0) -> list[Packet]:
+    """Every packet of one stream of a local file, in file order. Local files only:
+    over a URL this reads the whole object."""
+    cmd = ["ffprobe", "-v", "error", "-select_streams", stream, "-show_entries",
+           "packet=pts_time,dts_time,duration_time,flags", "-of", "json", str(path)]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise MediaError(f"ffprobe failed: {_last_lines(result.stderr)}")
+    out = []
+    for p in json.loads(result.stdout).get("packets", []):
+        pts = _float(p.get("pts_time"))
+        dts = _float(p.get("dts_time"))
+        pts = pts if pts is not None else (dts or 0.0)
+        dts = dts if dts is not None else pts
+        duration = _float(p.get("duration_time")) or 0.0
+        out.append(Packet(pts, dts, duration, "K" in p.get("flags", "")))
+    return out
+
+
+def frame_rate(video: VideoStream, cap: int = 60) -> Fraction:
+    """The output frame rate: the nominal rate, capped at 60 (VFR becomes CFR at it)."""
+    rate = video.frame_rate
+    if rate <= 0 or rate > cap:
+        rate = video.avg_frame_rate if 0 < video.avg_frame_rate <= cap else Fraction(cap)
+    return rate

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from confluent_kafka.admin import AdminClient
@@ -12,6 +14,7 @@ from confluent_kafka.admin import AdminClient
 from reel import logs, metrics
 from reel.settings import Settings, load
 from reel.storage import Storage
+from reel.worker import Stage, Worker
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,15 @@ def check_connections(settings: Settings) -> None:
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     admin.list_topics(timeout=10)
     Storage.from_settings(settings).ping()
+
+
+def run_stage(name: str, make_stage: Callable[[Settings, Storage], Stage]) -> None:
+    """A worker service: the shared loop around this service's handler."""
+    proc = start(name)
+    check_connections(proc.settings)
+    storage = Storage.from_settings(proc.settings)
+    stage = make_stage(proc.settings, storage)
+    sys.exit(Worker(stage, proc.settings, storage, proc.stopping).run())
 
 
 def run_skeleton(name: str) -> None:

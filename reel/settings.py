@@ -41,6 +41,10 @@ class Settings:
     max_attempts: int = 3
     drain_timeout_s: float = 150.0  # SIGTERM: finish the current task if it ends within this
     revoke_grace_s: float = 30.0  # a revoked partition's task is finished if it ends within this
+    oversubscription: int = 3  # segments per live transcoder
+    min_segment_s: float = 12.0  # clamp of a segment's length (tests use 2)
+    max_segment_s: float = 120.0
+    scratch_dir: str = ""  # local work files; empty: the system temp folder
     log_level: str = "INFO"
     ready_timeout_s: float = 90.0
     slot: int = 0  # REEL_SLOT: this worker's slot; names its transactional.id

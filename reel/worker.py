@@ -124,6 +124,23 @@ class Running:
         return not self.thread.is_alive()
 
 
+def fail_video(stage: str) -> DeadLetterHook:
+    """The dead-letter hook of every pipeline stage: the video fails with the reason."""
+
+    def hook(event: dict[str, Any], reason: str) -> list[Output]:
+        env = envelope(
+            video_id=event["video_id"], producer=stage, generation=event["generation"],
+            track=event["track"], segment_index=event["segment_index"],
+            attempt=event.get("attempt", 1), trace_id=event.get("trace_id"),
+            event_id=str(uuid.uuid5(EVENT_NS, f"{event['event_id']}/video.failed")),
+        )  # fmt: skip
+        record = {**env, "stage": stage, "reason": reason, "detail": None,
+                  "callback_url": event.get("callback_url")}  # fmt: skip
+        return [Output("video.failed", event["video_id"], record)]
+
+    return hook
+
+
 class Worker:
     def __init__(
         self,

@@ -31,6 +31,8 @@ def segment_requested(video_id: str, index: int, source_key: str = "clip.mp4") -
         "source": {"bucket": "reel-sources", "key": source_key, "etag": "e", "size": 1},
         "profile": "tiny", "formats": ["mp4"], "fps_num": 25, "fps_den": 1, "gop_frames": 50,
         "start_frame": index * 50, "frame_count": 50, "segment_count": 1000,
+        "total_frames": 50_000, "video_start": 0.0, "has_audio": False,
+        "display_width": 320, "display_height": 240,
     }  # fmt: skip
 
 

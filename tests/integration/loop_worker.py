@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 
+from reel.contract import task_fields
 from reel.faults import fault_point
 from reel.service import start
 from reel.storage import Storage
@@ -38,12 +39,8 @@ def make_handler(storage: Storage, bucket: str, out_topic: str, work_s: float):
         result = storage.put_bytes(
             bucket, prefix + "result", hashlib.sha256(payload).hexdigest().encode()
         )
-        record = {
-            **task.envelope(out_topic), **{k: ev[k] for k in (
-                "source", "profile", "formats", "fps_num", "fps_den", "gop_frames",
-                "start_frame", "frame_count", "segment_count")},
-            "span": result.as_record(), "span_start": 0.0,
-        }  # fmt: skip
+        record = {**task.envelope(out_topic), **task_fields(ev), "span": result.as_record(),
+                  "span_start": 0.0}  # fmt: skip
         return [Output(out_topic, (task.key or b"").decode(), record, "reel.events.SegmentPulled")]
 
     return handle

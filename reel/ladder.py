@@ -1,0 +1,107 @@
+"""Encoding profiles (data files in reel/profiles/) and the ladder a source gets.
+
+Shared by the splitter (validates the profile), the transcoder (what to encode)
+and the pusher (how to package it).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+PROFILES_DIR = Path(__file__).parent / "profiles"
+
+
+class UnknownProfile(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Rung:
+    name: str
+    height: int
+    bitrate: int  # bits per second
+
+
+@dataclass(frozen=True)
+class AudioSpec:
+    codec: str
+    bitrate: int
+    channels: int
+    sample_rate: int
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    codec: str  # ffmpeg encoder: libx264 | libx265
+    preset: str
+    gop_seconds: float
+    rungs: tuple[Rung, ...]
+    audio: AudioSpec
+
+    @property
+    def hevc(self) -> bool:
+        return self.codec == "libx265"
+
+
+@dataclass(frozen=True)
+class Rendition:
+    """A rung as it applies to one source: output size in square pixels."""
+
+    name: str
+    width: int
+    height: int
+    bitrate: int
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.json"))
+
+
+def load(name: str) -> Profile:
+    path = PROFILES_DIR / f"{name}.json"
+    if not name or "/" in name or not path.exists():
+        raise UnknownProfile(f"unknown profile {name!r}; known: {', '.join(available())}")
+    raw = json.loads(path.read_text())
+    return Profile(
+        name=raw["name"],
+        codec=raw["codec"],
+        preset=raw["preset"],
+        gop_seconds=float(raw["gop_seconds"]),
+        rungs=tuple(Rung(**r) for r in raw["rungs"]),
+        audio=AudioSpec(**raw["audio"]),
+    )
+
+
+def even(x: float) -> int:
+    return max(2, int(round(x / 2)) * 2)
+
+
+def display_size(
+    width: int, height: int, sample_aspect: Fraction, rotation: int
+) -> tuple[int, int]:
+    """The picture a viewer sees: non-square pixels stretched, then rotation applied."""
+    w = width * (sample_aspect if sample_aspect > 0 else 1)
+    h = Fraction(height)
+    if rotation % 180 == 90:
+        w, h = h, w
+    return int(round(w)), int(round(h))
+
+
+def renditions(profile: Profile, display_w: int, display_h: int) -> list[Rendition]:
+    """Rungs no taller than the picture's short side (never upscale); a source smaller
+    than every rung gets one rendition at its own size with the lowest rung's bitrate."""
+    portrait = display_h > display_w
+    short = min(display_w, display_h)
+    fit = [r for r in profile.rungs if r.height <= short] or [
+        Rung(f"{even(short)}p", even(short), profile.rungs[-1].bitrate)
+    ]
+    out = []
+    for rung in fit:
+        long_side = even(rung.height * max(display_w, display_h) / short)
+        w, h = (rung.height, long_side) if portrait else (long_side, rung.height)
+        out.append(Rendition(rung.name, even(w), even(h), rung.bitrate))
+    return out

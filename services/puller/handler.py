@@ -1,0 +1,85 @@
+"""segment.requested -> segment.pulled: only the bytes a segment needs, in the work area.
+
+A video segment becomes a stream-copied MP4 span (MP4 keeps the rotation matrix)
+from the source keyframe at or before its first frame to a margin past its end,
+source timestamps kept (-copyts); the audio task copies the audio track whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from reel import media
+from reel.contract import media_seconds, segment_window, task_fields, task_key, work_key
+from reel.scratch import scratch
+from reel.settings import Settings
+from reel.storage import ObjectMissing, Storage
+from reel.worker import Output, Permanent, Stage, Task, fail_video
+
+MARGIN_S = 1.0  # past the segment's end: B-frames and open GOPs need the packets after it
+
+
+@dataclass(frozen=True)
+class Deps:
+    settings: Settings
+    storage: Storage
+
+
+def span_args(url: str, seek: float, length: float, out: Path) -> list[str]:
+    """Stream copy from the keyframe at or before `seek` (input -ss counts from the
+    container's start), keeping source timestamps."""
+    return ["-copyts", "-ss", f"{seek:.6f}", "-t", f"{length + MARGIN_S:.6f}", "-i", url,
+            "-map", "0:v:0", "-c", "copy", "-f", "mp4", "-y", str(out)]  # fmt: skip
+
+
+def audio_args(url: str, out: Path) -> list[str]:
+    return ["-copyts", "-i", url, "-map", "0:a:0", "-c", "copy", "-f", "matroska", "-y", str(out)]
+
+
+def handle(task: Task, deps: Deps) -> list[Output]:
+    ev = task.event
+    src = ev["source"]
+    try:
+        deps.storage.stat(src["bucket"], src["key"])
+    except ObjectMissing as exc:
+        raise Permanent(f"source object {src['bucket']}/{src['key']} does not exist") from exc
+    url = deps.storage.presign_get(src["bucket"], src["key"])
+    with scratch(deps.settings, "pull") as tmp:
+        if ev["track"] == "audio":
+            out, name = tmp / "audio.mka", "audio.mka"
+            media.run_ffmpeg(audio_args(url, out), timeout=600, cancel=task.cancel)
+            probe = media.probe(out)
+            if probe.audio is None:
+                raise Permanent("the source's audio track could not be copied")
+            span_start = probe.audio.start_time
+        else:
+            out, name = tmp / "span.mp4", "span.mp4"
+            start, length = segment_window(ev)
+            seek = max(0.0, start - media.probe(url).start_time)
+            media.run_ffmpeg(
+                span_args(url, seek, length, out), timeout=120 + 4 * length, cancel=task.cancel,
+                on_progress=lambda s: task.report(100 * s / (length + MARGIN_S)),
+            )  # fmt: skip
+            probe = media.probe(out)
+            if probe.video is None:
+                raise RuntimeError("the pulled span has no video")
+            span_start = probe.video.start_time
+            if span_start > start + 0.5 / float(Fraction(ev["fps_num"], ev["fps_den"])):
+                raise RuntimeError(
+                    f"span starts at {span_start:.3f}s, after the segment ({start:.3f}s)"
+                )
+        ref = deps.storage.put_file(
+            deps.storage.settings.bucket_work, work_key(ev, task.attempt.attempt_id, name), out
+        )
+    record = {**task.envelope("segment.pulled"), **task_fields(ev), "span": ref.as_record(),
+              "span_start": span_start}  # fmt: skip
+    key = task_key(ev["video_id"], ev["track"], ev["segment_index"])
+    return [Output("segment.pulled", key, record)]
+
+
+def make_stage(settings: Settings, storage: Storage) -> Stage:
+    deps = Deps(settings, storage)
+    return Stage("puller", "segment.requested", lambda t: handle(t, deps),
+                 on_dead_letter=fail_video("puller"), media_seconds=media_seconds)  # fmt: skip

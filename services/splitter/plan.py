@@ -1,0 +1,59 @@
+"""Segment planning on the output GOP grid, counted in frames (pure)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+
+@dataclass(frozen=True)
+class Segment:
+    index: int
+    start_frame: int
+    frame_count: int
+
+
+def gop_frames(fps: Fraction, gop_seconds: float = 2.0) -> int:
+    """G = round(2 s x fps) frames: 48 at 24 fps, 60 at 29.97."""
+    return max(1, round(float(fps) * gop_seconds))
+
+
+def plan_segments(
+    total_frames: int,
+    fps: Fraction,
+    workers: int,
+    gop: int,
+    oversubscription: int = 3,
+    min_seconds: float = 12.0,
+    max_seconds: float = 120.0,
+) -> list[Segment]:
+    """Split `total_frames` into segments of whole GOPs (all but the last).
+
+    The count aims at workers x oversubscription, clamped so each segment lies
+    between min_seconds and max_seconds; GOPs are spread evenly, so segments differ
+    by at most one GOP (the last also takes the remainder frames).
+    """
+    if total_frames <= 0:
+        raise ValueError("nothing to plan: no frames")
+    total_gops = math.ceil(total_frames / gop)
+    gop_s = gop / float(fps)
+    min_gops = max(1, math.ceil(min_seconds / gop_s - 1e-9))
+    max_gops = max(min_gops, math.floor(max_seconds / gop_s + 1e-9))
+    wanted = max(1, workers * oversubscription)
+    count = max(1, min(wanted, total_gops // min_gops))  # no segment under the minimum
+    count = max(count, math.ceil(total_gops / max_gops))  # none over the maximum
+    count = min(count, total_gops)
+    base, extra = divmod(total_gops, count)
+    segments, start = [], 0
+    for i in range(count):
+        frames = (base + (1 if i < extra else 0)) * gop
+        frames = min(frames, total_frames - start)
+        segments.append(Segment(i, start, frames))
+        start += frames
+    return segments
+
+
+def dispatch_order(segments: list[Segment]) -> list[Segment]:
+    """Longest first, so the last to finish is a short one."""
+    return sorted(segments, key=lambda s: (-s.frame_count, s.index))

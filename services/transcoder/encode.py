@@ -1,0 +1,60 @@
+"""ffmpeg arguments for the transcoder (pure): an exact cut of a span, decoded once,
+encoded into every rung in one run; and the audio, once, full length."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+from reel.ladder import AudioSpec, Profile, Rendition
+
+BITEXACT = ["-fflags", "+bitexact"]  # repeatable bytes: upload parts can be reused
+
+
+def cut_seek(segment_start: float, span_start: float, fps: Fraction) -> float:
+    """Input -ss counts from the span's own start; seek half a frame early so rounding
+    never drops the boundary frame, then take exactly N frames."""
+    return max(0.0, segment_start - span_start - 0.5 / float(fps))
+
+
+def video_codec_args(profile: Profile, r: Rendition, gop: int) -> list[str]:
+    rate, maxrate, bufsize = r.bitrate, int(r.bitrate * 1.07), r.bitrate * 2
+    common = ["-b:v", str(rate), "-maxrate", str(maxrate), "-bufsize", str(bufsize),
+              "-pix_fmt", "yuv420p", "-preset", profile.preset]  # fmt: skip
+    if profile.hevc:
+        # ffmpeg's -threads does not bound x265's own pools: set them for bit-exact output.
+        params = (
+            f"pools=1:frame-threads=1:keyint={gop}:min-keyint={gop}:scenecut=0:"
+            f"vbv-maxrate={maxrate // 1000}:vbv-bufsize={bufsize // 1000}:log-level=error"
+        )
+        return ["-c:v", "libx265", *common, "-tag:v", "hvc1", "-x265-params", params]
+    return ["-c:v", "libx264", *common, "-profile:v", "high", "-g", str(gop),
+            "-keyint_min", str(gop), "-sc_threshold", "0", "-threads", "1"]  # fmt: skip
+
+
+def segment_args(
+    span: Path, seek: float, frames: int, renditions: list[Rendition], profile: Profile,
+    gop: int, outputs: list[Path],
+) -> list[str]:  # fmt: skip
+    n = len(renditions)
+    graph = [f"[0:v:0]setpts=PTS-STARTPTS,split={n}" + "".join(f"[s{i}]" for i in range(n))]
+    graph += [f"[s{i}]scale={r.width}:{r.height},setsar=1[o{i}]" for i, r in enumerate(renditions)]
+    args = ["-threads", "1", "-ss", f"{seek:.6f}", "-i", str(span),
+            "-filter_complex", ";".join(graph), "-filter_complex_threads", "1"]  # fmt: skip
+    for i, (r, out) in enumerate(zip(renditions, outputs, strict=True)):
+        args += ["-map", f"[o{i}]", "-frames:v", str(frames), "-an",
+                 *video_codec_args(profile, r, gop), *BITEXACT, "-flags:v", "+bitexact",
+                 "-f", "mp4", "-y", str(out)]  # fmt: skip
+    return args
+
+
+def audio_args(src: Path, offset: float, duration: float, spec: AudioSpec, out: Path) -> list[str]:
+    """Encode the audio once. `offset` = audio start - video start (source seconds):
+    the output timeline starts at the first video frame; aresample pads silence when
+    audio starts late and trims what comes before the first frame."""
+    chain = (f"asetpts=PTS+({offset:.6f}/TB),"
+             f"aresample={spec.sample_rate}:async=1:first_pts=0")  # fmt: skip
+    return ["-threads", "1", "-i", str(src), "-map", "0:a:0", "-af", chain,
+            "-t", f"{duration:.6f}", "-c:a", "aac", "-b:a", str(spec.bitrate),
+            "-ac", str(spec.channels), "-ar", str(spec.sample_rate),
+            *BITEXACT, "-flags:a", "+bitexact", "-f", "mp4", "-y", str(out)]  # fmt: skip

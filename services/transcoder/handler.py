@@ -1,0 +1,99 @@
+"""segment.pulled -> segment.transcoded: the segment cut exactly out of its span and
+encoded into every rung in one ffmpeg run; or the audio track, encoded once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from reel import ladder, media
+from reel.contract import media_seconds, segment_window, task_fields, work_key
+from reel.faults import fault_point
+from reel.scratch import scratch
+from reel.settings import Settings
+from reel.storage import ObjectRef, Storage
+from reel.worker import Output, Permanent, Stage, Task, fail_video
+from services.transcoder.encode import audio_args, cut_seek, segment_args
+
+
+@dataclass(frozen=True)
+class Deps:
+    settings: Settings
+    storage: Storage
+
+
+def encode_timeout(seconds: float) -> float:
+    """A hung ffmpeg is killed: generous for a 2-core machine, bounded by the unit length."""
+    return 120.0 + 20.0 * seconds
+
+
+def _progress(task: Task, total: float) -> Any:
+    def report(done: float) -> None:
+        task.report(100 * done / total if total else 0)
+        if done >= total / 2:
+            fault_point("mid-encode")
+
+    return report
+
+
+def transcode_video(task: Task, deps: Deps, span: Path, tmp: Path) -> list[dict[str, Any]]:
+    ev = task.event
+    profile = ladder.load(ev["profile"])
+    rends = ladder.renditions(profile, ev["display_width"], ev["display_height"])
+    fps = Fraction(ev["fps_num"], ev["fps_den"])
+    start, length = segment_window(ev)
+    outs = [tmp / f"{r.name}.mp4" for r in rends]
+    args = segment_args(span, cut_seek(start, ev["span_start"], fps), ev["frame_count"], rends,
+                        profile, ev["gop_frames"], outs)  # fmt: skip
+    media.run_ffmpeg(args, timeout=encode_timeout(length), cancel=task.cancel,
+                     on_progress=_progress(task, length))  # fmt: skip
+    records = []
+    for r, out in zip(rends, outs, strict=True):
+        frames = len(media.packets(out))
+        if frames != ev["frame_count"]:  # the cut must be frame-exact
+            raise RuntimeError(f"{r.name}: cut has {frames} frames, expected {ev['frame_count']}")
+        key = work_key(ev, task.attempt.attempt_id, out.name)
+        ref = deps.storage.put_file(deps.settings.bucket_work, key, out)
+        records.append({"rung": r.name, "codec": "hevc" if profile.hevc else "h264",
+                        "width": r.width, "height": r.height, "bitrate": r.bitrate,
+                        "object": ref.as_record()})  # fmt: skip
+    return records
+
+
+def transcode_audio(task: Task, deps: Deps, src: Path, tmp: Path) -> list[dict[str, Any]]:
+    ev = task.event
+    spec = ladder.load(ev["profile"]).audio
+    duration = ev["total_frames"] * ev["fps_den"] / ev["fps_num"]
+    out = tmp / "audio.m4a"
+    offset = ev["span_start"] - ev["video_start"]
+    media.run_ffmpeg(audio_args(src, offset, duration, spec, out), timeout=encode_timeout(duration),
+                     cancel=task.cancel, on_progress=_progress(task, duration))  # fmt: skip
+    key = work_key(ev, task.attempt.attempt_id, out.name)
+    ref = deps.storage.put_file(deps.settings.bucket_work, key, out)
+    return [{"rung": "audio", "codec": "aac", "width": 0, "height": 0, "bitrate": spec.bitrate,
+             "object": ref.as_record()}]  # fmt: skip
+
+
+def handle(task: Task, deps: Deps) -> list[Output]:
+    ev = task.event
+    try:
+        ladder.load(ev["profile"])
+    except ladder.UnknownProfile as exc:
+        raise Permanent(str(exc)) from exc
+    with scratch(deps.settings, "transcode") as tmp:
+        span = deps.storage.get_file(ObjectRef.from_record(ev["span"]), tmp / "in" / "span")
+        if ev["track"] == "audio":
+            renditions = transcode_audio(task, deps, span, tmp)
+        else:
+            renditions = transcode_video(task, deps, span, tmp)
+    record = {**task.envelope("segment.transcoded"), **task_fields(ev), "renditions": renditions}
+    # Keyed by video: one pusher owns a video's assembly.
+    return [Output("segment.transcoded", ev["video_id"], record)]
+
+
+def make_stage(settings: Settings, storage: Storage) -> Stage:
+    deps = Deps(settings, storage)
+    return Stage("transcoder", "segment.pulled", lambda t: handle(t, deps),
+                 on_dead_letter=fail_video("transcoder"), media_seconds=media_seconds)  # fmt: skip

@@ -1,0 +1,46 @@
+from fractions import Fraction
+
+import pytest
+
+from reel.ladder import UnknownProfile, display_size, load, renditions
+
+
+def test_default_profile_is_the_four_rung_h264_ladder() -> None:
+    p = load("default")
+    assert p.codec == "libx264" and p.preset == "veryfast" and p.gop_seconds == 2
+    assert [(r.height, r.bitrate) for r in p.rungs] == [
+        (1080, 5_000_000), (720, 3_000_000), (480, 1_500_000), (360, 800_000)]  # fmt: skip
+    assert (p.audio.bitrate, p.audio.channels) == (128_000, 2)
+    assert load("hevc").hevc
+
+
+def test_unknown_profile_names_the_known_ones() -> None:
+    with pytest.raises(UnknownProfile, match="default"):
+        load("ultra")
+    with pytest.raises(UnknownProfile):
+        load("../etc/passwd")
+
+
+def test_never_upscale() -> None:
+    r = renditions(load("default"), 1280, 720)
+    assert [(x.name, x.width, x.height) for x in r] == [
+        ("720p", 1280, 720), ("480p", 854, 480), ("360p", 640, 360)]  # fmt: skip
+
+
+def test_portrait_uses_the_short_side() -> None:
+    w, h = display_size(1920, 1080, Fraction(1), 90)
+    assert (w, h) == (1080, 1920)
+    r = renditions(load("default"), w, h)
+    assert (r[0].width, r[0].height) == (1080, 1920)
+
+
+def test_non_square_pixels_are_applied_and_sizes_even() -> None:
+    w, h = display_size(720, 576, Fraction(16, 11), 0)  # PAL 16:9 anamorphic
+    assert (w, h) == (1047, 576)
+    for x in renditions(load("default"), w, h):
+        assert x.width % 2 == 0 and x.height % 2 == 0
+
+
+def test_source_smaller_than_every_rung_keeps_its_size() -> None:
+    r = renditions(load("default"), 320, 240)
+    assert [(x.width, x.height, x.bitrate) for x in r] == [(320, 240, 800_000)]

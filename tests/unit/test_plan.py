@@ -1,0 +1,70 @@
+from fractions import Fraction
+
+import pytest
+
+from services.splitter.plan import dispatch_order, gop_frames, plan_segments
+
+
+def check_grid(segments, total: int, gop: int) -> None:
+    assert segments[0].start_frame == 0
+    for a, b in zip(segments, segments[1:], strict=False):
+        assert b.start_frame == a.start_frame + a.frame_count  # contiguous, no gap
+    assert sum(s.frame_count for s in segments) == total
+    for s in segments[:-1]:
+        assert s.frame_count % gop == 0 and s.start_frame % gop == 0  # whole GOPs
+
+
+@pytest.mark.parametrize("fps,gop", [(Fraction(24), 48), (Fraction(30000, 1001), 60),
+                                     (Fraction(24000, 1001), 48), (Fraction(25), 50),
+                                     (Fraction(60), 120)])  # fmt: skip
+def test_gop_is_two_seconds_in_frames(fps: Fraction, gop: int) -> None:
+    assert gop_frames(fps) == gop
+
+
+def test_count_follows_fleet_and_oversubscription() -> None:
+    fps = Fraction(24)
+    segs = plan_segments(24 * 600, fps, workers=2, gop=48)  # 10 min, 2 workers x 3
+    assert len(segs) == 6
+    check_grid(segs, 24 * 600, 48)
+    assert max(s.frame_count for s in segs) - min(s.frame_count for s in segs) <= 48
+
+
+def test_minimum_length_clamps_the_count() -> None:
+    segs = plan_segments(24 * 30, Fraction(24), workers=8, gop=48, min_seconds=12)
+    assert len(segs) == 2  # 30 s can hold only two 12 s segments
+    assert all(s.frame_count >= 12 * 24 for s in segs)
+
+
+def test_maximum_length_clamps_the_count() -> None:
+    segs = plan_segments(24 * 3600, Fraction(24), workers=1, gop=48, max_seconds=120)
+    assert len(segs) == 30 and all(s.frame_count <= 120 * 24 for s in segs)
+    check_grid(segs, 24 * 3600, 48)
+
+
+def test_test_minimum_gives_joins_on_short_clips() -> None:
+    segs = plan_segments(250, Fraction(25), workers=1, gop=50, min_seconds=2)
+    assert len(segs) == 3  # 10 s, 1 worker x 3, 2 s minimum: two joins
+    check_grid(segs, 250, 50)
+
+
+def test_odd_frame_rate_remainder_goes_to_the_last_segment() -> None:
+    total = 1799  # 60.0 s at 29.97 fps, not a whole number of GOPs
+    segs = plan_segments(total, Fraction(30000, 1001), workers=2, gop=60, min_seconds=12)
+    check_grid(segs, total, 60)
+    assert segs[-1].frame_count % 60 != 0
+
+
+def test_clip_shorter_than_one_gop_is_one_segment() -> None:
+    segs = plan_segments(30, Fraction(25), workers=4, gop=50, min_seconds=2)
+    assert [(s.start_frame, s.frame_count) for s in segs] == [(0, 30)]
+
+
+def test_no_frames_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        plan_segments(0, Fraction(25), workers=1, gop=50)
+
+
+def test_dispatch_is_longest_first() -> None:
+    segs = plan_segments(24 * 100 + 7, Fraction(24), workers=2, gop=48, min_seconds=2)
+    order = dispatch_order(segs)
+    assert [s.frame_count for s in order] == sorted((s.frame_count for s in segs), reverse=True)
