@@ -30,9 +30,7 @@ def consumer_config(settings: Settings, group: str, client_id: str) -> dict[str,
     }
 
 
-def producer_config(
-    settings: Settings, client_id: str, transactional_id: str | None
-) -> dict[str, Any]:
+def producer_config(settings: Settings, client_id: str, transactional_id: str | None) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap,
         "client.id": client_id,

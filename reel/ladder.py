@@ -80,9 +80,7 @@ def even(x: float) -> int:
     return max(2, int(round(x / 2)) * 2)
 
 
-def display_size(
-    width: int, height: int, sample_aspect: Fraction, rotation: int
-) -> tuple[int, int]:
+def display_size(width: int, height: int, sample_aspect: Fraction, rotation: int) -> tuple[int, int]:
     """The picture a viewer sees: non-square pixels stretched, then rotation applied."""
     w = width * (sample_aspect if sample_aspect > 0 else 1)
     h = Fraction(height)

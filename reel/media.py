@@ -114,8 +114,7 @@ def parse_probe(data: dict) -> Probe:
                 duration=_float(s.get("duration")),
                 frames=_int(s.get("nb_frames")),
                 rotation=_rotation(s),
-                sample_aspect=_fraction(s.get("sample_aspect_ratio", "1:1").replace(":", "/"))
-                or Fraction(1),
+                sample_aspect=_fraction(s.get("sample_aspect_ratio", "1:1").replace(":", "/")) or Fraction(1),
                 pix_fmt=s.get("pix_fmt", ""),
             )
         elif kind == "audio" and audio is None:
@@ -176,9 +175,7 @@ def run_ffmpeg(
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     assert proc.stdout is not None and proc.stderr is not None
     err_thread = threading.Thread(target=lambda: tail.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
-    out_thread = threading.Thread(
-        target=_read_progress, args=(proc.stdout, on_progress), daemon=True
-    )
+    out_thread = threading.Thread(target=_read_progress, args=(proc.stdout, on_progress), daemon=True)
     err_thread.start()
     out_thread.start()
     deadline = time.monotonic() + timeout
@@ -187,9 +184,7 @@ def run_ffmpeg(
             if cancel is not None and cancel.is_set():
                 raise FfmpegCancelled("ffmpeg cancelled")
             if time.monotonic() > deadline:
-                raise FfmpegTimeout(
-                    f"ffmpeg timed out after {timeout:.0f}s: {_last_lines(''.join(tail), 3)}"
-                )
+                raise FfmpegTimeout(f"ffmpeg timed out after {timeout:.0f}s: {_last_lines(''.join(tail), 3)}")
             time.sleep(0.05)
     finally:
         if proc.poll() is None:

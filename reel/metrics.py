@@ -10,9 +10,7 @@ TASK_SECONDS = Histogram(
     buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
 )  # fmt: skip
 IN_FLIGHT = Gauge("reel_tasks_in_flight", "Tasks being worked on", ["stage"])
-DEAD_LETTERS = Counter(
-    "reel_dead_letters_total", "Records sent to a dead-letter topic", ["topic", "kind"]
-)
+DEAD_LETTERS = Counter("reel_dead_letters_total", "Records sent to a dead-letter topic", ["topic", "kind"])
 UP = Gauge("reel_service_up", "1 while the service runs", ["service", "slot"])
 
 

@@ -22,6 +22,7 @@ from typing import TypeVar
 
 import urllib3
 from minio import Minio
+from minio.commonconfig import CopySource
 from minio.datatypes import Part
 from minio.error import S3Error
 
@@ -157,9 +158,7 @@ class Storage:
         digest = sha256_file(path)
         if size <= PART_SIZE:
             self._retry(
-                lambda: self.client.fput_object(
-                    bucket, key, str(path), metadata={SHA_META: digest}
-                ),
+                lambda: self.client.fput_object(bucket, key, str(path), metadata={SHA_META: digest}),
                 f"put {bucket}/{key}",
             )
             if progress:
@@ -167,6 +166,12 @@ class Storage:
         else:
             MultipartUpload(self, bucket, key, path, digest).run(progress)
         return ObjectRef(bucket, key, digest, size)
+
+    def copy(self, ref: ObjectRef, bucket: str, key: str) -> ObjectRef:
+        """Server-side copy; the sha256 metadata travels with the object."""
+        source = CopySource(ref.bucket, ref.key)
+        self._guard_missing(lambda: self.client.copy_object(bucket, key, source), ref.bucket, ref.key)
+        return ObjectRef(bucket, key, ref.sha256, ref.size)
 
     def get_bytes(self, bucket: str, key: str) -> bytes:
         def call() -> bytes:
@@ -199,6 +204,13 @@ class Storage:
             "sha256": meta.get("x-amz-meta-" + SHA_META),
             "last_modified": st.last_modified,
         }
+
+    def ref(self, bucket: str, key: str) -> ObjectRef:
+        """An ObjectRef for a stored object, from its size and sha256 metadata."""
+        st = self.stat(bucket, key)
+        if not st["sha256"]:
+            raise ChecksumMismatch(f"{bucket}/{key} carries no sha256")
+        return ObjectRef(bucket, key, str(st["sha256"]), int(st["size"]))  # type: ignore[call-overload]
 
     def exists(self, bucket: str, key: str) -> bool:
         try:

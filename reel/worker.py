@@ -162,9 +162,7 @@ class Worker:
         self.group = f"reel.{stage.name}"
         self.consumer = Consumer(consumer_config(settings, self.group, self.worker_id))
         # Stable per slot: a restarted slot fences its zombie and aborts its open transaction.
-        self.producer = Producer(
-            producer_config(settings, self.worker_id, f"reel.{self.worker_id}")
-        )
+        self.producer = Producer(producer_config(settings, self.worker_id, f"reel.{self.worker_id}"))
         self.heartbeats = Producer(producer_config(settings, self.worker_id + "-hb", None))
         self.running: Running | None = None
         self.last_activity = time.monotonic()
@@ -172,9 +170,7 @@ class Worker:
 
     # -- rebalance callbacks (run inside poll) ------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        consumer.incremental_assign(
-            partitions
-        )  # before pause: pausing an unassigned one does nothing
+        consumer.incremental_assign(partitions)  # before pause: pausing an unassigned one does nothing
         if self.running is not None:
             consumer.pause(partitions)
         log.info("assigned %s", [p.partition for p in partitions])
@@ -273,9 +269,7 @@ class Worker:
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         with task_context(topic=topic, partition=partition, offset=offset):
             try:
-                event = self.registry.decode(
-                    msg.value() or b"", self.stage.schema or schema_for_topic(topic)
-                )
+                event = self.registry.decode(msg.value() or b"", self.stage.schema or schema_for_topic(topic))
             except ContractError as exc:
                 log.error("undecodable record: %s", exc)
                 self._dead_letter(msg, None, exc.kind, str(exc), 0)
@@ -295,9 +289,7 @@ class Worker:
                 return
             attempt = self.attempts.begin(event, self.worker_id, previous)
         ctx["attempt"] = attempt.number
-        task = Task(
-            topic, partition, offset, msg.key(), msg.value() or b"", event, attempt, self.worker_id
-        )
+        task = Task(topic, partition, offset, msg.key(), msg.value() or b"", event, attempt, self.worker_id)
         self.consumer.pause(self.consumer.assignment())
         with task_context(**ctx):
             log.info("task started (attempt %d, id %s)", attempt.number, attempt.attempt_id)
@@ -365,9 +357,7 @@ class Worker:
         next_offset = [TopicPartition(task.topic, task.partition, task.offset + 1)]
         return self._transaction(outputs, next_offset, seek_back=True)
 
-    def _transaction(
-        self, outputs: list[Output], offsets: list[TopicPartition], seek_back: bool
-    ) -> bool:
+    def _transaction(self, outputs: list[Output], offsets: list[TopicPartition], seek_back: bool) -> bool:
         """One transaction; after an abort, seek_back sets each input back to its offset."""
         try:
             self.producer.begin_transaction()
@@ -451,8 +441,7 @@ class Worker:
         try:
             positions = self.consumer.position(assignment)
             committed = {
-                (tp.topic, tp.partition): tp.offset
-                for tp in self.consumer.committed(assignment, 10)
+                (tp.topic, tp.partition): tp.offset for tp in self.consumer.committed(assignment, 10)
             }
         except KafkaException as exc:
             log.info("idle commit skipped: %s", exc.args[0])
@@ -497,9 +486,7 @@ class Worker:
         outputs = [Output(dlq_topic(topic), (key or b"").decode(errors="replace"), record)]
         if event is not None and self.stage.on_dead_letter is not None:
             outputs += self.stage.on_dead_letter(event, reason)
-        if self._transaction(
-            outputs, [TopicPartition(topic, partition, offset + 1)], seek_back=True
-        ):
+        if self._transaction(outputs, [TopicPartition(topic, partition, offset + 1)], seek_back=True):
             metrics.DEAD_LETTERS.labels(topic, kind).inc()
             log.error("dead-lettered to %s: %s (%s)", dlq_topic(topic), reason, kind)
             return True
@@ -513,9 +500,7 @@ class Worker:
                   "attempt_id": task.attempt.attempt_id, "message": message}  # fmt: skip
         try:
             value = self.registry.encode_for_topic("task.progress", record)
-            self.heartbeats.produce(
-                "task.progress", key=task.event["video_id"].encode(), value=value
-            )
+            self.heartbeats.produce("task.progress", key=task.event["video_id"].encode(), value=value)
             self.heartbeats.poll(0)
         except (BufferError, KafkaException) as exc:  # heartbeats are best effort
             log.warning("heartbeat not sent: %s", exc)

@@ -39,9 +39,7 @@ def ensure_jars(libs: Path) -> None:
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         shutil.rmtree(libs, ignore_errors=True)
-        raise StackError(
-            f"fetching Kafka jars failed: {result.stdout[-300:]}{result.stderr[-300:]}"
-        )
+        raise StackError(f"fetching Kafka jars failed: {result.stdout[-300:]}{result.stderr[-300:]}")
 
 
 def server_properties(settings: Settings, data: Path) -> str:

@@ -54,9 +54,7 @@ def start(settings: Settings) -> Component:
     log = settings.home / "logs" / "s3.log"
     proc = spawn("s3", argv(settings, data), log)
     storage = Storage.from_settings(settings)
-    wait_ready(
-        "s3", proc.pid, lambda: healthy(settings) and storage.ping(), settings.ready_timeout_s, log
-    )
+    wait_ready("s3", proc.pid, lambda: healthy(settings) and storage.ping(), settings.ready_timeout_s, log)
     storage.ensure_buckets()
     return Component("s3", proc.pid, ports(settings), str(log), settings.s3_endpoint)
 

@@ -67,9 +67,7 @@ def handle(task: Task, deps: Deps) -> list[Output]:
                 raise RuntimeError("the pulled span has no video")
             span_start = probe.video.start_time
             if span_start > start + 0.5 / float(Fraction(ev["fps_num"], ev["fps_den"])):
-                raise RuntimeError(
-                    f"span starts at {span_start:.3f}s, after the segment ({start:.3f}s)"
-                )
+                raise RuntimeError(f"span starts at {span_start:.3f}s, after the segment ({start:.3f}s)")
         ref = deps.storage.put_file(
             deps.storage.settings.bucket_work, work_key(ev, task.attempt.attempt_id, name), out
         )

@@ -65,12 +65,8 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     gop = gop_frames(fps, profile.gop_seconds)
     s = deps.settings
     workers = deps.transcoders()
-    segments = plan_segments(
-        total, fps, workers, gop, s.oversubscription, s.min_segment_s, s.max_segment_s
-    )
-    width, height = ladder.display_size(
-        video.width, video.height, video.sample_aspect, video.rotation
-    )
+    segments = plan_segments(total, fps, workers, gop, s.oversubscription, s.min_segment_s, s.max_segment_s)
+    width, height = ladder.display_size(video.width, video.height, video.sample_aspect, video.rotation)
     has_audio = probe.audio is not None
     common: dict[str, Any] = {
         "source": src, "profile": profile.name, "formats": formats,

@@ -36,9 +36,7 @@ def make_handler(storage: Storage, bucket: str, out_topic: str, work_s: float):
             task.report(100 * (1 - (deadline - time.monotonic()) / work_s))
         if task.cancel.is_set():
             raise RuntimeError("cancelled")
-        result = storage.put_bytes(
-            bucket, prefix + "result", hashlib.sha256(payload).hexdigest().encode()
-        )
+        result = storage.put_bytes(bucket, prefix + "result", hashlib.sha256(payload).hexdigest().encode())
         record = {**task.envelope(out_topic), **task_fields(ev), "span": result.as_record(),
                   "span_start": 0.0}  # fmt: skip
         return [Output(out_topic, (task.key or b"").decode(), record, "reel.events.SegmentPulled")]

@@ -18,9 +18,7 @@ SERVICES = ["splitter", "puller", "transcoder", "pusher", "tracker"]
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_service_starts_and_stops_on_sigterm(
-    name: str, stack: Settings, stack_env: dict[str, str]
-) -> None:
+def test_service_starts_and_stops_on_sigterm(name: str, stack: Settings, stack_env: dict[str, str]) -> None:
     env = {**os.environ, **stack_env, "REEL_SLOT": "7"}
     proc = subprocess.Popen(
         [sys.executable, "-m", f"services.{name}"], cwd=PROJECT_ROOT, env=env,

@@ -57,9 +57,7 @@ def test_put_get_stat_list_presign(storage: Storage, stack: Settings, tmp_path: 
     assert storage.list(stack.bucket_work, prefix) == []
 
 
-def test_checksum_mismatch_and_missing_object(
-    storage: Storage, stack: Settings, tmp_path: Path
-) -> None:
+def test_checksum_mismatch_and_missing_object(storage: Storage, stack: Settings, tmp_path: Path) -> None:
     key = f"t-{uuid.uuid4()}/x.bin"
     ref = storage.put_bytes(stack.bucket_work, key, b"payload")
     wrong = ObjectRef(ref.bucket, ref.key, "0" * 64, ref.size)
@@ -113,9 +111,7 @@ def test_multipart_upload_of_a_different_file_reuses_nothing(
     up = MultipartUpload(storage, stack.bucket_outputs, key, first, sha256_file(first))
     upload_id = up._create()
     with open(first, "rb") as f:
-        storage.client._upload_part(
-            stack.bucket_outputs, key, f.read(PART_SIZE), None, upload_id, 1
-        )
+        storage.client._upload_part(stack.bucket_outputs, key, f.read(PART_SIZE), None, upload_id, 1)
     second = _random_file(tmp_path / "two.bin", 2 * PART_SIZE + 10)
     other = MultipartUpload(storage, stack.bucket_outputs, key, second, sha256_file(second))
     other.run()

@@ -13,9 +13,7 @@ def test_every_setting_is_documented() -> None:
 
 
 def test_environment_overrides_and_derived_addresses() -> None:
-    s = load(
-        {"REEL_KAFKA_PORT": "1234", "REEL_S3_SECURE": "yes", "DATABASE_URL": "postgresql://x/y"}
-    )
+    s = load({"REEL_KAFKA_PORT": "1234", "REEL_S3_SECURE": "yes", "DATABASE_URL": "postgresql://x/y"})
     assert s.kafka_bootstrap == "127.0.0.1:1234" and s.s3_secure is True
     assert not s.embedded_postgres and s.postgres_url == "postgresql://x/y"
     assert load({"REEL_KAFKA_BOOTSTRAP": "kafka:9092"}).kafka_bootstrap == "kafka:9092"

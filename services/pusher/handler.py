@@ -1,0 +1,249 @@
+"""segment.transcoded -> segment.uploaded, and at the last segment: join, package,
+gate, upload -> video.completed (or video.failed when the gate says no).
+
+Keyed by video, so one pusher at a time owns a video's assembly. Which segments
+are in lives in object storage (`placed/`), so a restarted pusher needs nothing
+from memory.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from reel import ladder, media
+from reel.contract import media_seconds
+from reel.faults import fault_point
+from reel.ladder import Profile, Rendition
+from reel.scratch import scratch
+from reel.settings import Settings
+from reel.storage import ObjectRef, Storage
+from reel.worker import Output, Permanent, Stage, Task, fail_video
+from services.pusher import gate
+from services.pusher.package import concat_list, hls_args, mp4_args, poster_args
+from services.pusher.playlist import Variant, bitrates, codec_string, master_playlist
+
+
+@dataclass(frozen=True)
+class Deps:
+    settings: Settings
+    storage: Storage
+
+
+class GateFailed(Exception):
+    pass
+
+
+def placed_prefix(ev: dict[str, Any]) -> str:
+    return f"{ev['video_id']}/{ev['generation']}/placed/"
+
+
+def placed_key(ev: dict[str, Any], rung: str) -> str:
+    part = "audio.m4a" if ev["track"] == "audio" else f"{ev['segment_index']:05d}.mp4"
+    return f"{placed_prefix(ev)}{rung}/{part}"
+
+
+def fps_of(ev: dict[str, Any]) -> Fraction:
+    return Fraction(ev["fps_num"], ev["fps_den"])
+
+
+def check_part(ev: dict[str, Any], rung: str, path: Path, profile: Profile) -> None:
+    """A segment is checked the moment it arrives, so a bad one is redone now."""
+    fps = fps_of(ev)
+    if ev["track"] == "audio":
+        duration = ev["total_frames"] / float(fps)
+        problems = gate.check_audio(media.packets(path, "a:0"), profile.audio.sample_rate, duration, fps)
+    else:
+        problems = gate.check_video(media.packets(path), fps, ev["frame_count"], ev["gop_frames"])
+    if problems:
+        raise RuntimeError(f"segment {ev['segment_index']} {rung}: {'; '.join(problems)}")
+
+
+def expected_parts(ev: dict[str, Any], rends: list[Rendition]) -> set[str]:
+    keys = {f"{r.name}/{i:05d}.mp4" for r in rends for i in range(ev["segment_count"])}
+    return keys | ({"audio/audio.m4a"} if ev["has_audio"] else set())
+
+
+def handle(task: Task, deps: Deps) -> list[Output]:
+    ev = task.event
+    profile = ladder.load(ev["profile"])
+    work = deps.settings.bucket_work
+    placed = []
+    with scratch(deps.settings, "push") as tmp:
+        for r in ev["renditions"]:
+            ref = ObjectRef.from_record(r["object"])
+            check_part(ev, r["rung"], deps.storage.get_file(ref, tmp / f"{r['rung']}.part"), profile)
+            fault_point("mid-check")
+            dest = deps.storage.copy(ref, work, placed_key(ev, r["rung"]))
+            placed.append({**r, "object": dest.as_record()})
+    uploaded = {**task.envelope("segment.uploaded"), "profile": ev["profile"],
+                "segment_count": ev["segment_count"], "renditions": placed}  # fmt: skip
+    outputs = [Output("segment.uploaded", ev["video_id"], uploaded)]
+    rends = ladder.renditions(profile, ev["display_width"], ev["display_height"])
+    have = {k[len(placed_prefix(ev)) :] for k in deps.storage.list(work, placed_prefix(ev))}
+    if expected_parts(ev, rends) <= have:
+        outputs.append(assemble(task, deps, profile, rends))
+    return outputs
+
+
+def assemble(task: Task, deps: Deps, profile: Profile, rends: list[Rendition]) -> Output:
+    ev = task.event
+    try:
+        with scratch(deps.settings, "stitch") as tmp:
+            files = build(task, deps, profile, rends, tmp)
+            outputs = upload(task, deps, files, tmp / "out")
+    except GateFailed as exc:
+        return failed(task, f"stitch gate: {exc}")
+    record = {**task.envelope("video.completed", segment_index=None, track="video"),
+              "manifest": outputs["manifest"], "outputs": outputs["list"], "callback_url": None}  # fmt: skip
+    return Output("video.completed", ev["video_id"], record)
+
+
+def failed(task: Task, reason: str) -> Output:
+    record = {**task.envelope("video.failed", segment_index=None, track="video"),
+              "stage": "pusher", "reason": reason, "detail": None, "callback_url": None}  # fmt: skip
+    return Output("video.failed", task.event["video_id"], record)
+
+
+def _fetch(deps: Deps, ev: dict[str, Any], name: str, dest: Path) -> Path:
+    ref = deps.storage.ref(deps.settings.bucket_work, placed_prefix(ev) + name)
+    return deps.storage.get_file(ref, dest)
+
+
+def build(task: Task, deps: Deps, profile: Profile, rends: list[Rendition], tmp: Path) -> dict[str, Any]:
+    """Join, mux, package and gate every output locally under tmp/out."""
+    ev = task.event
+    fps = fps_of(ev)
+    total = ev["total_frames"]
+    duration = total / float(fps)
+    out = tmp / "out"
+    (out / "mp4").mkdir(parents=True)
+    audio = _fetch(deps, ev, "audio/audio.m4a", tmp / "audio.m4a") if ev["has_audio"] else None
+    variants, mp4s = [], {}
+    joins: list[int] = []
+    audio_peak = audio_avg = 0
+    if audio is not None:
+        (out / "hls" / "audio").mkdir(parents=True)
+        media.run_ffmpeg(hls_args(audio, "a", out / "hls" / "audio", profile.hevc), timeout=300)
+        audio_peak, audio_avg = bitrates(out / "hls" / "audio" / "index.m3u8")
+    codec = "hevc" if profile.hevc else "h264"
+    for r in rends:
+        names = [f"{r.name}/{i:05d}.mp4" for i in range(ev["segment_count"])]
+        parts = [_fetch(deps, ev, n, tmp / "parts" / n) for n in names]
+        if not joins:  # the frame index where each segment starts
+            for part in parts[:-1]:
+                joins.append((joins[-1] if joins else 0) + len(media.packets(part)))
+            joins.insert(0, 0)
+        concat = tmp / f"{r.name}.txt"
+        concat.write_text(concat_list(parts))
+        mp4 = out / "mp4" / f"{r.name}.mp4"
+        media.run_ffmpeg(mp4_args(concat, audio, mp4), timeout=60 + duration)
+        fault_point("mid-join")
+        problems = gate.check_video(media.packets(mp4), fps, total, ev["gop_frames"], joins)
+        if audio is not None:
+            problems += gate.check_audio(media.packets(mp4, "a:0"), profile.audio.sample_rate,
+                                         _duration(audio), fps)  # fmt: skip
+        if problems:
+            raise GateFailed(f"{r.name}.mp4: {'; '.join(problems)}")
+        hls_dir = out / "hls" / r.name
+        hls_dir.mkdir(parents=True)
+        media.run_ffmpeg(hls_args(mp4, "v", hls_dir, profile.hevc), timeout=60 + duration)
+        peak, avg = bitrates(hls_dir / "index.m3u8")
+        v = media.probe(mp4).video
+        assert v is not None
+        codecs = codec_string(codec, _profile_name(mp4), _level(mp4))
+        if audio is not None:
+            codecs += "," + codec_string("aac", "LC", 0)
+        variants.append(Variant(f"{r.name}/index.m3u8", v.width, v.height, peak + audio_peak,
+                                avg + audio_avg, codecs))  # fmt: skip
+        mp4s[r.name] = {"rendition": r, "path": mp4, "bitrate": avg}
+    master = out / "hls" / "master.m3u8"
+    master.write_text(master_playlist(variants, "audio/index.m3u8" if audio is not None else None))
+    hls_probe = media.probe(master)  # the gate: the master plays
+    if hls_probe.video is None:
+        raise GateFailed("the HLS master playlist does not play")
+    top = out / "mp4" / f"{rends[0].name}.mp4"
+    media.run_ffmpeg(poster_args(top, min(duration * 0.1, 5.0), out / "poster.jpg"), timeout=60)
+    return {"mp4s": mp4s, "duration": duration, "codec": codec, "audio": audio}
+
+
+def _duration(path: Path) -> float:
+    probe = media.probe(path)
+    return float(probe.duration or 0.0)
+
+
+def _stream_field(path: Path, field: str) -> str:
+    import subprocess
+
+    result = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                             f"stream={field}", "-of", "csv=p=0", str(path)],
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    return result.stdout.strip()
+
+
+def _profile_name(path: Path) -> str:
+    return _stream_field(path, "profile")
+
+
+def _level(path: Path) -> int:
+    return int(_stream_field(path, "level") or 0)
+
+
+def upload(task: Task, deps: Deps, files: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Upload the outputs (resumable multipart for large files) and the manifest."""
+    ev = task.event
+    bucket, vid = deps.settings.bucket_outputs, ev["video_id"]
+    formats = set(ev["formats"])
+    listed: list[dict[str, Any]] = []
+    manifest_rows = []
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        rel = path.relative_to(out).as_posix()
+        kind = _kind(rel)
+        if (kind == "mp4" and "mp4" not in formats) or (kind.startswith("hls") and "hls" not in formats):
+            continue
+        ref = deps.storage.put_file(bucket, f"{vid}/{rel}", path)
+        fault_point("mid-upload")
+        rung = rel.split("/")[1] if kind in ("mp4", "hls-playlist") else None
+        if kind == "mp4":
+            rung = path.stem
+        if kind in ("mp4", "hls-master", "hls-playlist", "poster"):
+            listed.append({"kind": kind, "rung": rung, "object": ref.as_record()})
+        if kind == "mp4":
+            m = files["mp4s"][rung]
+            r = m["rendition"]
+            manifest_rows.append({"kind": "mp4", "rung": rung, "codec": files["codec"],
+                                  "width": r.width, "height": r.height, "target_bitrate": r.bitrate,
+                                  "bitrate": m["bitrate"], "duration": files["duration"],
+                                  "key": ref.key, "size": ref.size, "sha256": ref.sha256})  # fmt: skip
+        elif kind in ("hls-master", "hls-playlist", "poster"):
+            manifest_rows.append({"kind": kind, "rung": rung, "key": ref.key, "size": ref.size,
+                                  "sha256": ref.sha256})  # fmt: skip
+    manifest = {"video_id": vid, "generation": ev["generation"], "profile": ev["profile"],
+                "duration": files["duration"], "outputs": manifest_rows}  # fmt: skip
+    mref = deps.storage.put_bytes(bucket, f"{vid}/manifest.json", json.dumps(manifest, indent=2).encode())
+    listed.append({"kind": "manifest", "rung": None, "object": mref.as_record()})
+    return {"manifest": mref.as_record(), "list": listed}
+
+
+def _kind(rel: str) -> str:
+    if rel.startswith("mp4/"):
+        return "mp4"
+    if rel == "hls/master.m3u8":
+        return "hls-master"
+    if rel.startswith("hls/") and rel.endswith("index.m3u8"):
+        return "hls-playlist"
+    if rel.startswith("hls/"):
+        return "hls-segment"
+    return "poster" if rel == "poster.jpg" else "other"
+
+
+def make_stage(settings: Settings, storage: Storage) -> Stage:
+    deps = Deps(settings, storage)
+    return Stage("pusher", "segment.transcoded", lambda t: handle(t, deps),
+                 on_dead_letter=fail_video("pusher"), media_seconds=media_seconds)  # fmt: skip
+
+
+__all__ = ["make_stage", "handle", "Permanent"]

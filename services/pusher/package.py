@@ -1,0 +1,38 @@
+"""ffmpeg arguments for the pusher's packaging (pure): the gapless join, the MP4 with
+the once-encoded audio, HLS from the joined rung, and the poster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BITEXACT = ["-fflags", "+bitexact"]
+
+
+def concat_list(parts: list[Path]) -> str:
+    return "".join(f"file '{p}'\n" for p in parts)
+
+
+def mp4_args(concat: Path, audio: Path | None, out: Path) -> list[str]:
+    """Join a rung's segments (concat demuxer, stream copy) and mux the audio in."""
+    args = ["-f", "concat", "-safe", "0", "-i", str(concat)]
+    maps = ["-map", "0:v:0"]
+    if audio is not None:
+        args += ["-i", str(audio)]
+        maps += ["-map", "1:a:0"]
+    return [*args, *maps, "-c", "copy", "-movflags", "+faststart", *BITEXACT, "-y", str(out)]
+
+
+def hls_args(src: Path, stream: str, out_dir: Path, fmp4: bool, hls_time: float = 2.0) -> list[str]:
+    """One media playlist from one stream of a joined file; fMP4 segments for HEVC."""
+    args = ["-i", str(src), "-map", f"0:{stream}:0", "-c", "copy", "-f", "hls",
+            "-hls_time", f"{hls_time}", "-hls_playlist_type", "vod", *BITEXACT]  # fmt: skip
+    if fmp4:
+        args += ["-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
+                 "-hls_segment_filename", str(out_dir / "seg_%05d.m4s")]  # fmt: skip
+    else:
+        args += ["-hls_segment_filename", str(out_dir / "seg_%05d.ts")]
+    return [*args, "-y", str(out_dir / "index.m3u8")]
+
+
+def poster_args(src: Path, at: float, out: Path) -> list[str]:
+    return ["-ss", f"{at:.3f}", "-i", str(src), "-frames:v", "1", "-q:v", "3", "-y", str(out)]
