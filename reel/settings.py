@@ -35,7 +35,8 @@ class Settings:
     pg_port: int = 15432  # embedded Postgres
     metrics_port: int = 0  # 0: a free port; each worker serves /metrics
     tracker_port: int = 18080
-    workers_per_kind: int = 1  # fixed fleet size of each worker kind under `reel up`
+    workers_per_kind: int = 1  # fleet size of the splitter, puller and pusher under `reel up`
+    transcoders: int = 2  # fleet size of the transcoder under `reel up`
     session_timeout_ms: int = 6000
     transaction_timeout_ms: int = 10000
     max_attempts: int = 3

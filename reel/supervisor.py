@@ -39,7 +39,8 @@ class Slot:
 
 
 def fleet(settings: Settings) -> list[Slot]:
-    slots = [Slot(k, i) for k in WORKER_KINDS for i in range(settings.workers_per_kind)]
+    size = {k: settings.workers_per_kind for k in WORKER_KINDS} | {"transcoder": settings.transcoders}
+    slots = [Slot(k, i) for k in WORKER_KINDS for i in range(size[k])]
     return slots + [Slot("tracker", 0)]
 
 
