@@ -39,6 +39,7 @@ class Profile:
     codec: str  # ffmpeg encoder: libx264 | libx265
     preset: str
     gop_seconds: float
+    two_pass_below_s: float  # shorter segments get two passes: one-pass ABR has no time to settle
     rungs: tuple[Rung, ...]
     audio: AudioSpec
 
@@ -71,6 +72,7 @@ def load(name: str) -> Profile:
         codec=raw["codec"],
         preset=raw["preset"],
         gop_seconds=float(raw["gop_seconds"]),
+        two_pass_below_s=float(raw.get("two_pass_below_s", 0)),
         rungs=tuple(Rung(**r) for r in raw["rungs"]),
         audio=AudioSpec(**raw["audio"]),
     )

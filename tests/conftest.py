@@ -4,12 +4,14 @@ started by the same code as `reel up`, on ports apart from a developer's own sta
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from reel import clips, settings
+from reel import PROJECT_ROOT, clips, settings
 from reel.settings import Settings
 from reel.stack import down, up
 from reel.storage import Storage
@@ -17,9 +19,15 @@ from reel.storage import Storage
 TEST_PORTS = {"REEL_KAFKA_PORT": "29092", "REEL_S3_PORT": "26333", "REEL_PG_PORT": "25432"}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # A SIGTERM'd run still tears its stack down (pytest unwinds on KeyboardInterrupt).
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+
+
 @pytest.fixture(scope="session")
-def stack_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    home = tmp_path_factory.mktemp("reel-home")
+def stack_env() -> dict[str, str]:
+    # A fixed home: a stack a crashed run left behind is found and stopped first.
+    home = PROJECT_ROOT / ".reel-test"
     env = {"REEL_HOME": str(home), **TEST_PORTS, "REEL_SESSION_TIMEOUT_MS": "3000"}
     if "DATABASE_URL" in os.environ:  # CI may hand us a Postgres; else the embedded one
         env["DATABASE_URL"] = os.environ["DATABASE_URL"]
@@ -29,6 +37,9 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def stack(stack_env: dict[str, str]) -> Iterator[Settings]:
     s = settings.load({**os.environ, **stack_env})
+    down(s, say=lambda _m: None)
+    for part in ("kafka", "s3", "postgres", "logs"):  # every session starts clean
+        shutil.rmtree(s.home / part, ignore_errors=True)
     up(s, with_services=False, say=lambda _m: None)
     try:
         yield s

@@ -3,6 +3,7 @@ encoded into every rung in one ffmpeg run; or the audio track, encoded once."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -15,7 +16,7 @@ from reel.scratch import scratch
 from reel.settings import Settings
 from reel.storage import ObjectRef, Storage
 from reel.worker import Output, Permanent, Stage, Task, fail_video
-from services.transcoder.encode import audio_args, cut_seek, segment_args
+from services.transcoder.encode import audio_args, cut_seek, segment_runs
 
 
 @dataclass(frozen=True)
@@ -29,10 +30,12 @@ def encode_timeout(seconds: float) -> float:
     return 120.0 + 20.0 * seconds
 
 
-def _progress(task: Task, total: float) -> Any:
+def _progress(task: Task, total: float, run: int = 0, runs: int = 1) -> Callable[[float], None]:
+    """Reports percent of the whole task from run `run` of `runs` (two-pass encodes)."""
+
     def report(done: float) -> None:
-        task.report(100 * done / total if total else 0)
-        if done >= total / 2:
+        task.report(100 * (run + min(done / total, 1.0)) / runs if total else 0.0)
+        if run == runs - 1 and done >= total / 2:
             fault_point("mid-encode")
 
     return report
@@ -45,10 +48,11 @@ def transcode_video(task: Task, deps: Deps, span: Path, tmp: Path) -> list[dict[
     fps = Fraction(ev["fps_num"], ev["fps_den"])
     start, length = segment_window(ev)
     outs = [tmp / f"{r.name}.mp4" for r in rends]
-    args = segment_args(span, cut_seek(start, ev["span_start"], fps), ev["frame_count"], rends,
+    runs = segment_runs(span, cut_seek(start, ev["span_start"], fps), ev["frame_count"], fps, rends,
                         profile, ev["gop_frames"], outs)  # fmt: skip
-    media.run_ffmpeg(args, timeout=encode_timeout(length), cancel=task.cancel,
-                     on_progress=_progress(task, length))  # fmt: skip
+    for n, args in enumerate(runs):
+        media.run_ffmpeg(args, timeout=encode_timeout(length), cancel=task.cancel,
+                         on_progress=_progress(task, length, n, len(runs)))  # fmt: skip
     records = []
     for r, out in zip(rends, outs, strict=True):
         frames = len(media.packets(out))
