@@ -86,7 +86,10 @@ def submit_cmd(
             err.print(f"failed in {event['stage']}: {event['reason']}", highlight=False)
             raise typer.Exit(1)
         for o in event["outputs"]:
-            out.print(f"{o['kind']:13} s3://{o['object']['bucket']}/{o['object']['key']}", soft_wrap=True)
+            bucket, key = o["object"]["bucket"], o["object"]["key"]
+            out.print(f"{o['kind']:13} s3://{bucket}/{key}", soft_wrap=True)
+            if o["kind"] in ("hls-master", "mp4"):  # playable as is, for an hour
+                out.print(f"{'':13} {storage.presign_get(bucket, key)}", soft_wrap=True, highlight=False)
 
 
 if __name__ == "__main__":

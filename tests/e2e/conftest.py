@@ -19,7 +19,9 @@ E2E_ENV = {"REEL_MIN_SEGMENT_S": "2", "REEL_TRANSCODERS": "2", "REEL_DRAIN_TIMEO
 
 
 @pytest.fixture(scope="session")
-def fleet(stack: Settings, stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def fleet(
+    stack: Settings, stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
     """The services under the supervisor; yields the folder of their logs."""
     env = {**os.environ, **stack_env, **E2E_ENV}
     logs = Path(stack_env["REEL_HOME"]) / "logs"

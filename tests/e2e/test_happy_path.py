@@ -3,7 +3,9 @@ embedded stack; the outputs checked with ffprobe for what a viewer sees."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -71,7 +73,8 @@ def one_command(source: Path, r: ladder.Rendition, profile: ladder.Profile, gop:
     """What a user would run instead, for the same rung and target."""
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(source), "-vf", f"scale={r.width}:{r.height},setsar=1",
                     "-c:v", "libx264", "-preset", profile.preset, "-profile:v", "high",
-                    "-b:v", str(r.bitrate), "-maxrate", str(int(r.bitrate * 1.07)), "-bufsize", str(2 * r.bitrate),
+                    "-b:v", str(r.bitrate), "-maxrate", str(int(r.bitrate * 1.07)),
+                    "-bufsize", str(2 * r.bitrate),
                     "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-an", "-y", str(out)],
                    check=True)  # fmt: skip
     return out
@@ -128,3 +131,49 @@ def test_ladder_is_frame_exact_gapless_and_in_sync(
         assert len(hls.pts) == len(src_frames.pts)  # contiguous: every frame once
     assert (out / "poster.jpg").stat().st_size > 0
     assert (out / "manifest.json").exists()
+
+
+def test_second_codec_hevc_runs_end_to_end(synthetic: Path, e2e_settings: Settings, tmp_path: Path) -> None:
+    event = process(e2e_settings, synthetic, "tiny-hevc")
+    vid = event["video_id"]
+    storage = Storage.from_settings(e2e_settings)
+    out = download(storage, e2e_settings.bucket_outputs, f"{vid}/", tmp_path / "out")
+    total = len(mc.decoded_video_frames(synthetic).pts)
+    for rung in ("360p", "240p"):
+        mp4 = out / "mp4" / f"{rung}.mp4"
+        s = mc.stream(mp4, "video")
+        assert s is not None and s["codec_name"] == "hevc" and s["codec_tag_string"] == "hvc1"
+        assert len(mc.decoded_video_frames(mp4).pts) == total
+        assert (out / "hls" / rung / "init.mp4").exists()  # fMP4 segments for HEVC
+        assert len(mc.decoded_video_frames(out / "hls" / rung / "index.m3u8").pts) == total
+    master = (out / "hls" / "master.m3u8").read_text()
+    assert 'CODECS="hvc1.1.6.L' in master and "mp4a.40.2" in master
+
+
+def test_resubmitting_returns_the_same_video(synthetic: Path, e2e_settings: Settings) -> None:
+    storage = Storage.from_settings(e2e_settings)
+    first = submit(e2e_settings, storage, synthetic, "tiny", ["mp4"])
+    again = submit(e2e_settings, storage, synthetic, "tiny", ["mp4"])
+    assert again.video_id == first.video_id and not again.created
+    other = submit(e2e_settings, storage, synthetic, "tiny", ["hls"])
+    assert other.video_id != first.video_id  # another output set is another video
+    event = wait(e2e_settings, first.video_id, first.submitted_ms, timeout=300)
+    assert event["topic"] == "video.completed"
+    assert {o["kind"] for o in event["outputs"]} == {"mp4", "poster", "manifest"}
+
+
+def test_bad_requests_fail_clearly(e2e_settings: Settings, tmp_path: Path) -> None:
+    env = {"REEL_HOME": str(e2e_settings.home), "REEL_KAFKA_PORT": str(e2e_settings.kafka_port),
+           "REEL_S3_PORT": str(e2e_settings.s3_port), "PATH": "/usr/bin:/bin"}  # fmt: skip
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "reel.cli", "submit", *args],
+                              env={**os.environ, **env}, capture_output=True, text=True)  # fmt: skip
+
+    missing = cli(str(tmp_path / "nope.mp4"))
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    profile = cli(str(tmp_path / "a.mp4"), "--profile", "ultra")
+    assert profile.returncode == 2 and "unknown profile 'ultra'" in profile.stderr
+    fmt = cli(str(tmp_path / "a.mp4"), "--format", "hls,webm")
+    assert fmt.returncode == 2 and "unknown format 'webm'" in fmt.stderr
