@@ -61,6 +61,7 @@ def run_stage(name: str, make_stage: Callable[[Settings, Storage], Stage]) -> No
     check_connections(proc.settings)
     storage = Storage.from_settings(proc.settings)
     stage = make_stage(proc.settings, storage)
+    log.info("%s ready", proc.worker_id)
     sys.exit(Worker(stage, proc.settings, storage, proc.stopping).run())
 
 

@@ -45,6 +45,8 @@ class Settings:
     oversubscription: int = 3  # segments per live transcoder
     min_segment_s: float = 12.0  # clamp of a segment's length (tests use 2)
     max_segment_s: float = 120.0
+    max_duration_s: float = 4 * 3600.0  # longer sources are refused
+    max_dimension: int = 7680  # pixels a side; larger sources are refused
     scratch_dir: str = ""  # local work files; empty: the system temp folder
     log_level: str = "INFO"
     ready_timeout_s: float = 90.0

@@ -102,7 +102,8 @@ def start(settings: Settings) -> Component:
     java = ["java", "-Xms256m", "-Xmx1g", f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
     if not (data / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        fmt = java + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)]
+        # "=": a base64 id may start with "-", which the tool would take for an option.
+        fmt = java + ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props)]
         result = subprocess.run(fmt, capture_output=True, text=True)
         if result.returncode != 0:
             raise StackError(f"formatting Kafka storage failed: {result.stderr[-400:]}")

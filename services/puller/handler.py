@@ -31,7 +31,8 @@ def span_args(url: str, seek: float, length: float, out: Path) -> list[str]:
     """Stream copy from the keyframe at or before `seek` (input -ss counts from the
     container's start), keeping source timestamps."""
     return ["-copyts", "-ss", f"{seek:.6f}", "-t", f"{length + MARGIN_S:.6f}", "-i", url,
-            "-map", "0:v:0", "-c", "copy", "-f", "mp4", "-y", str(out)]  # fmt: skip
+            "-map", "0:v:0", "-c", "copy", "-strict", "experimental", "-f", "mp4",
+            "-y", str(out)]  # fmt: skip
 
 
 def audio_args(url: str, out: Path) -> list[str]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
 from reel import ladder, media
 from reel.contract import task_key
+from reel.scratch import scratch
 from reel.settings import Settings
 from reel.storage import ObjectMissing, Storage
 from reel.worker import Output, Permanent, Stage, Task, fail_video
@@ -34,6 +37,76 @@ def count_members(admin: AdminClient, group: str) -> int:
         return 1
 
 
+NO_INDEX = ("mpeg", "mpegts", "h264", "hevc", "m4v", "mjpeg", "mpegvideo", "avi")
+
+
+def needs_remux(probe: media.Probe) -> bool:
+    """No exact frame count or duration in the headers: remux once, whole, into an
+    indexed MP4 (stream copy) so every later step can seek and count."""
+    v = probe.video
+    return v is None or v.frames is None or v.duration is None or probe.format_name in NO_INDEX
+
+
+def frame_count(video: media.VideoStream, duration: float, fps: Fraction) -> int:
+    """Output frames: the header's count for constant frame rate; for variable frame
+    rate (average differs from nominal), the duration at the nominal rate (capped)."""
+    vfr = video.avg_frame_rate > 0 and abs(float(video.avg_frame_rate / fps) - 1) > 0.01
+    if video.frames and not vfr and fps == video.frame_rate:
+        return video.frames
+    return round(duration * fps)
+
+
+def check_limits(settings: Settings, video: media.VideoStream, duration: float) -> None:
+    if duration <= 0:
+        raise Permanent("source has zero duration")
+    if duration > settings.max_duration_s:
+        raise Permanent(f"source lasts {duration:.0f}s, over the limit of {settings.max_duration_s:.0f}s")
+    if max(video.width, video.height) > settings.max_dimension:
+        raise Permanent(f"source is {video.width}x{video.height}, over the limit of "
+                        f"{settings.max_dimension} pixels a side")  # fmt: skip
+
+
+def probe_source(url: str) -> media.Probe:
+    try:
+        probe = media.probe(url)
+    except media.MediaError as exc:
+        raise Permanent(f"source is not a readable video (truncated, corrupt or not media): {exc}") from exc
+    if probe.video is None:
+        raise Permanent("source has no video stream")
+    if probe.format_name in IMAGE_FORMATS or probe.video.frames == 1:
+        raise Permanent(f"source is a still image ({probe.format_name}), not a video")
+    return probe
+
+
+IMAGE_FORMATS = ("png_pipe", "jpeg_pipe", "image2", "bmp_pipe", "gif", "webp_pipe", "tiff_pipe")
+
+
+def examine(task: Task, deps: Deps, src: dict[str, Any]) -> tuple[dict[str, Any], media.Probe]:
+    """Probe the source by its headers over a presigned URL (never downloading it);
+    a source without an index is first remuxed once into the work area."""
+    url = deps.storage.presign_get(src["bucket"], src["key"])
+    probe = probe_source(url)
+    if not needs_remux(probe):
+        return src, probe
+    ev = task.event
+    with scratch(deps.settings, "remux") as tmp:
+        out = tmp / "source.mp4"
+        try:
+            media.run_ffmpeg(remux_args(url, out, "mp4"), timeout=3600, cancel=task.cancel)
+        except media.MediaError:  # a codec MP4 will not hold (e.g. PCM audio): QuickTime will
+            media.run_ffmpeg(remux_args(url, out, "mov"), timeout=3600, cancel=task.cancel)
+        key = f"{ev['video_id']}/{ev['generation']}/source/{task.attempt.attempt_id}/source.mp4"
+        ref = deps.storage.put_file(deps.settings.bucket_work, key, out)
+        probe = probe_source(str(out))
+    remuxed = {"bucket": ref.bucket, "key": ref.key, "etag": ref.sha256, "size": ref.size}
+    return remuxed, probe
+
+
+def remux_args(url: str, out: Path, fmt: str) -> list[str]:
+    return ["-fflags", "+genpts", "-i", url, "-map", "0:v:0", "-map", "0:a:0?", "-c", "copy",
+            "-strict", "experimental", "-f", fmt, "-y", str(out)]  # fmt: skip
+
+
 def handle(task: Task, deps: Deps) -> list[Output]:
     ev = task.event
     try:
@@ -48,20 +121,13 @@ def handle(task: Task, deps: Deps) -> list[Output]:
         deps.storage.stat(src["bucket"], src["key"])
     except ObjectMissing as exc:
         raise Permanent(f"source object {src['bucket']}/{src['key']} does not exist") from exc
-    # Headers only, over a presigned URL: the source is never downloaded here.
-    url = deps.storage.presign_get(src["bucket"], src["key"])
-    try:
-        probe = media.probe(url)
-    except media.MediaError as exc:
-        raise Permanent(f"source is not a readable video: {exc}") from exc
-    if probe.video is None:
-        raise Permanent("source has no video stream")
+    src, probe = examine(task, deps, src)
     video = probe.video
+    assert video is not None
     fps = media.frame_rate(video)
-    duration = video.duration or probe.duration
-    if not duration or duration <= 0:
-        raise Permanent("source has no duration (zero-length or unindexed)")
-    total = video.frames or round(duration * fps)
+    duration = video.duration or probe.duration or 0.0
+    total = frame_count(video, duration, fps)
+    check_limits(deps.settings, video, duration)
     gop = gop_frames(fps, profile.gop_seconds)
     s = deps.settings
     workers = deps.transcoders()

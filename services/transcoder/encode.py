@@ -50,7 +50,11 @@ def segment_runs(
     cost about 40 % more CPU, so only segments shorter than two_pass_below_s get them.
     """
     n = len(renditions)
-    graph = [f"[0:v:0]setpts=PTS-STARTPTS,split={n}" + "".join(f"[s{i}]" for i in range(n))]
+    # Constant frame rate on the output grid: after the input seek the segment's first
+    # frame sits at +0.5/fps; the fps filter puts each frame on its nearest slot from
+    # there (duplicating into gaps of a variable-rate or damaged source, dropping extras).
+    grid = f"fps=fps={fps.numerator}/{fps.denominator}:start_time={0.5 / float(fps):.6f}"
+    graph = [f"[0:v:0]{grid},setpts=PTS-STARTPTS,split={n}" + "".join(f"[s{i}]" for i in range(n))]
     graph += [f"[s{i}]scale={r.width}:{r.height},setsar=1[o{i}]" for i, r in enumerate(renditions)]
     head = ["-threads", "1", "-ss", f"{seek:.6f}", "-i", str(span),
             "-filter_complex", ";".join(graph), "-filter_complex_threads", "1"]  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -25,13 +26,12 @@ def test_service_starts_and_stops_on_sigterm(name: str, stack: Settings, stack_e
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stderr is not None
-    lines = []
+    lines: list[dict] = []
     deadline = time.monotonic() + 60
-    for raw in proc.stderr:
-        lines.append(json.loads(raw))
-        if "ready" in lines[-1]["msg"] or time.monotonic() > deadline:
-            break
-    assert lines[-1]["msg"] == f"{name}-7 ready", lines
+    while time.monotonic() < deadline and not (lines and "ready" in lines[-1]["msg"]):
+        if select.select([proc.stderr], [], [], 1.0)[0]:
+            lines.append(json.loads(proc.stderr.readline()))
+    assert lines and lines[-1]["msg"] == f"{name}-7 ready", lines
     assert all(line["service"] == f"{name}-7" for line in lines)
     proc.send_signal(signal.SIGTERM)
     _, rest = proc.communicate(timeout=30)
