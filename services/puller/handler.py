@@ -27,11 +27,13 @@ class Deps:
     storage: Storage
 
 
-def span_args(url: str, seek: float, length: float, out: Path) -> list[str]:
-    """Stream copy from the keyframe at or before `seek` (input -ss counts from the
-    container's start), keeping source timestamps."""
-    return ["-copyts", "-ss", f"{seek:.6f}", "-t", f"{length + MARGIN_S:.6f}", "-i", url,
-            "-map", "0:v:0", "-c", "copy", "-strict", "experimental", "-f", "mp4",
+def span_args(url: str, seek: float, start: float, length: float, out: Path) -> list[str]:
+    """Stream copy from the keyframe at or before the segment (input -ss counts from the
+    container's start) to a margin past its end. Source timestamps are kept (-copyts),
+    so the end is an absolute output -to: a duration would count from that keyframe,
+    which may lie tens of seconds earlier."""
+    return ["-copyts", "-ss", f"{seek:.6f}", "-i", url, "-map", "0:v:0", "-c", "copy",
+            "-to", f"{start + length + MARGIN_S:.6f}", "-strict", "experimental", "-f", "mp4",
             "-y", str(out)]  # fmt: skip
 
 
@@ -60,7 +62,7 @@ def handle(task: Task, deps: Deps) -> list[Output]:
             start, length = segment_window(ev)
             seek = max(0.0, start - media.probe(url).start_time)
             media.run_ffmpeg(
-                span_args(url, seek, length, out), timeout=120 + 4 * length, cancel=task.cancel,
+                span_args(url, seek, start, length, out), timeout=120 + 4 * length, cancel=task.cancel,
                 on_progress=lambda s: task.report(100 * s / (length + MARGIN_S)),
             )  # fmt: skip
             probe = media.probe(out)

@@ -53,7 +53,10 @@ def segment_runs(
     # Constant frame rate on the output grid: after the input seek the segment's first
     # frame sits at +0.5/fps; the fps filter puts each frame on its nearest slot from
     # there (duplicating into gaps of a variable-rate or damaged source, dropping extras).
-    grid = f"fps=fps={fps.numerator}/{fps.denominator}:start_time={0.5 / float(fps):.6f}"
+    # At the end of a file the fps filter drops a last frame whose duration it does not
+    # know; tpad repeats it, and -frames:v takes exactly N either way.
+    grid = (f"fps=fps={fps.numerator}/{fps.denominator}:start_time={0.5 / float(fps):.6f},"
+            "tpad=stop_mode=clone:stop=2")  # fmt: skip
     graph = [f"[0:v:0]{grid},setpts=PTS-STARTPTS,split={n}" + "".join(f"[s{i}]" for i in range(n))]
     graph += [f"[s{i}]scale={r.width}:{r.height},setsar=1[o{i}]" for i, r in enumerate(renditions)]
     head = ["-threads", "1", "-ss", f"{seek:.6f}", "-i", str(span),

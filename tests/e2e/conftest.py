@@ -15,7 +15,8 @@ from reel import PROJECT_ROOT
 from reel.settings import Settings
 from reel.stack.procs import stop
 
-E2E_ENV = {"REEL_MIN_SEGMENT_S": "2", "REEL_TRANSCODERS": "2", "REEL_DRAIN_TIMEOUT_S": "20"}
+E2E_ENV = {"REEL_MIN_SEGMENT_S": "2", "REEL_TRANSCODERS": "2", "REEL_DRAIN_TIMEOUT_S": "20",
+           "REEL_MAX_DURATION_S": "60", "REEL_MAX_DIMENSION": "4096"}  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -23,9 +23,15 @@ class Frames:
 
 
 def decoded_video_frames(path: Path | str) -> Frames:
-    data = ffprobe_json(path, "-select_streams", "v:0", "-show_entries", "frame=pts_time,key_frame")
-    frames = sorted((float(f["pts_time"]), f["key_frame"] == 1) for f in data["frames"])
+    data = ffprobe_json(path, "-select_streams", "v:0", "-show_entries",
+                        "frame=best_effort_timestamp_time,pkt_dts_time,key_frame")  # fmt: skip
+    frames = sorted((_time(f), f["key_frame"] == 1) for f in data["frames"])
     return Frames([p for p, _ in frames], [k for _, k in frames])
+
+
+def _time(frame: dict) -> float:
+    """A decoded frame's time; AVI frames may carry only a decode timestamp."""
+    return float(frame.get("best_effort_timestamp_time", frame.get("pkt_dts_time", "nan")))
 
 
 def stream(path: Path | str, kind: str) -> dict | None:
@@ -42,10 +48,10 @@ def frame_rate(path: Path | str) -> Fraction:
 def decoded_audio_seconds(path: Path | str) -> tuple[float, float]:
     """(first sample's time, decoded length in seconds) of the first audio stream."""
     data = ffprobe_json(path, "-select_streams", "a:0", "-show_entries",
-                        "frame=pts_time,nb_samples,sample_rate:stream=sample_rate")  # fmt: skip
+                        "frame=best_effort_timestamp_time,nb_samples:stream=sample_rate")  # fmt: skip
     frames = data["frames"]
     rate = int(data["streams"][0]["sample_rate"])
-    first = float(frames[0]["pts_time"])
+    first = _time(frames[0])
     return first, sum(int(f["nb_samples"]) for f in frames) / rate
 
 

@@ -34,9 +34,15 @@ GOOD: dict[str, tuple[str, list[str]]] = {
         "bframes.avi",
         [*case(), "-c:v", "mpeg4", "-bf", "2", "-q:v", "4", "-c:a", "mp3", "-b:a", "96k"],
     ),
-    "audio-early": (
-        "early.mp4",
-        ["-itsoffset", "0.5", *case(audio=False), "-f", "lavfi", "-i", A.format(d=6.5), *X264, *AAC],
+    "audio-early": (  # the first frame 0.5 s after the first sample (Matroska keeps it)
+        "early.mkv",
+        [
+            *lavfi(V.format(size="320x240", rate=25, d=6), A.format(d=6.5)),
+            "-vf",
+            "setpts=PTS+0.5/TB",
+            *X264,
+            *AAC,
+        ],
     ),
     "audio-short": (
         "ashort.mp4",
@@ -45,10 +51,21 @@ GOOD: dict[str, tuple[str, list[str]]] = {
     "no-audio": ("silent.mp4", [*case(audio=False), *X264]),
     "surround-5.1": ("surround.mp4", [*case(), "-ac", "6", *X264, *AAC]),
     "anamorphic": ("anamorphic.mp4", [*case(size="352x288"), "-vf", "setsar=16/11", *X264, *AAC]),
-    "rotated-90": ("rotated.mp4", [*case(size="320x180"), *X264, *AAC, "-metadata:s:v:0", "rotate=90"]),
+    "rotated-90": ("rotated.mp4", [*case(size="320x180"), *X264, *AAC]),  # + a display matrix, below
     "odd-size": (
         "odd.mp4",
-        [*case(size="321x241"), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv444p", *AAC],
+        [
+            *case(),
+            "-vf",
+            "scale=321:241",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv444p",
+            *AAC,
+        ],
     ),
     "tiny-source": ("small.mp4", [*case(size="160x120"), *X264, *AAC]),
     "mpeg2-ps": ("mpeg2.mpg", [*case(), "-c:v", "mpeg2video", "-q:v", "4", "-c:a", "mp2", "-f", "vob"]),
@@ -87,4 +104,30 @@ def make(name: str, folder: Path) -> Path:
     out = folder / file_name
     if not out.exists():
         subprocess.run(["ffmpeg", "-v", "error", *args, "-y", str(out)], check=True)
+        if name == "rotated-90":  # a phone's portrait video: 90 degrees in the display matrix
+            plain = out.with_suffix(".plain.mp4")
+            out.rename(plain)
+            subprocess.run(["ffmpeg", "-v", "error", "-i", str(plain), "-c", "copy",
+                            "-metadata:s:v:0", "rotate=90", "-y", str(out)], check=True)  # fmt: skip
+    return out
+
+
+# name -> (file name, how to make it, the reason video.failed must give)
+BAD: dict[str, tuple[str, list[str] | bytes | None, str]] = {
+    "image": ("still.png", ["-f", "lavfi", "-i", "testsrc2=size=320x240", "-frames:v", "1"], "still image"),
+    "text": ("notes.mp4", b"this is not a video, just words\n" * 40, "not a readable video"),
+    "random": ("noise.mp4", bytes(range(256)) * 64, "not a readable video"),
+    "no-video": ("audio.m4a", ["-f", "lavfi", "-i", A.format(d=3), *AAC], "no video stream"),
+    "too-long": ("long.mp4", [*case(size="64x64", d=70, audio=False), *X264], "over the limit"),
+    "too-wide": ("wide.mp4", [*case(size="4200x64", d=1, audio=False), *X264], "over the limit"),
+}
+
+
+def make_bad(name: str, folder: Path) -> Path:
+    file_name, how, _ = BAD[name]
+    out = folder / file_name
+    if isinstance(how, bytes):
+        out.write_bytes(how)
+    elif how is not None:
+        subprocess.run(["ffmpeg", "-v", "error", *how, "-y", str(out)], check=True)
     return out

@@ -20,7 +20,9 @@ def runs_for(frames: int, profile: str = "default") -> list[list[str]]:
 def test_one_decode_feeds_every_rung_with_fixed_gop() -> None:
     (run,) = runs_for(24 * 20)  # 20 s: one pass
     graph = run[run.index("-filter_complex") + 1]
-    assert graph.startswith("[0:v:0]fps=fps=24/1:start_time=0.020833,setpts=PTS-STARTPTS,split=4")
+    assert graph.startswith(
+        "[0:v:0]fps=fps=24/1:start_time=0.020833,tpad=stop_mode=clone:stop=2,setpts=PTS-STARTPTS,split=4"
+    )
     assert run.count("-frames:v") == 4 and run.count("480") >= 1
     assert run[run.index("-g") + 1] == "48" and run[run.index("-sc_threshold") + 1] == "0"
     assert run[run.index("-b:v") + 1] == "5000000" and run[run.index("-maxrate") + 1] == "5350000"

@@ -43,3 +43,9 @@ def test_audio_length_and_offset() -> None:
     shifted = [Packet(p.pts + 0.1, p.dts + 0.1, p.duration, True) for p in aac]
     assert any("starts at" in p for p in check_audio(shifted, 48000, 6.0, FPS))
     assert check_audio([], 48000, 6.0, FPS) == ["no audio"]
+
+
+def test_audio_shorter_than_the_video_passes_an_upper_bound_only() -> None:
+    half = [Packet(i * 1024 / 48000, i * 1024 / 48000, 1024 / 48000, True) for i in range(141)]
+    assert check_audio(half, 48000, 6.0, FPS, at_most=True) == []
+    assert check_audio(half, 48000, 2.0, FPS, at_most=True) != []  # longer than the video
