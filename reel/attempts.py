@@ -75,5 +75,21 @@ class Attempts:
                         attempt.marker.started_at, reason[:2000])  # fmt: skip
         self._write(attempt.key, marker)
 
+    # -- failed videos -------------------------------------------------------------
+    # A committed video.failed leaves a tombstone; every stage then skips that video's
+    # tasks still in flight and removes their work, so a failure leaves nothing behind.
+    def tombstone(self, event: dict[str, Any]) -> str:
+        return f"failed/{event['video_id']}/{event['generation']}.json"
+
+    def bury(self, event: dict[str, Any], reason: str) -> None:
+        self.storage.put_bytes(self.bucket, self.tombstone(event), json.dumps({"reason": reason}).encode())
+        self.clear_work(event)
+
+    def buried(self, event: dict[str, Any]) -> bool:
+        return self.storage.exists(self.bucket, self.tombstone(event))
+
+    def clear_work(self, event: dict[str, Any]) -> None:
+        self.storage.remove_prefix(self.bucket, f"{event['video_id']}/{event['generation']}/")
+
     def _write(self, key: str, marker: Marker) -> None:
         self.storage.put_bytes(self.bucket, key, json.dumps(asdict(marker)).encode())

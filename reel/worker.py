@@ -280,6 +280,11 @@ class Worker:
             "segment": event["segment_index"],
         }  # fmt: skip
         with task_context(**ctx):
+            if self.attempts.buried(event):
+                log.info("video already failed: task skipped, its work removed")
+                self.attempts.clear_work(event)
+                self._transaction([], [TopicPartition(topic, partition, offset + 1)], seek_back=True)
+                return
             previous = self.attempts.markers(event)
             failed = failed_attempts(previous)
             if failed >= self.settings.max_attempts:
@@ -370,6 +375,9 @@ class Worker:
                 offsets, self.consumer.consumer_group_metadata(), COMMIT_TIMEOUT_S
             )
             self._commit_with_watchdog()
+            for out in outputs:
+                if out.topic == "video.failed":
+                    self.attempts.bury(out.record, out.record["reason"])
         except KafkaException as exc:
             err = exc.args[0]
             if err.fatal():

@@ -8,7 +8,6 @@ source timestamps kept (-copyts); the audio task copies the audio track whole.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 from reel import media
@@ -60,6 +59,7 @@ def handle(task: Task, deps: Deps) -> list[Output]:
         else:
             out, name = tmp / "span.mp4", "span.mp4"
             start, length = segment_window(ev)
+            fps = ev["fps_num"] / ev["fps_den"]
             seek = max(0.0, start - media.probe(url).start_time)
             media.run_ffmpeg(
                 span_args(url, seek, start, length, out), timeout=120 + 4 * length, cancel=task.cancel,
@@ -69,7 +69,11 @@ def handle(task: Task, deps: Deps) -> list[Output]:
             if probe.video is None:
                 raise RuntimeError("the pulled span has no video")
             span_start = probe.video.start_time
-            if span_start > start + 0.5 / float(Fraction(ev["fps_num"], ev["fps_den"])):
+            span_end = span_start + (probe.video.duration or 0.0)
+            if span_end < min(start + length, ev["video_start"] + ev["total_frames"] / fps) - 2 / fps:
+                raise Permanent(f"source is truncated: its video ends at {span_end - ev['video_start']:.2f}s "
+                                f"of {ev['total_frames'] / fps:.2f}s")  # fmt: skip
+            if span_start > start + 0.5 / fps:
                 raise RuntimeError(f"span starts at {span_start:.3f}s, after the segment ({start:.3f}s)")
         ref = deps.storage.put_file(
             deps.storage.settings.bucket_work, work_key(ev, task.attempt.attempt_id, name), out

@@ -71,6 +71,8 @@ def probe_source(url: str) -> media.Probe:
         probe = media.probe(url)
     except media.MediaError as exc:
         raise Permanent(f"source is not a readable video (truncated, corrupt or not media): {exc}") from exc
+    if probe.video is None and probe.audio is None and not probe.duration:
+        raise Permanent("source is empty: zero duration and no streams")
     if probe.video is None:
         raise Permanent("source has no video stream")
     if probe.format_name in IMAGE_FORMATS or probe.video.frames == 1:

@@ -4,6 +4,7 @@ is submitted at once (the fleet works on them in parallel), then checked one by 
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 from fractions import Fraction
 from pathlib import Path
@@ -12,9 +13,10 @@ from typing import Any
 import pytest
 
 from reel import clips
+from reel.contract import envelope
 from reel.settings import Settings
 from reel.storage import Storage
-from reel.submit import Submission, submit, wait
+from reel.submit import Submission, produce, submit, wait
 from tests.e2e import media_checks as mc
 from tests.e2e.test_happy_path import download
 from tests.e2e.untidy import BAD, GOOD, make, make_bad
@@ -96,4 +98,33 @@ def test_fails_clearly(name: str, results: dict[str, Any], e2e_settings: Setting
     assert event["topic"] == "video.failed"
     assert BAD[name][2] in event["reason"], event["reason"]
     storage = Storage.from_settings(e2e_settings)
+    deadline = time.monotonic() + 60  # segments in flight are skipped and cleared as they arrive
+    while storage.list(e2e_settings.bucket_work, f"{event['video_id']}/") and time.monotonic() < deadline:
+        time.sleep(1)
     assert storage.list(e2e_settings.bucket_work, f"{event['video_id']}/") == []  # no work left behind
+
+
+def request(settings: Settings, source_key: str, profile: str) -> dict[str, Any]:
+    """A video.requested built by hand, bypassing the CLI's checks; returns its outcome."""
+    vid = str(uuid.uuid4())
+    source = {"bucket": settings.bucket_sources, "key": source_key, "etag": "x", "size": 1}
+    record = {**envelope(video_id=vid, producer="test"), "request_id": None, "callback_url": None,
+              "formats": ["mp4"], "profile": profile, "source": source}  # fmt: skip
+    since = int(time.time() * 1000)
+    produce(settings, "video.requested", vid, record)
+    return wait(settings, vid, since, timeout=120)
+
+
+def test_request_for_a_missing_object_fails_clearly(e2e_settings: Settings) -> None:
+    event = request(e2e_settings, "uploads/nothing/here.mp4", "tiny")
+    assert event["topic"] == "video.failed"
+    assert "reel-sources/uploads/nothing/here.mp4 does not exist" in event["reason"]
+
+
+def test_request_with_an_unknown_profile_fails_clearly(e2e_settings: Settings, bunny: Path) -> None:
+    storage = Storage.from_settings(e2e_settings)
+    real = submit(e2e_settings, storage, bunny, "tiny", request_id=str(uuid.uuid4()))
+    key = storage.list(e2e_settings.bucket_sources, "uploads/")[0]
+    assert real.video_id
+    event = request(e2e_settings, key, "ultra")
+    assert event["topic"] == "video.failed" and "unknown profile 'ultra'" in event["reason"]

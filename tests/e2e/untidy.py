@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 from pathlib import Path
 
@@ -96,6 +97,9 @@ GOOD: dict[str, tuple[str, list[str]]] = {
     ),
     "raw-h264": ("raw.h264", [*case(audio=False), *X264, "-f", "h264"]),
     "very-short": ("short.mp4", [*case(d=1), *X264, *AAC]),
+    # Decided: a damaged middle comes out. The decoder conceals what it can, frames it
+    # cannot decode are filled by repeating the previous one (docs/decisions.md).
+    "corrupt-middle": ("corrupt.mp4", [*case(), *X264, *AAC, "-movflags", "+faststart"]),
 }
 
 
@@ -104,6 +108,11 @@ def make(name: str, folder: Path) -> Path:
     out = folder / file_name
     if not out.exists():
         subprocess.run(["ffmpeg", "-v", "error", *args, "-y", str(out)], check=True)
+        if name == "corrupt-middle":  # 3 KB of noise in the middle of the media data
+            data = bytearray(out.read_bytes())
+            mid = len(data) // 2
+            data[mid : mid + 3000] = random.Random(7).randbytes(3000)
+            out.write_bytes(bytes(data))
         if name == "rotated-90":  # a phone's portrait video: 90 degrees in the display matrix
             plain = out.with_suffix(".plain.mp4")
             out.rename(plain)
@@ -120,6 +129,8 @@ BAD: dict[str, tuple[str, list[str] | bytes | None, str]] = {
     "no-video": ("audio.m4a", ["-f", "lavfi", "-i", A.format(d=3), *AAC], "no video stream"),
     "too-long": ("long.mp4", [*case(size="64x64", d=70, audio=False), *X264], "over the limit"),
     "too-wide": ("wide.mp4", [*case(size="4200x64", d=1, audio=False), *X264], "over the limit"),
+    "empty": ("empty.mp4", ["-f", "lavfi", "-i", "testsrc2", "-frames:v", "0", *X264], "zero duration"),
+    "truncated": ("truncated.mp4", [*case(), *X264, *AAC, "-movflags", "+faststart"], "truncated"),
 }
 
 
@@ -130,4 +141,6 @@ def make_bad(name: str, folder: Path) -> Path:
         out.write_bytes(how)
     elif how is not None:
         subprocess.run(["ffmpeg", "-v", "error", *how, "-y", str(out)], check=True)
+    if name == "truncated":  # the upload broke off halfway
+        out.write_bytes(out.read_bytes()[: out.stat().st_size // 2])
     return out
