@@ -1,12 +1,17 @@
-"""The reel command line: `reel up | down | ps` for the embedded stack."""
+"""The reel command line: the embedded stack (up, down, ps), submit, status, list."""
 
 from __future__ import annotations
 
+import json
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.progress import DownloadColumn, Progress
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
 from reel import ladder
@@ -16,7 +21,9 @@ from reel.storage import Storage
 from reel.submit import SubmitError, parse_formats, submit
 from reel.submit import wait as wait_for
 
-app = typer.Typer(help="reel: distributed video transcoding over Kafka.", no_args_is_help=True)
+# No locals in tracebacks: they would print the settings' credentials.
+app = typer.Typer(help="reel: distributed video transcoding over Kafka.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)  # fmt: skip
 err = Console(stderr=True)
 out = Console()
 
@@ -90,6 +97,71 @@ def submit_cmd(
             out.print(f"{o['kind']:13} s3://{bucket}/{key}", soft_wrap=True)
             if o["kind"] in ("hls-master", "mp4"):  # playable as is, for an hour
                 out.print(f"{'':13} {storage.presign_get(bucket, key)}", soft_wrap=True, highlight=False)
+
+
+def _tracker(path: str) -> dict:
+    s = settings_mod.load()
+    url = f"http://127.0.0.1:{s.tracker_port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return dict(json.loads(resp.read()))
+    except urllib.error.HTTPError as exc:
+        body = json.loads(exc.read() or b"{}")
+        err.print(f"reel: {body.get('error', exc.reason)}", highlight=False)
+        raise typer.Exit(2 if exc.code in (404, 422) else 1) from None
+    except OSError as exc:
+        err.print(f"reel: the tracker at {url} cannot be reached ({exc}); is the stack up (reel ps)?")
+        raise typer.Exit(1) from None
+
+
+def _render(view: dict) -> Group:
+    head = f"{view['video_id']}  {view['state']}  {view['percent']:.0f}%"
+    if view.get("error"):
+        head += f"  [red]{view['error']['stage']}: {view['error']['reason']}[/red]"
+    bars = Progress(TextColumn("{task.description:>14}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                    TextColumn("{task.fields[state]}"))  # fmt: skip
+    bars.add_task("total", total=100, completed=view["percent"], state=view["state"])
+    done = {"planned": 0, "requested": 0, "pulled": 10, "transcoded": 90, "uploaded": 100}
+    for seg in view["segments"]:
+        name = "audio" if seg["track"] == "audio" else f"segment {seg['index']}"
+        pct = max(done.get(seg["stage"], 0), seg["percent"] if seg["working"] else 0)
+        bars.add_task(name, total=100, completed=pct, state=seg["state"])
+    return Group(head, bars)
+
+
+@app.command("status")
+def status_cmd(
+    video_id: str = typer.Argument(..., help="The id `reel submit` printed."),
+    watch: bool = typer.Option(False, "--watch", help="Redraw until the video completes or fails."),
+) -> None:
+    """Show a video's state, per-segment progress and outputs (from the tracker)."""
+    view = _tracker(f"/videos/{video_id}")
+    if watch:
+        with Live(_render(view), console=out, refresh_per_second=4) as live:
+            while view["state"] not in ("completed", "failed"):
+                time.sleep(0.5)
+                view = _tracker(f"/videos/{video_id}")
+                live.update(_render(view))
+    else:
+        out.print(_render(view))
+    for o in view["outputs"]:
+        out.print(f"{o['kind']:13} s3://{o['object']['bucket']}/{o['object']['key']}", soft_wrap=True)
+    if view["state"] == "failed":
+        raise typer.Exit(1)
+
+
+@app.command("list")
+def list_cmd(
+    state: str | None = typer.Option(None, help="Only videos in this state."),
+    limit: int = typer.Option(20, help="How many, newest first."),
+) -> None:
+    """Recent videos, newest first."""
+    query = f"/videos?limit={limit}" + (f"&state={state}" if state else "")
+    table = Table("video", "state", "percent", "profile", "updated", "error")
+    for v in _tracker(query)["videos"]:
+        table.add_row(v["video_id"], v["state"], f"{v['percent']:.0f}%", v["profile"] or "",
+                      v["updated_at"][:19], v["error"] or "")  # fmt: skip
+    out.print(table)
 
 
 if __name__ == "__main__":

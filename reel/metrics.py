@@ -18,3 +18,10 @@ def serve(port: int) -> int:
     """Start the /metrics endpoint on loopback; port 0 picks a free one. Returns the port."""
     server, _thread = start_http_server(port, addr="127.0.0.1")
     return int(server.server_address[1])
+
+
+VIDEOS = Gauge("reel_videos", "Videos by state", ["state"])
+SEGMENTS = Gauge("reel_segments", "Segments of unfinished videos by stage", ["stage"])
+BACKLOG = Gauge("reel_backlog_media_seconds", "Media-seconds of unfinished videos' segments by stage", ["stage"])
+VIDEO_FAILURES = Counter("reel_video_failures_total", "Videos failed, by the stage that failed them", ["stage"])
+VIDEOS_COMPLETED = Counter("reel_videos_completed_total", "Videos completed")

@@ -139,9 +139,7 @@ class Storage:
     def put_bytes(self, bucket: str, key: str, data: bytes) -> ObjectRef:
         digest = hashlib.sha256(data).hexdigest()
         self._retry(
-            lambda: self.client.put_object(
-                bucket, key, io.BytesIO(data), len(data), metadata={SHA_META: digest}
-            ),
+            lambda: self.client.put_object(bucket, key, io.BytesIO(data), len(data), metadata={SHA_META: digest}),
             f"put {bucket}/{key}",
         )
         return ObjectRef(bucket, key, digest, len(data))
@@ -187,9 +185,7 @@ class Storage:
     def get_file(self, ref: ObjectRef, path: Path) -> Path:
         """Download an object and verify it hashes to the event's checksum."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._guard_missing(
-            lambda: self.client.fget_object(ref.bucket, ref.key, str(path)), ref.bucket, ref.key
-        )
+        self._guard_missing(lambda: self.client.fget_object(ref.bucket, ref.key, str(path)), ref.bucket, ref.key)
         actual = sha256_file(path)
         if actual != ref.sha256:
             raise ChecksumMismatch(f"{ref.bucket}/{ref.key}: sha256 {actual} != {ref.sha256}")
@@ -221,10 +217,7 @@ class Storage:
 
     def list(self, bucket: str, prefix: str = "", recursive: bool = True) -> list[str]:
         return self._retry(
-            lambda: [
-                str(o.object_name)
-                for o in self.client.list_objects(bucket, prefix=prefix, recursive=recursive)
-            ],
+            lambda: [str(o.object_name) for o in self.client.list_objects(bucket, prefix=prefix, recursive=recursive)],
             f"list {bucket}/{prefix}",
         )
 

@@ -188,9 +188,7 @@ class Worker:
         revoke_grace_s, commit it now - we still own the partition inside this
         callback - so a scale-out does not redo it; else cancel it and hand it back."""
         run = self.running
-        if run is None or (run.task.topic, run.task.partition) not in {
-            (p.topic, p.partition) for p in partitions
-        }:
+        if run is None or (run.task.topic, run.task.partition) not in {(p.topic, p.partition) for p in partitions}:
             return
         if not lost:
             run.thread.join(timeout=self.revoke_grace_s)
@@ -448,29 +446,19 @@ class Worker:
             return
         try:
             positions = self.consumer.position(assignment)
-            committed = {
-                (tp.topic, tp.partition): tp.offset for tp in self.consumer.committed(assignment, 10)
-            }
+            committed = {(tp.topic, tp.partition): tp.offset for tp in self.consumer.committed(assignment, 10)}
         except KafkaException as exc:
             log.info("idle commit skipped: %s", exc.args[0])
             return
-        ahead = [
-            tp
-            for tp in positions
-            if tp.offset >= 0 and tp.offset > committed.get((tp.topic, tp.partition), -1)
-        ]
+        ahead = [tp for tp in positions if tp.offset >= 0 and tp.offset > committed.get((tp.topic, tp.partition), -1)]
         if ahead:
             log.debug("idle commit of %d partitions", len(ahead))
             self._transaction([], ahead, seek_back=False)
 
     # -- dead letters --------------------------------------------------------------
-    def _dead_letter(
-        self, msg: Message, event: dict[str, Any] | None, kind: str, reason: str, failed: int
-    ) -> None:
+    def _dead_letter(self, msg: Message, event: dict[str, Any] | None, kind: str, reason: str, failed: int) -> None:
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-        self._send_dead_letter(
-            topic, partition, offset, msg.key(), msg.value() or b"", event, kind, reason, failed
-        )
+        self._send_dead_letter(topic, partition, offset, msg.key(), msg.value() or b"", event, kind, reason, failed)
 
     def _dead_letter_task(self, task: Task, kind: str, reason: str) -> bool:
         failed = failed_attempts(self.attempts.markers(task.event))

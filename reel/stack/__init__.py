@@ -72,9 +72,7 @@ def _running(settings: Settings, comps: dict[str, Component], part: Part) -> boo
     return alive(comp.pid) and part.healthy(settings)
 
 
-def up(
-    settings: Settings, with_services: bool = True, say: Callable[[str], None] = print
-) -> dict[str, Component]:
+def up(settings: Settings, with_services: bool = True, say: Callable[[str], None] = print) -> dict[str, Component]:
     state = StateFile(settings.home)
     comps = state.read()
     parts = [p for p in PARTS if with_services or p.name != "services"]

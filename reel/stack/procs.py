@@ -126,8 +126,7 @@ def wait_ready(
         time.sleep(0.3)
     stop(pid, grace=5.0)
     raise StackError(
-        f"{name} did not become ready within {timeout:.0f}s; see {log} "
-        "(raise REEL_READY_TIMEOUT_S on a slow machine)"
+        f"{name} did not become ready within {timeout:.0f}s; see {log} (raise REEL_READY_TIMEOUT_S on a slow machine)"
     )
 
 

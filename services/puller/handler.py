@@ -75,9 +75,7 @@ def handle(task: Task, deps: Deps) -> list[Output]:
                                 f"of {ev['total_frames'] / fps:.2f}s")  # fmt: skip
             if span_start > start + 0.5 / fps:
                 raise RuntimeError(f"span starts at {span_start:.3f}s, after the segment ({start:.3f}s)")
-        ref = deps.storage.put_file(
-            deps.storage.settings.bucket_work, work_key(ev, task.attempt.attempt_id, name), out
-        )
+        ref = deps.storage.put_file(deps.storage.settings.bucket_work, work_key(ev, task.attempt.attempt_id, name), out)
     record = {**task.envelope("segment.pulled"), **task_fields(ev), "span": ref.as_record(),
               "span_start": span_start}  # fmt: skip
     key = task_key(ev["video_id"], ev["track"], ev["segment_index"])

@@ -1,6 +1,50 @@
-"""Run the tracker: python -m services.tracker"""
+"""Run the tracker: python -m services.tracker
 
-from reel.service import run_skeleton
+The projector (Kafka -> Postgres) in one thread, the status endpoint (uvicorn) in another."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+
+import uvicorn
+
+from reel.service import check_connections, start
+from reel.storage import Storage
+from services.tracker.api import create_app
+from services.tracker.consume import Projector, refresh_gauges
+
+log = logging.getLogger("services.tracker")
+
+
+def main() -> int:
+    proc = start("tracker")
+    s = proc.settings
+    check_connections(s)
+    projector = Projector(s, proc.stopping)
+    failed: list[BaseException] = []
+
+    def project() -> None:
+        try:
+            projector.run()
+        except BaseException as exc:  # noqa: BLE001 - the process exits with it
+            failed.append(exc)
+            log.exception("projector stopped")
+            proc.stopping.set()
+
+    threading.Thread(target=project, name="projector", daemon=True).start()
+    threading.Thread(target=refresh_gauges, args=(s, proc.stopping), daemon=True).start()
+    app = create_app(s, Storage.from_settings(s))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=s.tracker_port, log_level="warning"))
+    threading.Thread(target=server.run, name="http", daemon=True).start()
+    projector.ready.wait(60)
+    log.info("%s ready on http://127.0.0.1:%d", proc.worker_id, s.tracker_port)
+    proc.stopping.wait()
+    server.should_exit = True
+    log.info("%s stopped", proc.worker_id)
+    return 1 if failed else 0
+
 
 if __name__ == "__main__":
-    run_skeleton("tracker")
+    sys.exit(main())

@@ -17,9 +17,7 @@ def cut_seek(segment_start: float, span_start: float, fps: Fraction) -> float:
     return max(0.0, segment_start - span_start - 0.5 / float(fps))
 
 
-def video_codec_args(
-    profile: Profile, r: Rendition, gop: int, rate_pass: tuple[int, Path] | None
-) -> list[str]:
+def video_codec_args(profile: Profile, r: Rendition, gop: int, rate_pass: tuple[int, Path] | None) -> list[str]:
     """Encoder flags for one rung; rate_pass = (1 or 2, stats file) for a two-pass encode."""
     rate, maxrate, bufsize = r.bitrate, int(r.bitrate * 1.07), r.bitrate * 2
     common = ["-b:v", str(rate), "-maxrate", str(maxrate), "-bufsize", str(bufsize),

@@ -16,13 +16,11 @@ from reel.settings import Settings
 from reel.stack.procs import stop
 
 E2E_ENV = {"REEL_MIN_SEGMENT_S": "2", "REEL_TRANSCODERS": "2", "REEL_DRAIN_TIMEOUT_S": "20",
-           "REEL_MAX_DURATION_S": "60", "REEL_MAX_DIMENSION": "4096"}  # fmt: skip
+           "REEL_MAX_DURATION_S": "60", "REEL_MAX_DIMENSION": "4096", "REEL_TRACKER_PORT": "28080"}  # fmt: skip
 
 
 @pytest.fixture(scope="session")
-def fleet(
-    stack: Settings, stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Path]:
+def fleet(stack: Settings, stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The services under the supervisor; yields the folder of their logs."""
     env = {**os.environ, **stack_env, **E2E_ENV}
     logs = Path(stack_env["REEL_HOME"]) / "logs"

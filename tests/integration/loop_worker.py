@@ -48,9 +48,7 @@ def main() -> int:
     proc = start("loop")
     env = os.environ
     storage = Storage.from_settings(proc.settings)
-    handler = make_handler(
-        storage, proc.settings.bucket_work, env["LOOP_OUT"], float(env.get("LOOP_WORK_S", "0"))
-    )
+    handler = make_handler(storage, proc.settings.bucket_work, env["LOOP_OUT"], float(env.get("LOOP_WORK_S", "0")))
     stage = Stage(env["LOOP_STAGE"], env["LOOP_IN"], handler, schema="reel.events.SegmentRequested")
     return Worker(stage, proc.settings, storage, proc.stopping).run()
 

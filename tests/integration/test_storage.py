@@ -103,9 +103,7 @@ def test_multipart_upload_resumes_after_sigkill(
     assert storage.stat(stack.bucket_outputs, key)["sha256"] == ref.sha256
 
 
-def test_multipart_upload_of_a_different_file_reuses_nothing(
-    storage: Storage, stack: Settings, tmp_path: Path
-) -> None:
+def test_multipart_upload_of_a_different_file_reuses_nothing(storage: Storage, stack: Settings, tmp_path: Path) -> None:
     key = f"t-{uuid.uuid4()}/big.bin"
     first = _random_file(tmp_path / "one.bin", 2 * PART_SIZE + 10)
     up = MultipartUpload(storage, stack.bucket_outputs, key, first, sha256_file(first))

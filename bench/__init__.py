@@ -1,0 +1,1 @@
+"""Benchmarks: measured, never asserted (the machines are shared and noisy)."""

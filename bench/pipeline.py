@@ -1,0 +1,241 @@
+"""Benchmark: reel against one ffmpeg command, on the same machine in the same run.
+
+The source is Big Buck Bunny 1:00-3:00 upscaled to 1080p (from the moviepy source
+archive on PyPI). The baseline is what a user would run instead: one ffmpeg command
+that decodes once and encodes the same ladder, with audio, into MP4s, default threads.
+reel runs end to end on the warm embedded stack (`reel up`), timed from
+video.requested (source already uploaded) to video.completed, with a fresh request id.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from reel import clips, ladder
+from reel.contract import Registry
+from reel.settings import Settings
+from reel.storage import Storage, sha256_file
+from reel.submit import submit, wait
+
+SOURCE_START_S, SOURCE_SECONDS = 60, 120
+PSNR_WINDOW = (45.0, 30.0)  # (start, seconds): PSNR over 30 s that hold several joins
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU-seconds of the whole machine, from /proc/stat."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    ticks = 100.0
+    idle = fields[3] + fields[4]
+    return (sum(fields) - idle) / ticks, sum(fields) / ticks
+
+
+@dataclass
+class Run:
+    wall_s: float
+    cpu_utilisation: float  # busy share of all cores over the run
+
+
+def timed(fn: Any) -> tuple[Any, Run]:
+    busy0, total0 = cpu_seconds()
+    t0 = time.monotonic()
+    result = fn()
+    wall = time.monotonic() - t0
+    busy1, total1 = cpu_seconds()
+    return result, Run(wall, (busy1 - busy0) / max(1e-9, total1 - total0))
+
+
+def make_source(cache: Path) -> Path:
+    out = cache / "bench-source-1080p.mp4"
+    if not out.exists():
+        film = clips.big_buck_bunny_film()
+        subprocess.run(["ffmpeg", "-v", "error", "-ss", str(SOURCE_START_S), "-t", str(SOURCE_SECONDS),
+                        "-i", str(film), "-vf", "scale=1920:1080", "-c:v", "libx264", "-preset", "veryfast",
+                        "-crf", "18", "-c:a", "copy", "-y", str(out)], check=True)  # fmt: skip
+    return out
+
+
+def baseline_args(source: Path, profile: ladder.Profile, rends: list[ladder.Rendition], gop: int,
+                  out: Path) -> list[str]:  # fmt: skip
+    n = len(rends)
+    graph = f"[0:v]split={n}" + "".join(f"[s{i}]" for i in range(n)) + ";"
+    graph += ";".join(f"[s{i}]scale={r.width}:{r.height}[o{i}]" for i, r in enumerate(rends))
+    args = ["ffmpeg", "-v", "error", "-i", str(source), "-filter_complex", graph]
+    for i, r in enumerate(rends):
+        args += ["-map", f"[o{i}]", "-map", "0:a:0", "-c:v", profile.codec, "-preset", profile.preset,
+                 "-profile:v", "high", "-b:v", str(r.bitrate), "-maxrate", str(int(r.bitrate * 1.07)),
+                 "-bufsize", str(2 * r.bitrate), "-g", str(gop), "-keyint_min", str(gop),
+                 "-sc_threshold", "0", "-c:a", "aac", "-b:a", str(profile.audio.bitrate), "-ac", "2",
+                 "-movflags", "+faststart", "-y", str(out / f"{r.name}.mp4")]  # fmt: skip
+    return args
+
+
+def psnr(encoded: Path, source: Path, r: ladder.Rendition) -> float:
+    start, length = PSNR_WINDOW
+    graph = f"[1:v]scale={r.width}:{r.height}[ref];[0:v][ref]psnr"
+    out = subprocess.run(["ffmpeg", "-hide_banner", "-ss", str(start), "-t", str(length), "-i", str(encoded),
+                          "-ss", str(start), "-t", str(length), "-i", str(source), "-lavfi", graph,
+                          "-f", "null", "-"], capture_output=True, text=True, check=True)  # fmt: skip
+    m = re.search(r"average:([0-9.]+)", out.stderr)
+    return float(m.group(1)) if m else float("nan")
+
+
+def events_of(settings: Settings, video_id: str, since_ms: int) -> dict[str, list[dict[str, Any]]]:
+    """Every committed event of one video, by topic (read back from Kafka)."""
+    topics = ["video.requested", "video.split", "segment.requested", "segment.pulled", "segment.transcoded",
+              "segment.uploaded", "video.completed", "task.progress"]  # fmt: skip
+    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"bench-{uuid.uuid4()}",
+                  "isolation.level": "read_committed", "enable.auto.commit": False})  # fmt: skip
+    meta = c.list_topics(timeout=10).topics
+    wanted = [TopicPartition(t, p, since_ms - 5000) for t in topics for p in meta[t].partitions]
+    c.assign(c.offsets_for_times(wanted, timeout=10))
+    registry = Registry()
+    out: dict[str, list[dict[str, Any]]] = {t: [] for t in topics}
+    quiet = time.monotonic() + 3
+    while time.monotonic() < quiet:
+        msg = c.poll(0.3)
+        if msg is None or msg.error():
+            continue
+        quiet = time.monotonic() + 3
+        event = registry.decode_for_topic(msg.topic(), msg.value())
+        if event["video_id"] == video_id:
+            out[msg.topic()].append(event)
+    c.close()
+    return out
+
+
+def stage_times(ev: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Where the time went, from the events' own timestamps (seconds)."""
+
+    def at(e: dict[str, Any]) -> float:
+        return float(e["produced_at"]) / 1000
+
+    def key(e: dict[str, Any]) -> tuple[str, Any]:
+        return (e["track"], e["segment_index"])
+
+    requested = at(ev["video.requested"][0])
+    split = at(ev["video.split"][0])
+    completed = at(ev["video.completed"][0])
+    by = {t: {key(e): e for e in ev[t]} for t in ("segment.requested", "segment.pulled",
+                                                   "segment.transcoded", "segment.uploaded")}  # fmt: skip
+    starts = {(e["stage"], key(e)): at(e) for e in ev["task.progress"] if e["state"] == "started"}
+    sums = {"pull": 0.0, "transcode": 0.0, "push": 0.0, "queueing": 0.0}
+    for k, req in by["segment.requested"].items():
+        pulled, coded, up = by["segment.pulled"][k], by["segment.transcoded"][k], by["segment.uploaded"][k]
+        hops = (("puller", req, pulled, "pull"), ("transcoder", pulled, coded, "transcode"),
+                ("pusher", coded, up, "push"))  # fmt: skip
+        for stage, before, after, name in hops:
+            began = starts.get((stage, k), at(before))
+            sums[name] += at(after) - began
+            sums["queueing"] += began - at(before)
+    last_uploaded = max(at(e) for e in ev["segment.uploaded"])
+    return {"probe_split_s": split - requested, "stitch_s": completed - last_uploaded,
+            "sum_pull_s": sums["pull"], "sum_transcode_s": sums["transcode"], "sum_push_s": sums["push"],
+            "sum_queueing_s": sums["queueing"], "segments": len(by["segment.requested"]),
+            "transcoded_in_this_generation": all(e["generation"] == 0 for e in ev["segment.transcoded"])
+            and len(by["segment.transcoded"]) == len(by["segment.requested"])}  # fmt: skip
+
+
+def run_reel(settings: Settings, source: Path, out: Path) -> tuple[dict[str, Any], Run]:
+    storage = Storage.from_settings(settings)
+    storage.put_file(settings.bucket_sources, f"uploads/{sha256_file(source)}/{source.name}", source)
+    # A fresh request id: a new video, so every segment is transcoded in this run. The
+    # source is in already, so submit only produces the event.
+    request_id = f"bench-{uuid.uuid4()}"
+
+    def go() -> tuple[Any, dict[str, Any]]:
+        sub = submit(settings, storage, source, "default", ["hls", "mp4"], request_id=request_id)
+        return sub, wait(settings, sub.video_id, sub.submitted_ms, timeout=3600)
+
+    (sub, event), run = timed(go)
+    if event["topic"] != "video.completed":
+        raise RuntimeError(f"reel failed: {event.get('reason')}")
+    for o in event["outputs"]:
+        if o["kind"] == "mp4":
+            (out / f"{o['rung']}.mp4").write_bytes(
+                storage.get_bytes(o["object"]["bucket"], o["object"]["key"])
+            )
+    return {"video_id": sub.video_id, "since_ms": sub.submitted_ms}, run
+
+
+def report(result: dict[str, Any]) -> str:
+    rows = [("", "baseline (one ffmpeg)", "reel (2 transcoders)")]
+    b, r = result["baseline"], result["reel"]
+    rows.append(("wall s", f"{b['wall_s']:.1f}", f"{r['wall_s']:.1f}"))
+    rows.append(("x realtime", f"{SOURCE_SECONDS / b['wall_s']:.2f}", f"{SOURCE_SECONDS / r['wall_s']:.2f}"))
+    rows.append(("CPU % of all cores", f"{100 * b['cpu']:.0f}", f"{100 * r['cpu']:.0f}"))
+    for rung in sorted(b["psnr"], key=lambda n: -int(n[:-1])):
+        rows.append((f"PSNR {rung} dB", f"{b['psnr'][rung]:.2f}", f"{r['psnr'][rung]:.2f}"))
+        rows.append((f"size {rung} MB", f"{b['size'][rung] / 1e6:.1f}", f"{r['size'][rung] / 1e6:.1f}"))
+    width = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, width, strict=True)) for row in rows]
+    lines.append(f"speed-up: {result['speedup']:.2f}x")
+    st = result["stages"]
+    lines.append(
+        "reel stages (s): " + ", ".join(f"{k}={v:.1f}" for k, v in st.items() if isinstance(v, float))
+    )
+    a = result["amdahl"]
+    lines.append(f"serial fraction {a['serial_fraction']:.3f}; projected speed-up vs baseline: "
+                 f"8 workers {a['speedup_8']:.2f}x, 32 workers {a['speedup_32']:.2f}x")  # fmt: skip
+    lines.append(f"per-segment overhead (queueing + pull + push) {result['overhead_per_segment_s']:.2f}s")
+    return "\n".join(lines)
+
+
+def main(settings: Settings, work: Path) -> dict[str, Any]:
+    work.mkdir(parents=True, exist_ok=True)
+    source = make_source(work)
+    profile = ladder.load("default")
+    rends = ladder.renditions(profile, 1920, 1080)
+    gop = 48
+    (work / "baseline").mkdir(exist_ok=True)
+    (work / "reel").mkdir(exist_ok=True)
+    _, base = timed(lambda: subprocess.run(baseline_args(source, profile, rends, gop, work / "baseline"),
+                                           check=True))  # fmt: skip
+    ids, reel_run = run_reel(settings, source, work / "reel")
+    events = events_of(settings, ids["video_id"], ids["since_ms"])
+    stages = stage_times(events)
+    # From video.requested to video.completed, by the events' own clocks.
+    reel_run.wall_s = (
+        events["video.completed"][0]["produced_at"] - events["video.requested"][0]["produced_at"]
+    ) / 1000
+    result: dict[str, Any] = {
+        "source": {"film": "Big Buck Bunny", "from_s": SOURCE_START_S, "seconds": SOURCE_SECONDS,
+                   "size": "1920x1080"},
+        "baseline": {"wall_s": base.wall_s, "cpu": base.cpu_utilisation, "psnr": {}, "size": {}},
+        "reel": {"wall_s": reel_run.wall_s, "cpu": reel_run.cpu_utilisation, "psnr": {}, "size": {},
+                 "video_id": ids["video_id"]},
+        "stages": stages, "speedup": base.wall_s / reel_run.wall_s, "psnr_window": PSNR_WINDOW,
+    }  # fmt: skip
+    for r in rends:
+        for side in ("baseline", "reel"):
+            path = work / side / f"{r.name}.mp4"
+            result[side]["psnr"][r.name] = psnr(path, source, r)
+            result[side]["size"][r.name] = path.stat().st_size
+    serial = stages["probe_split_s"] + stages["stitch_s"]
+    parallel = reel_run.wall_s - serial
+    workers = 2
+    work_total = parallel * workers  # the parallel part as one worker would do it
+    s = serial / (serial + work_total)
+    result["amdahl"] = {
+        "serial_s": serial, "serial_fraction": s,
+        "speedup_8": base.wall_s / (serial + work_total / 8),
+        "speedup_32": base.wall_s / (serial + work_total / 32),
+    }  # fmt: skip
+    per_seg = (stages["sum_queueing_s"] + stages["sum_pull_s"] + stages["sum_push_s"]) / max(
+        1, stages["segments"]
+    )
+    result["overhead_per_segment_s"] = per_seg
+    return result
+
+
+def save(result: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))

@@ -1,0 +1,173 @@
+"""The status endpoint: JSON, a live progress stream (server-sent events), health, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from confluent_kafka.admin import AdminClient
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from prometheus_client import make_asgi_app
+
+from reel.settings import Settings
+from reel.storage import Storage
+from services.tracker import store
+from services.tracker.projection import VIDEO_RANK, current_work, stalled
+
+STALL_S = 15.0  # a segment whose worker sent no heartbeat for this long is stalled
+STATES = tuple(VIDEO_RANK)
+
+
+class NotFound(Exception):
+    pass
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": message})
+
+
+def _valid_id(video_id: str) -> str:
+    try:
+        return str(uuid.UUID(video_id))
+    except ValueError as exc:
+        raise RequestValidationError([{"loc": ["path", "video_id"], "msg": "not a video id (a UUID)",
+                                       "type": "value_error"}]) from exc  # fmt: skip
+
+
+def status_view(row: dict[str, Any], presign: Callable[[str, str], str], now: datetime) -> dict[str, Any]:
+    """What GET /videos/{id} answers (pure, given a presigner and a clock)."""
+    segments = []
+    for s in row["segments"]:
+        age = (now - s["last_beat"]).total_seconds() if s["last_beat"] else None
+        state = s["stage"]
+        if stalled(age, s["working"], s["stage"], STALL_S):
+            state = "stalled"
+        elif s["retrying"] and s["stage"] != "uploaded":
+            state = f"retrying (attempt {s['attempt']})"
+        segments.append({
+            "track": s["track"], "index": None if s["segment_index"] < 0 else s["segment_index"],
+            "stage": s["stage"], "state": state, "attempt": s["attempt"], "worker": s["worker"],
+            "working": current_work(s["stage"], s["working"]), "percent": round(float(s["work_percent"]), 1),
+            "media_seconds": round(float(s["media_seconds"]), 3), "error": s["error"],
+        })  # fmt: skip
+    outputs = []
+    for o in row["outputs"] or []:
+        obj = o["object"]
+        outputs.append({**o, "url": presign(obj["bucket"], obj["key"])})
+    times = {k: row[k] and row[k].isoformat() for k in ("requested_at", "split_at", "completed_at", "failed_at")}
+    return {
+        "video_id": row["video_id"], "generation": row["generation"], "state": row["state"],
+        "percent": round(float(row["percent"]), 1), "profile": row["profile"], "source": row["source"],
+        "duration": row["duration"], "error": row["error"] and {"stage": row["error_stage"], "reason": row["error"]},
+        "timings": times, "segments": segments, "outputs": outputs,
+    }  # fmt: skip
+
+
+def create_app(settings: Settings, storage: Storage) -> FastAPI:
+    app = FastAPI(title="reel tracker", version="1", description="Status and live progress of reel videos.")
+    app.mount("/metrics", make_asgi_app())
+
+    def connect() -> psycopg.Connection:
+        return psycopg.connect(settings.postgres_url, connect_timeout=5, autocommit=True)
+
+    def presign(bucket: str, key: str) -> str:
+        return storage.presign_get(bucket, key, timedelta(hours=1))
+
+    def load(video_id: str) -> dict[str, Any]:
+        with connect() as conn:
+            row = store.video(conn, video_id)
+        if row is None:
+            raise NotFound(video_id)
+        return status_view(row, presign, datetime.now(UTC))
+
+    @app.exception_handler(NotFound)
+    async def not_found(_req: Request, exc: NotFound) -> JSONResponse:
+        return _error(404, f"no video {exc}")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"error": "invalid request", "detail": exc.errors()})
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        problems = []
+        try:
+            with connect() as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            problems.append(f"postgres: {exc}")
+        try:
+            AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(timeout=3)
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"kafka: {exc}")
+        return _error(503, "; ".join(problems)) if problems else JSONResponse({"status": "ready"})
+
+    @app.get("/videos/{video_id}")
+    def get_video(video_id: str) -> dict[str, Any]:
+        return load(_valid_id(video_id))
+
+    @app.get("/videos")
+    def list_videos(
+        state: str | None = Query(None, pattern="^(" + "|".join(STATES) + ")$"),
+        limit: int = Query(20, ge=1, le=200),
+        cursor: str | None = Query(None, description="next_cursor of the previous page"),
+    ) -> dict[str, Any]:
+        before = _decode_cursor(cursor) if cursor else None
+        with connect() as conn:
+            rows = store.videos(conn, state, limit, before)
+        last = rows[-1] if len(rows) == limit else None
+        return {
+            "videos": [{**r, "updated_at": r["updated_at"].isoformat(), "percent": round(float(r["percent"]), 1)}
+                       for r in rows],
+            "next_cursor": last and _encode_cursor(last["updated_at"], last["video_id"]),
+        }  # fmt: skip
+
+    @app.get("/videos/{video_id}/events")
+    async def stream(video_id: str) -> StreamingResponse:
+        vid = _valid_id(video_id)
+        await asyncio.to_thread(load, vid)  # 404 before the stream starts
+
+        async def changes() -> AsyncIterator[str]:
+            last, beat = None, time.monotonic()
+            while True:
+                view = await asyncio.to_thread(load, vid)
+                snapshot = json.dumps(view, default=str)
+                if snapshot != last:
+                    last, beat = snapshot, time.monotonic()
+                    yield f"event: status\ndata: {snapshot}\n\n"
+                    if view["state"] in ("completed", "failed"):
+                        return
+                elif time.monotonic() - beat > 10:
+                    beat = time.monotonic()
+                    yield ": keep-alive\n\n"
+                await asyncio.sleep(0.5)
+
+        return StreamingResponse(changes(), media_type="text/event-stream")
+
+    return app
+
+
+def _encode_cursor(updated_at: datetime, video_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{updated_at.isoformat()}|{video_id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        when, vid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(when), vid
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestValidationError([{"loc": ["query", "cursor"], "msg": "not a cursor from this API",
+                                       "type": "value_error"}]) from exc  # fmt: skip

@@ -1,0 +1,201 @@
+"""The tracker against real Kafka and Postgres: status, live progress, exactly-once and
+order-insensitive projection, a SIGKILL mid-batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from reel import PROJECT_ROOT
+from reel.contract import Registry, all_topics
+from reel.settings import Settings
+from reel.stack.procs import free_port
+from reel.storage import Storage
+from reel.submit import submit
+from services.tracker import store
+
+pytestmark = pytest.mark.usefixtures("fleet")
+API = "http://127.0.0.1:28080"
+
+
+def get(path: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(API + path, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def sse(path: str, timeout: float = 300) -> list[dict[str, Any]]:
+    """Every status event of a live progress stream, until it ends."""
+    deadline = time.monotonic() + timeout
+    while True:  # the stream 404s until the request itself has been projected
+        try:
+            resp = urllib.request.urlopen(API + path, timeout=timeout)
+            break
+        except urllib.error.HTTPError:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    out = []
+    with resp:
+        for raw in resp:
+            line = raw.decode().strip()
+            if line.startswith("data: "):
+                out.append(json.loads(line[6:]))
+    return out
+
+
+def test_status_follows_a_run_live(e2e_settings: Settings, tmp_path: Path) -> None:
+    clip = tmp_path / "clip.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=8",
+                    "-f", "lavfi", "-i", "sine=duration=8", "-c:v", "libx264", "-preset", "ultrafast",
+                    "-c:a", "aac", str(clip)], check=True)  # fmt: skip
+    sub = submit(e2e_settings, Storage.from_settings(e2e_settings), clip, "tiny", request_id=str(uuid.uuid4()))
+    updates = sse(f"/videos/{sub.video_id}/events")
+    ranks = {"queued": 0, "splitting": 1, "transcoding": 2, "stitching": 3, "completed": 4}
+    states = [u["state"] for u in updates]
+    assert [ranks[s] for s in states] == sorted(ranks[s] for s in states), states
+    percents = [u["percent"] for u in updates]
+    assert percents == sorted(percents), "percent went backwards"
+    assert states[-1] == "completed" and percents[-1] == 100.0
+    assert len(updates) >= 3  # it streamed changes, not just the end
+    status, final = get(f"/videos/{sub.video_id}")
+    assert status == 200 and final["state"] == "completed"
+    assert {s["stage"] for s in final["segments"]} == {"uploaded"} and len(final["segments"]) >= 4
+    assert final["timings"]["completed_at"] and not final["error"]
+    mp4 = next(o for o in final["outputs"] if o["kind"] == "mp4")
+    with urllib.request.urlopen(mp4["url"], timeout=10) as resp:  # presigned, expires in an hour
+        assert resp.status == 200 and len(resp.read()) == mp4["object"]["size"]
+    status, listing = get("/videos?state=completed&limit=1")
+    assert status == 200 and len(listing["videos"]) == 1 and listing["next_cursor"]
+    status, page2 = get(f"/videos?state=completed&limit=1&cursor={listing['next_cursor']}")
+    assert status == 200 and page2["videos"][0]["video_id"] != listing["videos"][0]["video_id"]
+
+
+@pytest.mark.parametrize("path,code", [
+    (f"/videos/{uuid.uuid4()}", 404), ("/videos/not-an-id", 422), ("/videos?state=bogus", 422),
+    ("/videos?limit=0", 422), ("/videos?cursor=garbage", 422), (f"/videos/{uuid.uuid4()}/events", 404),
+])  # fmt: skip
+def test_bad_ids_and_queries_get_clear_json_errors(path: str, code: int) -> None:
+    status, body = get(path)
+    assert status == code and body["error"]
+
+
+def test_health_and_openapi() -> None:
+    assert get("/healthz") == (200, {"status": "ok"})
+    assert get("/readyz") == (200, {"status": "ready"})
+    status, spec = get("/openapi.json")
+    assert status == 200 and "/videos/{video_id}" in spec["paths"]
+
+
+# -- exactly once and order-insensitive ----------------------------------------------
+def all_events(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
+    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"t-{uuid.uuid4()}",
+                  "isolation.level": "read_committed", "enable.auto.commit": False})  # fmt: skip
+    meta = c.list_topics(timeout=10).topics
+    c.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t in all_topics() for p in meta[t].partitions])
+    registry, out = Registry(), []
+    quiet = time.monotonic() + 3
+    while time.monotonic() < quiet:
+        for msg in c.consume(500, timeout=0.5):
+            if msg.error() is None:
+                quiet = time.monotonic() + 3
+                out.append((msg.topic(), registry.decode_for_topic(msg.topic(), msg.value())))
+    c.close()
+    return out
+
+
+def fresh_database(settings: Settings) -> str:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(settings.postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return settings.postgres_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def project(url: str, events: list[tuple[str, dict[str, Any]]]) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        store.migrate(conn)
+        with conn.transaction():
+            for topic, ev in events:
+                if store.record_event(conn, topic, ev):
+                    store.apply(conn, topic, ev)
+
+
+def snapshot(url: str) -> dict[str, Any]:
+    """The projection of finished videos, without bookkeeping columns."""
+    with psycopg.connect(url) as conn:
+        videos = conn.execute(
+            "SELECT video_id, generation, state, state_rank, percent, profile, segment_count, has_audio, "
+            "outputs::text, error, split_at, completed_at, failed_at FROM videos WHERE state_rank >= 4 "
+            "ORDER BY video_id").fetchall()  # fmt: skip
+        done = [v[0] for v in videos]
+        segments = conn.execute(
+            "SELECT video_id, track, segment_index, stage, attempt, worker, working, work_percent, retrying, "
+            "last_beat FROM segments WHERE video_id = ANY(%s) ORDER BY 1, 2, 3", (done,)).fetchall()  # fmt: skip
+        events = conn.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone()
+    return {"videos": videos, "segments": segments, "events": events}
+
+
+@pytest.fixture(scope="module")
+def recorded(e2e_settings: Settings) -> list[tuple[str, dict[str, Any]]]:
+    events = all_events(e2e_settings)
+    assert sum(1 for t, _ in events if t == "video.completed") >= 1, "run the happy path first"
+    return events
+
+
+def test_replay_and_any_order_give_the_same_projection(e2e_settings: Settings, recorded: list) -> None:
+    in_order, shuffled = fresh_database(e2e_settings), fresh_database(e2e_settings)
+    project(in_order, recorded)
+    reference = snapshot(in_order)
+    project(in_order, recorded)  # a replay of every topic from the start
+    assert snapshot(in_order) == reference
+    mixed = list(recorded)
+    random.Random(20261128).shuffle(mixed)
+    project(shuffled, mixed)
+    assert snapshot(shuffled) == reference
+    assert reference["events"][0] == reference["events"][1] == len({e["event_id"] for _, e in recorded})
+
+
+def test_sigkill_mid_batch_loses_and_doubles_nothing(
+    e2e_settings: Settings, stack_env: dict[str, str], recorded: list, tmp_path: Path
+) -> None:
+    clean = fresh_database(e2e_settings)
+    project(clean, recorded)
+    url = fresh_database(e2e_settings)
+    env = {**os.environ, **stack_env, "DATABASE_URL": url, "REEL_TRACKER_PORT": str(free_port()),
+           "REEL_SLOT": "9", "REEL_FAULT_LOG": str(tmp_path / "faults")}  # fmt: skip
+
+    def tracker(fault: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "services.tracker"], cwd=PROJECT_ROOT,
+                                env={**env, "REEL_FAULT": fault}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+
+    killed = tracker("mid-batch@2")
+    assert killed.wait(timeout=120) == -9  # SIGKILLed by its own fault point
+    assert (tmp_path / "faults").read_text().startswith("mid-batch")
+    survivor = tracker("")
+    try:
+        want = snapshot(clean)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            got = snapshot(url)
+            if got["events"][1] >= want["events"][1]:
+                break
+            time.sleep(1)
+        assert got == want
+    finally:
+        survivor.terminate()
+        survivor.wait(timeout=30)
