@@ -3,6 +3,7 @@ encoded into every rung in one run; and the audio, once, full length."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -11,10 +12,18 @@ from reel.ladder import AudioSpec, Profile, Rendition
 BITEXACT = ["-fflags", "+bitexact"]  # repeatable bytes: upload parts can be reused
 
 
-def cut_seek(segment_start: float, span_start: float, fps: Fraction) -> float:
-    """Input -ss counts from the span's own start; seek half a frame early so rounding
-    never drops the boundary frame, then take exactly N frames."""
-    return max(0.0, segment_start - span_start - 0.5 / float(fps))
+@dataclass(frozen=True)
+class Cut:
+    seek: float  # input -ss into the span (counts from the span's own start)
+    first_at: float  # where the segment's first frame then lands on the output clock
+
+
+def cut(segment_start: float, span_start: float, fps: Fraction) -> Cut:
+    """Seek half a frame early so rounding never drops the boundary frame; at the very
+    start of a span there is nothing before it, and the first frame lands earlier."""
+    offset = segment_start - span_start
+    seek = max(0.0, offset - 0.5 / float(fps))
+    return Cut(seek, offset - seek)
 
 
 def video_codec_args(profile: Profile, r: Rendition, gop: int, rate_pass: tuple[int, Path] | None) -> list[str]:
@@ -37,7 +46,7 @@ def video_codec_args(profile: Profile, r: Rendition, gop: int, rate_pass: tuple[
 
 
 def segment_runs(
-    span: Path, seek: float, frames: int, fps: Fraction, renditions: list[Rendition],
+    span: Path, at: Cut, frames: int, fps: Fraction, renditions: list[Rendition],
     profile: Profile, gop: int, outputs: list[Path],
 ) -> list[list[str]]:  # fmt: skip
     """The ffmpeg run(s) for a segment: decode once, every rung from it.
@@ -49,15 +58,15 @@ def segment_runs(
     """
     n = len(renditions)
     # Constant frame rate on the output grid: after the input seek the segment's first
-    # frame sits at +0.5/fps; the fps filter puts each frame on its nearest slot from
+    # frame sits at at.first_at; the fps filter puts each frame on its nearest slot from
     # there (duplicating into gaps of a variable-rate or damaged source, dropping extras).
     # At the end of a file the fps filter drops a last frame whose duration it does not
     # know; tpad repeats it, and -frames:v takes exactly N either way.
-    grid = (f"fps=fps={fps.numerator}/{fps.denominator}:start_time={0.5 / float(fps):.6f},"
+    grid = (f"fps=fps={fps.numerator}/{fps.denominator}:start_time={at.first_at:.6f},"
             "tpad=stop_mode=clone:stop=2")  # fmt: skip
     graph = [f"[0:v:0]{grid},setpts=PTS-STARTPTS,split={n}" + "".join(f"[s{i}]" for i in range(n))]
     graph += [f"[s{i}]scale={r.width}:{r.height},setsar=1[o{i}]" for i, r in enumerate(renditions)]
-    head = ["-threads", "1", "-ss", f"{seek:.6f}", "-i", str(span),
+    head = ["-threads", "1", "-ss", f"{at.seek:.6f}", "-i", str(span),
             "-filter_complex", ";".join(graph), "-filter_complex_threads", "1"]  # fmt: skip
     two_pass = frames / float(fps) < profile.two_pass_below_s
     runs = []

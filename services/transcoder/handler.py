@@ -16,7 +16,7 @@ from reel.scratch import scratch
 from reel.settings import Settings
 from reel.storage import ObjectRef, Storage
 from reel.worker import Output, Permanent, Stage, Task, fail_video
-from services.transcoder.encode import audio_args, cut_seek, segment_runs
+from services.transcoder.encode import audio_args, cut, segment_runs
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def transcode_video(task: Task, deps: Deps, span: Path, tmp: Path) -> list[dict[
     fps = Fraction(ev["fps_num"], ev["fps_den"])
     start, length = segment_window(ev)
     outs = [tmp / f"{r.name}.mp4" for r in rends]
-    runs = segment_runs(span, cut_seek(start, ev["span_start"], fps), ev["frame_count"], fps, rends,
+    runs = segment_runs(span, cut(start, ev["span_start"], fps), ev["frame_count"], fps, rends,
                         profile, ev["gop_frames"], outs)  # fmt: skip
     for n, args in enumerate(runs):
         media.run_ffmpeg(args, timeout=encode_timeout(length), cancel=task.cancel,

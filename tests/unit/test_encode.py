@@ -1,20 +1,24 @@
 from fractions import Fraction
 from pathlib import Path
 
+import pytest
+
 from reel.ladder import load, renditions
-from services.transcoder.encode import audio_args, cut_seek, segment_runs
+from services.transcoder.encode import Cut, audio_args, cut, segment_runs
 
 
 def test_seek_is_half_a_frame_early_and_relative_to_the_span() -> None:
-    assert cut_seek(10.0, 8.5, Fraction(25)) == 1.5 - 0.02
-    assert cut_seek(0.0, 0.0, Fraction(25)) == 0.0
+    at = cut(10.0, 8.5, Fraction(25))
+    assert at.seek == pytest.approx(1.48) and at.first_at == pytest.approx(0.02)
+    # At the start of a span nothing lies before the first frame: it lands at 0.
+    assert cut(0.0, 0.0, Fraction(25)) == Cut(0.0, 0.0)
 
 
 def runs_for(frames: int, profile: str = "default") -> list[list[str]]:
     p = load(profile)
     rends = renditions(p, 1920, 1080)
     outs = [Path(f"/w/{r.name}.mp4") for r in rends]
-    return segment_runs(Path("/w/span"), 1.0, frames, Fraction(24), rends, p, 48, outs)
+    return segment_runs(Path("/w/span"), Cut(1.0, 1 / 48), frames, Fraction(24), rends, p, 48, outs)
 
 
 def test_one_decode_feeds_every_rung_with_fixed_gop() -> None:
