@@ -35,6 +35,7 @@ class Settings:
     pg_port: int = 15432  # embedded Postgres
     metrics_port: int = 0  # 0: a free port; each worker serves /metrics
     tracker_port: int = 18080
+    tracker_batch: int = 500  # events the tracker projects per Postgres transaction
     workers_per_kind: int = 1  # fleet size of the splitter, puller and pusher under `reel up`
     transcoders: int = 2  # fleet size of the transcoder under `reel up`
     session_timeout_ms: int = 6000

@@ -17,7 +17,6 @@ from reel.settings import Settings
 from services.tracker import store
 
 log = logging.getLogger(__name__)
-BATCH = 500
 
 
 class Projector:
@@ -41,7 +40,7 @@ class Projector:
                 self._assign(conn, consumer)
                 self.ready.set()
                 while not self.stopping.is_set():
-                    msgs = consumer.consume(BATCH, timeout=0.5)
+                    msgs = consumer.consume(self.settings.tracker_batch, timeout=0.5)
                     if msgs:
                         self._batch(conn, msgs)
             finally:

@@ -176,14 +176,15 @@ def test_sigkill_mid_batch_loses_and_doubles_nothing(
     project(clean, recorded)
     url = fresh_database(e2e_settings)
     env = {**os.environ, **stack_env, "DATABASE_URL": url, "REEL_TRACKER_PORT": str(free_port()),
-           "REEL_SLOT": "9", "REEL_FAULT_LOG": str(tmp_path / "faults")}  # fmt: skip
+           "REEL_SLOT": "9", "REEL_FAULT_LOG": str(tmp_path / "faults"), "REEL_TRACKER_BATCH": "10"}  # fmt: skip
 
     def tracker(fault: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-m", "services.tracker"], cwd=PROJECT_ROOT,
                                 env={**env, "REEL_FAULT": fault}, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
 
-    killed = tracker("mid-batch@2")
+    assert len(recorded) > 30  # several batches: some are committed before the kill
+    killed = tracker("mid-batch@3")
     assert killed.wait(timeout=120) == -9  # SIGKILLed by its own fault point
     assert (tmp_path / "faults").read_text().startswith("mid-batch")
     survivor = tracker("")
