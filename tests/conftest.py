@@ -16,7 +16,8 @@ from reel.settings import Settings
 from reel.stack import down, up
 from reel.storage import Storage
 
-TEST_PORTS = {"REEL_KAFKA_PORT": "29092", "REEL_S3_PORT": "26333", "REEL_PG_PORT": "25432"}
+TEST_PORTS = {"REEL_KAFKA_PORT": "29092", "REEL_S3_PORT": "26333", "REEL_PG_PORT": "25432",
+              "REEL_TRACKER_PORT": "28081"}  # fmt: skip
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -5,6 +5,7 @@ The projector (Kafka -> Postgres) in one thread, the status endpoint (uvicorn) i
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 
@@ -33,16 +34,22 @@ def main() -> int:
             log.exception("projector stopped")
             proc.stopping.set()
 
-    threading.Thread(target=project, name="projector", daemon=True).start()
+    projecting = threading.Thread(target=project, name="projector", daemon=True)
+    projecting.start()
     threading.Thread(target=refresh_gauges, args=(s, proc.stopping), daemon=True).start()
     app = create_app(s, Storage.from_settings(s))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=s.tracker_port, log_level="warning"))
+    # log_config=None: uvicorn's loggers go through ours (one JSON object per line).
+    config = uvicorn.Config(app, host="127.0.0.1", port=s.tracker_port, log_level="warning", log_config=None)
+    server = uvicorn.Server(config)
     threading.Thread(target=server.run, name="http", daemon=True).start()
     projector.ready.wait(60)
     log.info("%s ready on http://127.0.0.1:%d", proc.worker_id, s.tracker_port)
     proc.stopping.wait()
     server.should_exit = True
+    projecting.join(timeout=15)  # it closes its consumer and connection itself
     log.info("%s stopped", proc.worker_id)
+    if projecting.is_alive():  # wedged in a client call: do not hang in interpreter shutdown
+        os._exit(1)
     return 1 if failed else 0
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from reel import clips
-from reel.contract import envelope
+from reel.contract import Registry, envelope
 from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import Submission, produce, submit, wait
@@ -92,11 +93,32 @@ def test_rotation_and_pixel_aspect_are_applied(results: dict[str, Any]) -> None:
     assert wide is not None and (wide["width"], wide["height"]) == (426, 240)  # 16:9 from 352x288 @ 16:11
 
 
+def events_for(settings: Settings, topic: str, video_id: str) -> list[dict[str, Any]]:
+    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"t-{uuid.uuid4()}",
+                  "isolation.level": "read_committed", "enable.auto.commit": False})  # fmt: skip
+    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in c.list_topics(topic).topics[topic].partitions])
+    out, quiet = [], time.monotonic() + 2
+    while time.monotonic() < quiet:
+        for msg in c.consume(500, timeout=0.3):
+            if msg.error() is None:
+                quiet = time.monotonic() + 2
+                event = Registry().decode_for_topic(topic, msg.value())
+                if event["video_id"] == video_id:
+                    out.append(event)
+    c.close()
+    return out
+
+
 @pytest.mark.parametrize("name", list(BAD))
 def test_fails_clearly(name: str, results: dict[str, Any], e2e_settings: Settings) -> None:
     event = results["events"][name]
     assert event["topic"] == "video.failed"
     assert BAD[name][2] in event["reason"], event["reason"]
+    vid = event["video_id"]
+    assert len(events_for(e2e_settings, "video.failed", vid)) == 1  # one failure, not one per segment
+    dead = [e for t in ("video.requested.dlq", "segment.requested.dlq", "segment.pulled.dlq",
+                        "segment.transcoded.dlq") for e in events_for(e2e_settings, t, vid)]  # fmt: skip
+    assert len(dead) == 1 and dead[0]["error_kind"] == "permanent"  # the one record that failed it
     storage = Storage.from_settings(e2e_settings)
     deadline = time.monotonic() + 60  # segments in flight are skipped and cleared as they arrive
     while storage.list(e2e_settings.bucket_work, f"{event['video_id']}/") and time.monotonic() < deadline:
