@@ -336,6 +336,8 @@ class Worker:
                     self.attempts.finish(task.attempt, COMPLETED)
                     metrics.TASKS.labels(self.stage.name, "completed").inc()
                     log.info("task completed in %.2fs", time.monotonic() - run.started)
+                else:  # aborted (a rebalance or a fence took the partition): not the task's fault
+                    self.attempts.finish(task.attempt, HANDED_BACK, "commit aborted")
             elif isinstance(run.error, Permanent):
                 reason = str(run.error)
                 log.error("permanent failure: %s", reason)

@@ -4,6 +4,7 @@ broker, real object storage, SIGKILL of the process (group)."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import signal
@@ -222,3 +223,29 @@ def test_poison_task_is_dead_lettered_after_exactly_n_attempts(loop: LoopRun) ->
     assert "3 attempts failed or died" in poison["reason"]
     assert poison["original_value"][:2] == b"\xc3\x01"
     assert [m.state for m in loop.markers(20)] == [STARTED] * 3  # exactly N attempts ran
+
+
+def test_a_paused_zombie_hands_its_task_back_and_never_commits(loop: LoopRun) -> None:
+    """SIGSTOP a worker mid-task past the session timeout: the group gives its partition to
+    the other member, which redoes the task; when the zombie wakes, its partition is lost, the
+    task is cancelled and recorded as handed back, and its output is never committed."""
+    loop.env.update(LOOP_WORK_S="3")
+    loop.produce(range(1))
+    zombie = loop.start(0)
+    _wait_running(loop, range(1), 1)
+    os.killpg(zombie.pid, signal.SIGSTOP)
+    loop.start(1)
+    session_s = int(loop.env["REEL_SESSION_TIMEOUT_MS"]) / 1000
+    deadline = time.monotonic() + 60
+    while not any(m.state == COMPLETED for m in loop.markers(0)):  # the other member redid it
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    time.sleep(session_s)
+    os.killpg(zombie.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 30
+    while [m.state for m in loop.markers(0)] != [HANDED_BACK, COMPLETED]:
+        assert time.monotonic() < deadline, [m.state for m in loop.markers(0)]
+        time.sleep(0.3)
+    records = loop.outputs(settle_s=3)
+    assert_exactly_once(records, 1, loop)
+    assert records[0]["producer"] == f"{loop.stage}-1" and records[0]["attempt"] == 2
