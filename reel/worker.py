@@ -65,6 +65,7 @@ class Output:
     key: str
     record: dict[str, Any]
     schema: str | None = None  # default: the topic's event type
+    partition: int | None = None  # default: by key
 
 
 @dataclass
@@ -369,7 +370,10 @@ class Worker:
             for out in outputs:
                 schema = out.schema or schema_for_topic(out.topic)
                 value = self.registry.encode(schema, out.record)
-                self.producer.produce(out.topic, key=out.key.encode(), value=value)
+                if out.partition is None:
+                    self.producer.produce(out.topic, key=out.key.encode(), value=value)
+                else:
+                    self.producer.produce(out.topic, key=out.key.encode(), value=value, partition=out.partition)
             fault_point("after-produce")
             self.producer.send_offsets_to_transaction(
                 offsets, self.consumer.consumer_group_metadata(), COMMIT_TIMEOUT_S

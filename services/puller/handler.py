@@ -79,7 +79,9 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     record = {**task.envelope("segment.pulled"), **task_fields(ev), "span": ref.as_record(),
               "span_start": span_start}  # fmt: skip
     key = task_key(ev["video_id"], ev["track"], ev["segment_index"])
-    return [Output("segment.pulled", key, record)]
+    # The splitter chose a transcoder's partition (its lane) to balance the fleet's load.
+    lane = ev.get("lane", -1)
+    return [Output("segment.pulled", key, record, partition=lane if lane >= 0 else None)]
 
 
 def make_stage(settings: Settings, storage: Storage) -> Stage:

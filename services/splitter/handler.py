@@ -16,25 +16,29 @@ from reel.scratch import scratch
 from reel.settings import Settings
 from reel.storage import ObjectMissing, Storage
 from reel.worker import Output, Permanent, Stage, Task, fail_video
-from services.splitter.plan import dispatch_order, gop_frames, plan_segments
+from services.splitter.plan import dispatch_order, gop_frames, lanes, plan_segments
 
 FORMATS = {"hls", "mp4"}
+
+
+AUDIO_COST = 0.05  # encoding a second of audio costs about this share of a second of video
 
 
 @dataclass(frozen=True)
 class Deps:
     settings: Settings
     storage: Storage
-    transcoders: Callable[[], int]  # live transcoder workers, for sizing the plan
+    transcoders: Callable[[], list[list[int]]]  # each live transcoder's segment.pulled partitions
 
 
-def count_members(admin: AdminClient, group: str) -> int:
-    """Members of a consumer group (at least 1: a plan is never sized for nobody)."""
+def member_partitions(admin: AdminClient, group: str, topic: str) -> list[list[int]]:
+    """Each live member's partitions of `topic` ([] when the group has no members yet)."""
     try:
         (future,) = admin.describe_consumer_groups([group]).values()
-        return max(1, len(future.result(10).members))
+        members = future.result(10).members
     except Exception:  # noqa: BLE001 - no group yet
-        return 1
+        return []
+    return [[tp.partition for tp in m.assignment.topic_partitions if tp.topic == topic] for m in members]
 
 
 NO_INDEX = ("mpeg", "mpegts", "h264", "hevc", "m4v", "mjpeg", "mpegvideo", "avi")
@@ -132,7 +136,8 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     check_limits(deps.settings, video, duration)
     gop = gop_frames(fps, profile.gop_seconds)
     s = deps.settings
-    workers = deps.transcoders()
+    fleet = deps.transcoders()
+    workers = max(1, len(fleet))
     segments = plan_segments(total, fps, workers, gop, s.oversubscription, s.min_segment_s, s.max_segment_s)
     width, height = ladder.display_size(video.width, video.height, video.sample_aspect, video.rotation)
     has_audio = probe.audio is not None
@@ -152,19 +157,22 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     }  # fmt: skip
     vid = ev["video_id"]
     outputs = [Output("video.split", vid, split)]
+    costs = [(s.index, float(s.frame_count)) for s in segments] + ([(-1, total * AUDIO_COST)] if has_audio else [])
+    lane = lanes(costs, fleet)
     for seg in dispatch_order(segments):
         env = task.envelope("segment.requested", seg.index, segment_index=seg.index, track="video")
-        rec = {**env, **task_common, "start_frame": seg.start_frame, "frame_count": seg.frame_count}
+        rec = {**env, **task_common, "start_frame": seg.start_frame, "frame_count": seg.frame_count,
+               "lane": lane.get(seg.index, -1)}  # fmt: skip
         outputs.append(Output("segment.requested", task_key(vid, "video", seg.index), rec))
     if has_audio:
         env = task.envelope("segment.requested", -1, segment_index=None, track="audio")
-        rec = {**env, **task_common, "start_frame": 0, "frame_count": total}
+        rec = {**env, **task_common, "start_frame": 0, "frame_count": total, "lane": lane.get(-1, -1)}
         outputs.append(Output("segment.requested", task_key(vid, "audio", None), rec))
     return outputs
 
 
 def make_stage(settings: Settings, storage: Storage) -> Stage:
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    deps = Deps(settings, storage, lambda: count_members(admin, "reel.transcoder"))
+    deps = Deps(settings, storage, lambda: member_partitions(admin, "reel.transcoder", "segment.pulled"))
     return Stage("splitter", "video.requested", lambda t: handle(t, deps),
                  on_dead_letter=fail_video("splitter"))  # fmt: skip

@@ -57,3 +57,21 @@ def plan_segments(
 def dispatch_order(segments: list[Segment]) -> list[Segment]:
     """Longest first, so the last to finish is a short one."""
     return sorted(segments, key=lambda s: (-s.frame_count, s.index))
+
+
+def lanes(work: list[tuple[int, float]], members: list[list[int]]) -> dict[int, int]:
+    """Longest-processing-time-first: each unit (id, cost), longest first, goes to the
+    member with the least work so far, on that member's partitions in turn. Returns
+    unit id -> partition ({} when no member owns a partition: keys decide)."""
+    owners = [sorted(p) for p in members if p]
+    if not owners:
+        return {}
+    load = [0.0] * len(owners)
+    used = [0] * len(owners)
+    out = {}
+    for unit, cost in sorted(work, key=lambda w: (-w[1], w[0])):
+        m = min(range(len(owners)), key=lambda i: (load[i], i))
+        out[unit] = owners[m][used[m] % len(owners[m])]
+        load[m] += cost
+        used[m] += 1
+    return out

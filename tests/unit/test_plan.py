@@ -68,3 +68,15 @@ def test_dispatch_is_longest_first() -> None:
     segs = plan_segments(24 * 100 + 7, Fraction(24), workers=2, gop=48, min_seconds=2)
     order = dispatch_order(segs)
     assert [s.frame_count for s in order] == sorted((s.frame_count for s in segs), reverse=True)
+
+
+def test_lanes_balance_the_fleet_longest_first() -> None:
+    from services.splitter.plan import lanes
+
+    work = [(i, 20.0) for i in range(6)] + [(-1, 6.0)]  # six 20 s segments and the audio
+    members = [[0, 2, 4, 6], [1, 3, 5, 7]]
+    out = lanes(work, members)
+    per_member = [sum(20.0 if u >= 0 else 6.0 for u, p in out.items() if p in m) for m in members]
+    assert sorted(per_member) == [60.0, 66.0]  # three segments each, the audio to one
+    assert len({p for u, p in out.items() if u >= 0}) == 6  # spread over partitions
+    assert lanes(work, []) == {} and lanes(work, [[]]) == {}
