@@ -46,6 +46,8 @@ class VideoStream:
     rotation: int  # degrees, from the display matrix
     sample_aspect: Fraction
     pix_fmt: str
+    profile: str = ""  # codec profile, e.g. High
+    level: int = 0  # codec level as ffprobe gives it, e.g. 40 (H.264 4.0) or 93 (HEVC 3.1)
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,8 @@ def parse_probe(data: dict) -> Probe:
                 rotation=_rotation(s),
                 sample_aspect=_fraction(s.get("sample_aspect_ratio", "1:1").replace(":", "/")) or Fraction(1),
                 pix_fmt=s.get("pix_fmt", ""),
+                profile=s.get("profile", ""),
+                level=int(s.get("level", 0) or 0),
             )
         elif kind == "audio" and audio is None:
             audio = AudioStream(

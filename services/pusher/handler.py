@@ -156,7 +156,7 @@ def build(task: Task, deps: Deps, profile: Profile, rends: list[Rendition], tmp:
         peak, avg = bitrates(hls_dir / "index.m3u8")
         v = media.probe(mp4).video
         assert v is not None
-        codecs = codec_string(codec, _profile_name(mp4), _level(mp4))
+        codecs = codec_string(codec, v.profile, v.level)
         if audio is not None:
             codecs += "," + codec_string("aac", "LC", 0)
         variants.append(Variant(f"{r.name}/index.m3u8", v.width, v.height, peak + audio_peak,
@@ -175,23 +175,6 @@ def build(task: Task, deps: Deps, profile: Profile, rends: list[Rendition], tmp:
 def _duration(path: Path) -> float:
     probe = media.probe(path)
     return float(probe.duration or 0.0)
-
-
-def _stream_field(path: Path, field: str) -> str:
-    import subprocess
-
-    result = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-                             f"stream={field}", "-of", "csv=p=0", str(path)],
-                            capture_output=True, text=True, check=True)  # fmt: skip
-    return result.stdout.strip()
-
-
-def _profile_name(path: Path) -> str:
-    return _stream_field(path, "profile")
-
-
-def _level(path: Path) -> int:
-    return int(_stream_field(path, "level") or 0)
 
 
 def upload(task: Task, deps: Deps, files: dict[str, Any], out: Path) -> dict[str, Any]:

@@ -63,3 +63,8 @@ def test_corrupt_file_error_carries_ffmpeg_words(tmp_path: Path, bunny: Path) ->
         probe(bad)
     with pytest.raises(MediaError, match="exited with .*(Invalid data|moov atom)"):
         run_ffmpeg(["-i", str(bad), "-f", "null", "-"], timeout=30)
+
+
+def test_probe_reads_codec_profile_and_level(bunny: Path) -> None:
+    v = probe(bunny).video
+    assert v is not None and v.profile in ("High", "Main", "Constrained Baseline") and v.level > 0
