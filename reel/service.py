@@ -63,12 +63,3 @@ def run_stage(name: str, make_stage: Callable[[Settings, Storage], Stage]) -> No
     stage = make_stage(proc.settings, storage)
     log.info("%s ready", proc.worker_id)
     sys.exit(Worker(stage, proc.settings, storage, proc.stopping).run())
-
-
-def run_skeleton(name: str) -> None:
-    """A service that connects, reports ready and waits for SIGTERM."""
-    proc = start(name)
-    check_connections(proc.settings)
-    log.info("%s ready", proc.worker_id)
-    proc.stopping.wait()
-    log.info("%s stopped", proc.worker_id)
