@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
-
 from reel import clips, ladder
 from reel.contract import Registry
+from reel.kafka import read_to_end
 from reel.settings import Settings
 from reel.storage import Storage, sha256_file
 from reel.submit import submit, wait
@@ -92,23 +91,12 @@ def events_of(settings: Settings, video_id: str, since_ms: int) -> dict[str, lis
     """Every committed event of one video, by topic (read back from Kafka)."""
     topics = ["video.requested", "video.split", "segment.requested", "segment.pulled", "segment.transcoded",
               "segment.uploaded", "video.completed", "task.progress"]  # fmt: skip
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"bench-{uuid.uuid4()}",
-                  "isolation.level": "read_committed", "enable.auto.commit": False})  # fmt: skip
-    meta = c.list_topics(timeout=10).topics
-    wanted = [TopicPartition(t, p, since_ms - 5000) for t in topics for p in meta[t].partitions]
-    c.assign(c.offsets_for_times(wanted, timeout=10))
     registry = Registry()
     out: dict[str, list[dict[str, Any]]] = {t: [] for t in topics}
-    quiet = time.monotonic() + 3
-    while time.monotonic() < quiet:
-        msg = c.poll(0.3)
-        if msg is None or msg.error():
-            continue
-        quiet = time.monotonic() + 3
+    for msg in read_to_end(settings.kafka_bootstrap, topics, since_ms=since_ms - 5000):
         event = registry.decode_for_topic(msg.topic(), msg.value())
         if event["video_id"] == video_id:
             out[msg.topic()].append(event)
-    c.close()
     return out
 
 

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Any
 
-from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from reel.settings import Settings
@@ -69,3 +80,38 @@ def _offsets(admin: AdminClient, parts: list[TopicPartition], spec: OffsetSpec, 
     request = {tp: spec for tp in parts}
     futures = admin.list_offsets(request, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=timeout)
     return {tp.partition: f.result(timeout).offset for tp, f in futures.items()}
+
+
+def read_to_end(bootstrap: str, topics: list[str], since_ms: int | None = None, timeout: float = 60.0) -> list[Message]:
+    """Every committed record of `topics` (from `since_ms` if given) up to their current end.
+
+    Done when every partition has reported end-of-partition - at the last stable offset,
+    for a read_committed reader - so a slow first fetch cannot cut the read short the way
+    "stop after N quiet seconds" does.
+    """
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reel-reader-{uuid.uuid4()}",
+                  "isolation.level": "read_committed", "enable.auto.commit": False,
+                  "enable.partition.eof": True})  # fmt: skip
+    try:
+        meta = c.list_topics(timeout=10).topics
+        parts = [TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in meta[t].partitions]
+        if since_ms is not None:
+            parts = c.offsets_for_times([TopicPartition(t.topic, t.partition, since_ms) for t in parts], timeout=10)
+        c.assign(parts)
+        pending = {(tp.topic, tp.partition) for tp in parts}
+        records: list[Message] = []
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(pending)} partitions of {topics} not read to the end in {timeout:.0f}s")
+            for msg in c.consume(500, timeout=0.5):
+                err = msg.error()
+                if err is None:
+                    records.append(msg)
+                elif err.code() == KafkaError._PARTITION_EOF:
+                    pending.discard((msg.topic(), msg.partition()))
+                else:
+                    raise KafkaException(err)
+        return records
+    finally:
+        c.close()

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from reel import clips, ladder
 from reel.contract import Registry
+from reel.kafka import read_to_end
 from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import submit, wait
@@ -47,18 +47,9 @@ def process(settings: Settings, path: Path, profile: str) -> dict[str, Any]:
 
 
 def split_of(settings: Settings, video_id: str) -> dict[str, Any]:
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"t-{uuid.uuid4()}",
-                  "isolation.level": "read_committed", "enable.auto.commit": False})  # fmt: skip
-    parts = c.list_topics("video.split", timeout=10).topics["video.split"].partitions
-    c.assign([TopicPartition("video.split", p, 0) for p in parts])
-    try:
-        for _ in range(400):
-            msg = c.poll(0.2)
-            if msg is not None and not msg.error() and msg.key() == video_id.encode():
-                return Registry().decode_for_topic("video.split", msg.value())
-    finally:
-        c.close()
-    raise AssertionError("no video.split")
+    msgs = [m for m in read_to_end(settings.kafka_bootstrap, ["video.split"]) if m.key() == video_id.encode()]
+    assert msgs, "no video.split"
+    return Registry().decode_for_topic("video.split", msgs[0].value())
 
 
 def download(storage: Storage, bucket: str, prefix: str, dest: Path) -> Path:

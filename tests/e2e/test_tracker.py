@@ -17,10 +17,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from reel import PROJECT_ROOT
 from reel.contract import Registry, all_topics
+from reel.kafka import read_to_end
 from reel.settings import Settings
 from reel.stack.procs import free_port
 from reel.storage import Storage
@@ -103,19 +103,9 @@ def test_health_and_openapi() -> None:
 
 # -- exactly once and order-insensitive ----------------------------------------------
 def all_events(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"t-{uuid.uuid4()}",
-                  "isolation.level": "read_committed", "enable.auto.commit": False})  # fmt: skip
-    meta = c.list_topics(timeout=10).topics
-    c.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t in all_topics() for p in meta[t].partitions])
-    registry, out = Registry(), []
-    quiet = time.monotonic() + 3
-    while time.monotonic() < quiet:
-        for msg in c.consume(500, timeout=0.5):
-            if msg.error() is None:
-                quiet = time.monotonic() + 3
-                out.append((msg.topic(), registry.decode_for_topic(msg.topic(), msg.value())))
-    c.close()
-    return out
+    registry = Registry()
+    msgs = read_to_end(settings.kafka_bootstrap, all_topics())
+    return [(m.topic(), registry.decode_for_topic(m.topic(), m.value())) for m in msgs]
 
 
 def fresh_database(settings: Settings) -> str:

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from reel import clips
 from reel.contract import Registry, envelope
+from reel.kafka import read_to_end
 from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import Submission, produce, submit, wait
@@ -94,19 +94,9 @@ def test_rotation_and_pixel_aspect_are_applied(results: dict[str, Any]) -> None:
 
 
 def events_for(settings: Settings, topic: str, video_id: str) -> list[dict[str, Any]]:
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"t-{uuid.uuid4()}",
-                  "isolation.level": "read_committed", "enable.auto.commit": False})  # fmt: skip
-    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in c.list_topics(topic).topics[topic].partitions])
-    out, quiet = [], time.monotonic() + 2
-    while time.monotonic() < quiet:
-        for msg in c.consume(500, timeout=0.3):
-            if msg.error() is None:
-                quiet = time.monotonic() + 2
-                event = Registry().decode_for_topic(topic, msg.value())
-                if event["video_id"] == video_id:
-                    out.append(event)
-    c.close()
-    return out
+    registry = Registry()
+    events = [registry.decode_for_topic(topic, m.value()) for m in read_to_end(settings.kafka_bootstrap, [topic])]
+    return [e for e in events if e["video_id"] == video_id]
 
 
 @pytest.mark.parametrize("name", list(BAD))

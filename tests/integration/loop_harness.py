@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from reel import PROJECT_ROOT
 from reel.attempts import Marker
 from reel.contract import Registry, envelope, task_key
+from reel.kafka import read_to_end
 from reel.settings import Settings
 from reel.storage import Storage
 
@@ -111,25 +112,10 @@ class LoopRun:
         return Counter(line.split()[0] for line in self.fault_log.read_text().splitlines())
 
     # -- what came out -----------------------------------------------------------
-    def outputs(self, topic: str | None = None, settle_s: float = 1.0) -> list[dict[str, Any]]:
+    def outputs(self, topic: str | None = None) -> list[dict[str, Any]]:
         """Every committed record of the output topic, decoded (a read_committed reader)."""
-        topic = topic or self.topic_out
-        c = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap,
-                      "group.id": f"reader-{uuid.uuid4()}", "isolation.level": "read_committed",
-                      "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
-        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
-        parts = admin.list_topics(topic, timeout=10).topics[topic].partitions
-        c.assign([TopicPartition(topic, p, 0) for p in parts])
-        records: list[dict[str, Any]] = []
-        quiet_until = time.monotonic() + settle_s
-        while time.monotonic() < quiet_until:
-            msg = c.poll(0.2)
-            if msg is None or msg.error():
-                continue
-            quiet_until = time.monotonic() + settle_s
-            records.append(REGISTRY.decode(msg.value()))
-        c.close()
-        return records
+        msgs = read_to_end(self.settings.kafka_bootstrap, [topic or self.topic_out])
+        return [REGISTRY.decode(m.value()) for m in msgs]
 
     def wait_outputs(
         self, expected: int, timeout: float, restart: dict[int, str] | None = None
@@ -142,9 +128,9 @@ class LoopRun:
                 for slot, proc in list(self.procs.items()):
                     if proc.poll() is not None:
                         self.start(slot, restart.get(slot, ""))
-            records = self.outputs(settle_s=0.3)
+            records = self.outputs()
             if len({r["segment_index"] for r in records}) >= expected:
-                return self.outputs()
+                return records
             time.sleep(0.5)
         raise AssertionError(f"timed out with {len(self.outputs())} of {expected} outputs")
 

@@ -219,7 +219,7 @@ def test_poison_task_is_dead_lettered_after_exactly_n_attempts(loop: LoopRun) ->
         for slot, proc in loop.procs.items():  # the supervisor's restarts
             if proc.poll() is not None:
                 loop.start(slot)
-        dead = loop.outputs(loop.topic_in + ".dlq", settle_s=0.5)
+        dead = loop.outputs(loop.topic_in + ".dlq")
         time.sleep(0.5)
     assert_exactly_once([r for r in loop.outputs() if r["segment_index"] != 20], 20, loop)
     assert not [r for r in records if r["segment_index"] == 20]
@@ -253,6 +253,7 @@ def test_a_paused_zombie_hands_its_task_back_and_never_commits(loop: LoopRun) ->
     while [m.state for m in loop.markers(0)] != [HANDED_BACK, COMPLETED]:
         assert time.monotonic() < deadline, [m.state for m in loop.markers(0)]
         time.sleep(0.3)
-    records = loop.outputs(settle_s=3)
+    time.sleep(3)  # a zombie commit, if any, would land by now
+    records = loop.outputs()
     assert_exactly_once(records, 1, loop)
     assert records[0]["producer"] == f"{loop.stage}-1" and records[0]["attempt"] == 2
