@@ -3,7 +3,8 @@ work in object storage. Run as `python -m tests.integration.loop_worker`.
 
 LOOP_STAGE, LOOP_IN, LOOP_OUT name the stage and topics; LOOP_WORK_S makes each
 task keep reading and verifying its object for that long; a task whose source key
-is "poison" SIGKILLs its worker every time (as an OOM kill would).
+is "poison" SIGKILLs its worker every time (as an OOM kill would). LOOP_REWIND=1 makes
+the consumer re-deliver what was just committed, as librdkafka once did (issue #3).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import os
 import signal
 import sys
 import time
+
+from confluent_kafka import TopicPartition
 
 from reel.contract import task_fields
 from reel.faults import fault_point
@@ -44,13 +47,24 @@ def make_handler(storage: Storage, bucket: str, out_topic: str, work_s: float):
     return handle
 
 
+class RewindingWorker(Worker):
+    """After every task, seeks every partition back to offset 0: the consumer re-delivers
+    inputs whose outputs are already committed."""
+
+    def _resume(self, wake: TopicPartition | None = None) -> None:
+        super()._resume(wake)
+        for tp in self.consumer.assignment():
+            self._seek(tp.topic, tp.partition, 0)
+
+
 def main() -> int:
     proc = start("loop")
     env = os.environ
     storage = Storage.from_settings(proc.settings)
     handler = make_handler(storage, proc.settings.bucket_work, env["LOOP_OUT"], float(env.get("LOOP_WORK_S", "0")))
     stage = Stage(env["LOOP_STAGE"], env["LOOP_IN"], handler, schema="reel.events.SegmentRequested")
-    return Worker(stage, proc.settings, storage, proc.stopping).run()
+    worker = RewindingWorker if env.get("LOOP_REWIND") == "1" else Worker
+    return worker(stage, proc.settings, storage, proc.stopping).run()
 
 
 if __name__ == "__main__":
