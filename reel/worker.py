@@ -542,8 +542,11 @@ class Worker:
             self.consumer.close()  # leave the group: partitions move at once
         except (KafkaException, RuntimeError) as exc:
             log.warning("consumer close: %s", exc)
-        self.heartbeats.flush(5)
-        self.producer.flush(5)
+        for producer in (self.heartbeats, self.producer):
+            try:
+                producer.flush(5)
+            except KafkaException as exc:  # a fenced producer refuses even this
+                log.warning("producer flush: %s", exc.args[0])
         log.info("%s stopped", self.worker_id)
 
 

@@ -213,6 +213,22 @@ def test_sigterm_past_the_drain_timeout_hands_the_task_back(loop: LoopRun) -> No
     assert records[0]["attempt"] == 2  # the hand-back was not counted as a failure below
 
 
+def test_a_fenced_worker_exits_non_zero_and_its_task_is_done_once(loop: LoopRun) -> None:
+    """A second process takes the same slot (as a restarted pod does while the old one is
+    still alive): its init_transactions fences the first, whose commit then fails fatally;
+    the first exits with code 2 instead of carrying on, and the task is done once."""
+    loop.env.update(LOOP_WORK_S="4")
+    loop.produce(range(1))
+    old = loop.start(0)
+    _wait_running(loop, range(1), 1)
+    loop.env.update(LOOP_WORK_S="0")
+    loop.start(0)  # same slot, same transactional.id
+    assert old.wait(timeout=60) == 2
+    log = (loop.tmp / f"worker-{loop.run_id}-0.log").read_text()
+    assert '"msg": "fatal: producer:' in log and "fenced" in log.lower()
+    assert_exactly_once(loop.wait_outputs(1, timeout=60), 1, loop)
+
+
 def test_poison_task_is_dead_lettered_after_exactly_n_attempts(loop: LoopRun) -> None:
     loop.produce(range(20))
     loop.produce([20], source_key="poison")  # crashes its worker every time
