@@ -1,24 +1,37 @@
-"""python -m bench: reel against one ffmpeg command; prints a table, writes JSON.
+"""python -m bench [pipeline|projection]: prints a table, writes JSON to bench/results/.
 
-Needs the embedded stack up with its defaults (`reel up`)."""
+pipeline (default): reel against one ffmpeg command. projection: the tracker's events
+per second over 1,000 videos' worth of events. Both need the embedded stack up with
+its defaults (`reel up`)."""
 
 from __future__ import annotations
 
 import json
 import sys
 
-from bench.pipeline import main, report, save
+from bench import pipeline, projection
 from reel import PROJECT_ROOT, settings
 
 
-def run() -> None:
-    result = main(settings.load(), PROJECT_ROOT / ".reel-cache" / "bench")
-    path = PROJECT_ROOT / "bench" / "results" / "latest.json"
-    save(result, path)
+def run(which: str) -> None:
+    work = PROJECT_ROOT / ".reel-cache" / "bench"
+    s = settings.load()
+    if which == "projection":
+        result = projection.main(s, work)
+        path = PROJECT_ROOT / "bench" / "results" / "projection.json"
+        text = projection.report(result)
+    else:
+        result = pipeline.main(s, work)
+        path = PROJECT_ROOT / "bench" / "results" / "latest.json"
+        text = pipeline.report(result)
+    path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
-    print(report(result))
+    print(text)
     print(f"(written to {path})", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    run()
+    which = sys.argv[1] if len(sys.argv) > 1 else "pipeline"
+    if which not in ("pipeline", "projection"):
+        sys.exit(f"usage: python -m bench [pipeline|projection], not {which!r}")
+    run(which)

@@ -9,7 +9,6 @@ video.requested (source already uploaded) to video.completed, with a fresh reque
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import time
@@ -217,8 +216,3 @@ def main(settings: Settings, work: Path) -> dict[str, Any]:
     per_seg = (stages["sum_pull_s"] + stages["sum_push_s"]) / max(1, stages["segments"])
     result["overhead_per_segment_s"] = per_seg
     return result
-
-
-def save(result: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2))

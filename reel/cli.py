@@ -87,31 +87,82 @@ def submit_cmd(
     if not sub.created:
         err.print("(already submitted: this is the existing video)")
     if wait:
-        with err.status(f"waiting for {sub.video_id} ..."):
-            event = wait_for(s, sub.video_id, sub.submitted_ms, timeout)
+        _follow(s, storage, sub.video_id, sub.submitted_ms, timeout)
+
+
+def _follow(s: settings_mod.Settings, storage: Storage, video_id: str, since_ms: int, timeout: float) -> None:
+    """Live progress from the tracker until the video ends; its events on Kafka when no
+    tracker answers (e.g. a stack without one)."""
+    try:
+        view = _watch(video_id, timeout, missing_ok=True)
+    except OSError:
+        err.print(f"(no tracker on port {s.tracker_port}: following the video's events on Kafka)")
+        with err.status(f"waiting for {video_id} ..."):
+            event = wait_for(s, video_id, since_ms, timeout)
         if event["topic"] == "video.failed":
             err.print(f"failed in {event['stage']}: {event['reason']}", highlight=False)
+            raise typer.Exit(1) from None
+        outputs = [{**o, "url": storage.presign_get(o["object"]["bucket"], o["object"]["key"])}
+                   for o in event["outputs"]]  # fmt: skip
+    else:
+        if view["state"] == "failed":
             raise typer.Exit(1)
-        for o in event["outputs"]:
-            bucket, key = o["object"]["bucket"], o["object"]["key"]
-            out.print(f"{o['kind']:13} s3://{bucket}/{key}", soft_wrap=True)
-            if o["kind"] in ("hls-master", "mp4"):  # playable as is, for an hour
-                out.print(f"{'':13} {storage.presign_get(bucket, key)}", soft_wrap=True, highlight=False)
+        outputs = view["outputs"]
+    _print_outputs(outputs)
 
 
-def _tracker(path: str) -> dict:
-    s = settings_mod.load()
-    url = f"http://127.0.0.1:{s.tracker_port}{path}"
+def _print_outputs(outputs: list[dict]) -> None:
+    for o in outputs:
+        out.print(f"{o['kind']:13} s3://{o['object']['bucket']}/{o['object']['key']}", soft_wrap=True)
+        if o["kind"] in ("hls-master", "mp4"):  # playable as is, for an hour
+            out.print(f"{'':13} {o['url']}", soft_wrap=True, highlight=False)
+
+
+def _get(path: str, method: str = "GET") -> tuple[int, dict]:
+    """(HTTP status, JSON body) from the tracker; OSError when it cannot be reached."""
+    url = f"http://127.0.0.1:{settings_mod.load().tracker_port}{path}"
     try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            return dict(json.loads(resp.read()))
+        with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=20) as resp:
+            return resp.status, dict(json.loads(resp.read()))
     except urllib.error.HTTPError as exc:
-        body = json.loads(exc.read() or b"{}")
-        err.print(f"reel: {body.get('error', exc.reason)}", highlight=False)
-        raise typer.Exit(2 if exc.code in (404, 422) else 1) from None
+        return exc.code, dict(json.loads(exc.read() or b"{}"))
+
+
+def _watch(video_id: str, timeout: float, missing_ok: bool = False) -> dict:
+    """Redraw the video's progress until it completes or fails; returns the last view.
+    missing_ok: a 404 means "not projected yet" (just submitted), so keep asking."""
+    deadline = time.monotonic() + timeout
+    with err.status(f"waiting for {video_id} ..."):
+        while True:
+            code, view = _get(f"/videos/{video_id}")
+            if code == 200 or not (missing_ok and code == 404) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    if code != 200:
+        err.print(f"reel: {view.get('error', code)}", highlight=False)
+        raise typer.Exit(2 if code in (404, 422) else 1)
+    with Live(_render(view), console=err, refresh_per_second=4) as live:
+        while view["state"] not in ("completed", "failed"):
+            if time.monotonic() > deadline:
+                err.print(f"reel: {video_id} did not finish within {timeout:.0f}s")
+                raise typer.Exit(1)
+            time.sleep(0.5)
+            code, view = _get(f"/videos/{video_id}")
+            live.update(_render(view))
+    return view
+
+
+def _tracker(path: str, method: str = "GET") -> dict:
+    try:
+        code, body = _get(path, method)
     except OSError as exc:
-        err.print(f"reel: the tracker at {url} cannot be reached ({exc}); is the stack up (reel ps)?")
+        port = settings_mod.load().tracker_port
+        err.print(f"reel: the tracker on port {port} cannot be reached ({exc}); is the stack up (reel ps)?")
         raise typer.Exit(1) from None
+    if not 200 <= code < 300:
+        err.print(f"reel: {body.get('error', code)}", highlight=False)
+        raise typer.Exit(2 if code in (404, 409, 422) else 1)
+    return body
 
 
 def _render(view: dict) -> Group:
@@ -137,17 +188,31 @@ def status_cmd(
     """Show a video's state, per-segment progress and outputs (from the tracker)."""
     view = _tracker(f"/videos/{video_id}")
     if watch:
-        with Live(_render(view), console=out, refresh_per_second=4) as live:
-            while view["state"] not in ("completed", "failed"):
-                time.sleep(0.5)
-                view = _tracker(f"/videos/{video_id}")
-                live.update(_render(view))
+        try:
+            view = _watch(video_id, timeout=float("inf"))
+        except OSError as exc:
+            err.print(f"reel: lost the tracker ({exc})")
+            raise typer.Exit(1) from None
     else:
         out.print(_render(view))
-    for o in view["outputs"]:
-        out.print(f"{o['kind']:13} s3://{o['object']['bucket']}/{o['object']['key']}", soft_wrap=True)
+    _print_outputs(view["outputs"])
     if view["state"] == "failed":
         raise typer.Exit(1)
+
+
+@app.command("retry")
+def retry_cmd(
+    video_id: str = typer.Argument(..., help="A failed video's id."),
+    wait: bool = typer.Option(False, "--wait", help="Follow the new generation until it completes or fails."),
+    timeout: float = typer.Option(3600, help="Seconds to wait with --wait."),
+) -> None:
+    """Re-drive a failed video from its original request, as a new generation (once its
+    cause is removed: the source uploaded again, a worker fixed, ...)."""
+    started = _tracker(f"/videos/{video_id}/retry", method="POST")
+    out.print(f"{started['video_id']} generation {started['generation']}")
+    if wait:
+        s = settings_mod.load()
+        _follow(s, Storage.from_settings(s), started["video_id"], int(time.time() * 1000) - 1000, timeout)
 
 
 @app.command("list")

@@ -55,6 +55,17 @@ def producer_config(settings: Settings, client_id: str, transactional_id: str | 
     return conf
 
 
+def end_offsets(admin: AdminClient, topics: list[str], timeout: float = 10.0) -> dict[tuple[str, int], int]:
+    """Last stable offset of every partition of `topics`."""
+    meta = admin.list_topics(timeout=timeout).topics
+    parts = [TopicPartition(t, p) for t in topics if t in meta for p in sorted(meta[t].partitions)]
+    if not parts:
+        return {}
+    request = {tp: OffsetSpec.latest() for tp in parts}
+    futures = admin.list_offsets(request, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=timeout)
+    return {(tp.topic, tp.partition): f.result(timeout).offset for tp, f in futures.items()}
+
+
 def group_lag(admin: AdminClient, group: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
     """Lag per partition: last stable offset minus committed offset (clamped at 0).
 

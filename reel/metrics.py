@@ -25,3 +25,14 @@ SEGMENTS = Gauge("reel_segments", "Segments of unfinished videos by stage", ["st
 BACKLOG = Gauge("reel_backlog_media_seconds", "Media-seconds of unfinished videos' segments by stage", ["stage"])
 VIDEO_FAILURES = Counter("reel_video_failures_total", "Videos failed, by the stage that failed them", ["stage"])
 VIDEOS_COMPLETED = Counter("reel_videos_completed_total", "Videos completed")
+CALLBACKS = Counter("reel_callbacks_total", "Callback POST attempts by outcome", ["outcome"])
+VIDEO_SECONDS = Histogram(
+    "reel_video_seconds", "From video.requested to video.completed or video.failed", ["outcome"],
+    buckets=(5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200),
+)  # fmt: skip
+STAGE_SECONDS = Histogram(
+    "reel_stage_seconds", "Per segment (or video, for split and stitch): time from the event before a "
+    "stage to the stage's own event, queueing included", ["stage"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
+)  # fmt: skip
+LAG = Gauge("reel_consumer_lag", "Records not yet committed by a consumer group, all partitions", ["group"])

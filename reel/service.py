@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from confluent_kafka.admin import AdminClient
 
-from reel import logs, metrics
+from reel import faults, logs, metrics
 from reel.settings import Settings, load
 from reel.storage import Storage
 from reel.worker import Stage, Worker
@@ -33,6 +33,7 @@ class Process:
 def start(name: str) -> Process:
     """Read settings, set up logs and /metrics, and turn SIGTERM/SIGINT into `stopping`."""
     settings = load()
+    faults.set_service(name)
     logs.setup(f"{name}-{settings.slot}", settings.log_level)
     stopping = threading.Event()
 

@@ -36,6 +36,9 @@ class Settings:
     metrics_port: int = 0  # 0: a free port; each worker serves /metrics
     tracker_port: int = 18080
     tracker_batch: int = 500  # events the tracker projects per Postgres transaction
+    callback_secret: str = "reel-dev-callback-secret"  # HMAC key of callbacks; set your own
+    callback_max_attempts: int = 8  # a callback is abandoned after this many failed POSTs
+    callback_backoff_s: float = 2.0  # delay after the first failed POST; doubles each time
     workers_per_kind: int = 1  # fleet size of the splitter, puller and pusher under `reel up`
     transcoders: int = 2  # fleet size of the transcoder under `reel up`
     session_timeout_ms: int = 6000
@@ -44,6 +47,7 @@ class Settings:
     drain_timeout_s: float = 150.0  # SIGTERM: finish the current task if it ends within this
     revoke_grace_s: float = 30.0  # a revoked partition's task is finished if it ends within this
     oversubscription: int = 3  # segments per live transcoder
+    plan_workers: int = 0  # plan segments for this many transcoders; 0: the live count
     min_segment_s: float = 12.0  # clamp of a segment's length (tests use 2)
     max_segment_s: float = 120.0
     max_duration_s: float = 4 * 3600.0  # longer sources are refused

@@ -166,6 +166,7 @@ class Worker:
         self.producer = Producer(producer_config(settings, self.worker_id, f"reel.{self.worker_id}"))
         self.heartbeats = Producer(producer_config(settings, self.worker_id + "-hb", None))
         self.running: Running | None = None
+        self.callback_error: Exception | None = None
         # Where each partition we own resumes, as our own transactions committed it. The
         # consumer's fetch position is not trusted for this: in one CI run it went back to
         # an already committed offset after a rebalance, and the input was redone (#3).
@@ -174,6 +175,9 @@ class Worker:
         self.last_idle_commit = 0.0
 
     # -- rebalance callbacks (run inside poll) ------------------------------------
+    # An exception must not leave a callback: librdkafka would go on to the next one with
+    # the Python error still set (seen: a SystemError from incremental_assign after a
+    # fenced commit in on_revoke). It is kept and raised once poll() has returned.
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         consumer.incremental_assign(partitions)  # before pause: pausing an unassigned one does nothing
         if self.running is not None:
@@ -182,13 +186,25 @@ class Worker:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("revoked %s", [p.partition for p in partitions])
-        self._release(partitions, lost=False)
+        self._guarded(lambda: self._release(partitions, lost=False))
         self._forget(partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("lost %s", [p.partition for p in partitions])
-        self._release(partitions, lost=True)
+        self._guarded(lambda: self._release(partitions, lost=True))
         self._forget(partitions)
+
+    def _guarded(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - raised by _poll, outside the callback
+            self.callback_error = self.callback_error or exc
+
+    def _poll(self) -> Message | None:
+        msg = self.consumer.poll(0.1)
+        if self.callback_error is not None:
+            raise self.callback_error
+        return msg
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
         for p in partitions:  # its next owner starts from the group's committed offset
@@ -251,7 +267,7 @@ class Worker:
                 if time.monotonic() > drain_deadline:
                     self._hand_back(self.running, "stopped before the task could finish")
                     return
-            msg = self.consumer.poll(0.1)
+            msg = self._poll()
             if msg is not None:
                 self._on_message(msg, accept=drain_deadline is None)
             if self.running is not None and self.running.done():

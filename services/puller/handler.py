@@ -12,6 +12,7 @@ from pathlib import Path
 
 from reel import media
 from reel.contract import media_seconds, segment_window, task_fields, task_key, work_key
+from reel.faults import fault_point
 from reel.scratch import scratch
 from reel.settings import Settings
 from reel.storage import ObjectMissing, Storage
@@ -65,6 +66,7 @@ def handle(task: Task, deps: Deps) -> list[Output]:
                 span_args(url, seek, start, length, out), timeout=120 + 4 * length, cancel=task.cancel,
                 on_progress=lambda s: task.report(100 * s / (length + MARGIN_S)),
             )  # fmt: skip
+            fault_point("mid-pull")
             probe = media.probe(out)
             if probe.video is None:
                 raise RuntimeError("the pulled span has no video")

@@ -9,6 +9,7 @@ from memory.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -116,60 +117,72 @@ def _fetch(deps: Deps, ev: dict[str, Any], name: str, dest: Path) -> Path:
 
 
 def build(task: Task, deps: Deps, profile: Profile, rends: list[Rendition], tmp: Path) -> dict[str, Any]:
-    """Join, mux, package and gate every output locally under tmp/out."""
+    """Join, mux, package and gate every output locally under tmp/out. The rungs are
+    independent (stream copies, probes, playlists): two at a time, one per core."""
     ev = task.event
-    fps = fps_of(ev)
-    total = ev["total_frames"]
-    duration = total / float(fps)
+    duration = ev["total_frames"] / float(fps_of(ev))
     out = tmp / "out"
     (out / "mp4").mkdir(parents=True)
     audio = _fetch(deps, ev, "audio/audio.m4a", tmp / "audio.m4a") if ev["has_audio"] else None
-    variants, mp4s = [], {}
-    joins: list[int] = []
     audio_peak = audio_avg = 0
     if audio is not None:
         (out / "hls" / "audio").mkdir(parents=True)
         media.run_ffmpeg(hls_args(audio, "a", out / "hls" / "audio", profile.hevc), timeout=300)
         audio_peak, audio_avg = bitrates(out / "hls" / "audio" / "index.m3u8")
-    codec = "hevc" if profile.hevc else "h264"
-    for r in rends:
-        names = [f"{r.name}/{i:05d}.mp4" for i in range(ev["segment_count"])]
-        parts = [_fetch(deps, ev, n, tmp / "parts" / n) for n in names]
-        if not joins:  # the frame index where each segment starts
-            for part in parts[:-1]:
-                joins.append((joins[-1] if joins else 0) + len(media.packets(part)))
-            joins.insert(0, 0)
-        concat = tmp / f"{r.name}.txt"
-        concat.write_text(concat_list(parts))
-        mp4 = out / "mp4" / f"{r.name}.mp4"
-        media.run_ffmpeg(mp4_args(concat, audio, mp4), timeout=60 + duration)
-        fault_point("mid-join")
-        problems = gate.check_video(media.packets(mp4), fps, total, ev["gop_frames"], joins)
-        if audio is not None:
-            problems += gate.check_audio(media.packets(mp4, "a:0"), profile.audio.sample_rate,
-                                         _duration(audio), fps)  # fmt: skip
-        if problems:
-            raise GateFailed(f"{r.name}.mp4: {'; '.join(problems)}")
-        hls_dir = out / "hls" / r.name
-        hls_dir.mkdir(parents=True)
-        media.run_ffmpeg(hls_args(mp4, "v", hls_dir, profile.hevc), timeout=60 + duration)
-        peak, avg = bitrates(hls_dir / "index.m3u8")
-        v = media.probe(mp4).video
-        assert v is not None
-        codecs = codec_string(codec, v.profile, v.level)
-        if audio is not None:
-            codecs += "," + codec_string("aac", "LC", 0)
-        variants.append(Variant(f"{r.name}/index.m3u8", v.width, v.height, peak + audio_peak,
-                                avg + audio_avg, codecs))  # fmt: skip
-        mp4s[r.name] = {"rendition": r, "path": mp4, "bitrate": avg}
+    names = [f"{r.name}/{i:05d}.mp4" for r in rends for i in range(ev["segment_count"])]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        fetched = dict(zip(names, pool.map(lambda n: _fetch(deps, ev, n, tmp / "parts" / n), names), strict=True))
+    parts_of = {r.name: [fetched[f"{r.name}/{i:05d}.mp4"] for i in range(ev["segment_count"])] for r in rends}
+    joins = [0]  # the frame index where each segment starts
+    for part in parts_of[rends[0].name][:-1]:
+        joins.append(joins[-1] + len(media.packets(part)))
+    audio_duration = _duration(audio) if audio is not None else 0.0
+
+    def rung(r: Rendition) -> tuple[Variant, dict[str, Any]]:
+        return _rung(ev, profile, r, parts_of[r.name], joins, audio, audio_duration, (audio_peak, audio_avg), tmp)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = list(pool.map(rung, rends))  # in ladder order: the master playlist is bit-exact
     master = out / "hls" / "master.m3u8"
-    master.write_text(master_playlist(variants, "audio/index.m3u8" if audio is not None else None))
+    master.write_text(master_playlist([v for v, _ in done], "audio/index.m3u8" if audio is not None else None))
     hls_probe = media.probe(master)  # the gate: the master plays
     if hls_probe.video is None:
         raise GateFailed("the HLS master playlist does not play")
     top = out / "mp4" / f"{rends[0].name}.mp4"
     media.run_ffmpeg(poster_args(top, min(duration * 0.1, 5.0), out / "poster.jpg"), timeout=60)
-    return {"mp4s": mp4s, "duration": duration, "codec": codec, "audio": audio}
+    mp4s = {r.name: m for r, (_, m) in zip(rends, done, strict=True)}
+    return {"mp4s": mp4s, "duration": duration, "codec": "hevc" if profile.hevc else "h264", "audio": audio}
+
+
+def _rung(
+    ev: dict[str, Any], profile: Profile, r: Rendition, parts: list[Path], joins: list[int],
+    audio: Path | None, audio_duration: float, audio_rates: tuple[int, int], tmp: Path,
+) -> tuple[Variant, dict[str, Any]]:  # fmt: skip
+    """One rung: join its segments with the audio, gate it, package its HLS playlist."""
+    out = tmp / "out"
+    fps, total = fps_of(ev), ev["total_frames"]
+    duration = total / float(fps)
+    concat = tmp / f"{r.name}.txt"
+    concat.write_text(concat_list(parts))
+    mp4 = out / "mp4" / f"{r.name}.mp4"
+    media.run_ffmpeg(mp4_args(concat, audio, mp4), timeout=60 + duration)
+    fault_point("mid-join")
+    problems = gate.check_video(media.packets(mp4), fps, total, ev["gop_frames"], joins)
+    if audio is not None:
+        problems += gate.check_audio(media.packets(mp4, "a:0"), profile.audio.sample_rate, audio_duration, fps)
+    if problems:
+        raise GateFailed(f"{r.name}.mp4: {'; '.join(problems)}")
+    hls_dir = out / "hls" / r.name
+    hls_dir.mkdir(parents=True)
+    media.run_ffmpeg(hls_args(mp4, "v", hls_dir, profile.hevc), timeout=60 + duration)
+    peak, avg = bitrates(hls_dir / "index.m3u8")
+    v = media.probe(mp4).video
+    assert v is not None
+    codecs = codec_string("hevc" if profile.hevc else "h264", v.profile, v.level)
+    if audio is not None:
+        codecs += "," + codec_string("aac", "LC", 0)
+    variant = Variant(f"{r.name}/index.m3u8", v.width, v.height, peak + audio_rates[0], avg + audio_rates[1], codecs)
+    return variant, {"rendition": r, "path": mp4, "bitrate": avg}
 
 
 def _duration(path: Path) -> float:
@@ -184,13 +197,22 @@ def upload(task: Task, deps: Deps, files: dict[str, Any], out: Path) -> dict[str
     formats = set(ev["formats"])
     listed: list[dict[str, Any]] = []
     manifest_rows = []
+    files_out = []
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         rel = path.relative_to(out).as_posix()
         kind = _kind(rel)
         if (kind == "mp4" and "mp4" not in formats) or (kind.startswith("hls") and "hls" not in formats):
             continue
-        ref = deps.storage.put_file(bucket, f"{vid}/{rel}", path)
+        files_out.append((path, rel, kind))
+
+    def put(item: tuple[Path, str, str]) -> ObjectRef:
+        ref = deps.storage.put_file(bucket, f"{vid}/{item[1]}", item[0])
         fault_point("mid-upload")
+        return ref
+
+    with ThreadPoolExecutor(max_workers=4) as pool:  # many small HLS segments: in parallel
+        refs = list(pool.map(put, files_out))
+    for (path, rel, kind), ref in zip(files_out, refs, strict=True):
         rung = rel.split("/")[1] if kind in ("mp4", "hls-playlist") else None
         if kind == "mp4":
             rung = path.stem

@@ -12,6 +12,7 @@ from confluent_kafka.admin import AdminClient
 
 from reel import ladder, media
 from reel.contract import task_key
+from reel.faults import fault_point
 from reel.scratch import scratch
 from reel.settings import Settings
 from reel.storage import ObjectMissing, Storage
@@ -128,6 +129,7 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     except ObjectMissing as exc:
         raise Permanent(f"source object {src['bucket']}/{src['key']} does not exist") from exc
     src, probe = examine(task, deps, src)
+    fault_point("mid-work")
     video = probe.video
     assert video is not None
     fps = media.frame_rate(video)
@@ -137,7 +139,7 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     gop = gop_frames(fps, profile.gop_seconds)
     s = deps.settings
     fleet = deps.transcoders()
-    workers = max(1, len(fleet))
+    workers = s.plan_workers or max(1, len(fleet))
     segments = plan_segments(total, fps, workers, gop, s.oversubscription, s.min_segment_s, s.max_segment_s)
     width, height = ladder.display_size(video.width, video.height, video.sample_aspect, video.rotation)
     has_audio = probe.audio is not None

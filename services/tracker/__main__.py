@@ -13,6 +13,7 @@ import uvicorn
 
 from reel.service import check_connections, start
 from reel.storage import Storage
+from services.tracker import callbacks
 from services.tracker.api import create_app
 from services.tracker.consume import Projector, refresh_gauges
 
@@ -37,6 +38,7 @@ def main() -> int:
     projecting = threading.Thread(target=project, name="projector", daemon=True)
     projecting.start()
     threading.Thread(target=refresh_gauges, args=(s, proc.stopping), daemon=True).start()
+    threading.Thread(target=callbacks.run, args=(s, proc.stopping), name="callbacks", daemon=True).start()
     app = create_app(s, Storage.from_settings(s))
     # log_config=None: uvicorn's loggers go through ours (one JSON object per line).
     config = uvicorn.Config(app, host="127.0.0.1", port=s.tracker_port, log_level="warning", log_config=None)

@@ -12,12 +12,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import make_asgi_app
 
+from reel.contract import Registry
+from reel.kafka import producer_config
 from reel.settings import Settings
 from reel.storage import Storage
 from services.tracker import store
@@ -28,6 +31,10 @@ STATES = tuple(VIDEO_RANK)
 
 
 class NotFound(Exception):
+    pass
+
+
+class Conflict(Exception):
     pass
 
 
@@ -69,6 +76,9 @@ def status_view(row: dict[str, Any], presign: Callable[[str, str], str], now: da
         "percent": round(float(row["percent"]), 1), "profile": row["profile"], "source": row["source"],
         "duration": row["duration"], "error": row["error"] and {"stage": row["error_stage"], "reason": row["error"]},
         "timings": times, "segments": segments, "outputs": outputs,
+        "callbacks": [{**c, "delivered_at": c["delivered_at"] and c["delivered_at"].isoformat(),
+                       "next_attempt_at": c["state"] == "pending" and c["next_attempt_at"].isoformat() or None}
+                      for c in row.get("callbacks", [])],
     }  # fmt: skip
 
 
@@ -78,6 +88,14 @@ def create_app(settings: Settings, storage: Storage) -> FastAPI:
 
     def connect() -> psycopg.Connection:
         return psycopg.connect(settings.postgres_url, connect_timeout=5, autocommit=True)
+
+    producer = Producer(producer_config(settings, "tracker-api", None))
+    registry = Registry()
+
+    def produce_event(topic: str, key: str, record: dict[str, Any]) -> None:
+        producer.produce(topic, key=key.encode(), value=registry.encode_for_topic(topic, record))
+        if producer.flush(15) != 0:
+            raise RuntimeError(f"Kafka did not take the {topic} event")
 
     def presign(bucket: str, key: str) -> str:
         return storage.presign_get(bucket, key, timedelta(hours=1))
@@ -92,6 +110,10 @@ def create_app(settings: Settings, storage: Storage) -> FastAPI:
     @app.exception_handler(NotFound)
     async def not_found(_req: Request, exc: NotFound) -> JSONResponse:
         return _error(404, f"no video {exc}")
+
+    @app.exception_handler(Conflict)
+    async def conflict(_req: Request, exc: Conflict) -> JSONResponse:
+        return _error(409, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
@@ -134,6 +156,24 @@ def create_app(settings: Settings, storage: Storage) -> FastAPI:
                        for r in rows],
             "next_cursor": last and _encode_cursor(last["updated_at"], last["video_id"]),
         }  # fmt: skip
+
+    @app.post("/videos/{video_id}/retry", status_code=202)
+    def retry(video_id: str) -> dict[str, Any]:
+        """Re-drive a failed video from its original request, as a new generation."""
+        vid = _valid_id(video_id)
+        with connect() as conn, conn.transaction():
+            try:
+                claimed = store.claim_retry(conn, vid)
+            except LookupError as exc:
+                raise Conflict(f"cannot retry: {exc}") from exc
+            if claimed is None:
+                row = store.video(conn, vid)
+                if row is None:
+                    raise NotFound(vid)
+                raise Conflict(f"video {vid} is {row['state']}; only a failed video can be retried")
+            # Produced inside the claim: if Kafka does not take it, the claim rolls back.
+            produce_event("video.requested", vid, claimed)
+        return {"video_id": vid, "generation": claimed["generation"]}
 
     @app.get("/videos/{video_id}/events")
     async def stream(video_id: str) -> StreamingResponse:

@@ -6,17 +6,30 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import NamedTuple
 
 import psycopg
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from reel import metrics
 from reel.contract import ContractError, Registry, all_topics
 from reel.faults import fault_point
+from reel.kafka import end_offsets, group_lag
 from reel.settings import Settings
 from services.tracker import store
+from services.tracker.projection import GROUP_INPUTS
 
 log = logging.getLogger(__name__)
+
+IDLE_SAVE_S = 3.0
+
+
+class Record(NamedTuple):
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
 
 
 class Projector:
@@ -26,6 +39,7 @@ class Projector:
         self.registry = Registry()
         self.ready = threading.Event()
         self.projected = 0
+        self.stored: dict[tuple[str, int], int] = {}  # next offset per partition, as saved
 
     def run(self) -> None:
         # autocommit: each batch is exactly one explicit transaction (conn.transaction()).
@@ -39,15 +53,32 @@ class Projector:
             try:
                 self._assign(conn, consumer)
                 self.ready.set()
+                idle_since = time.monotonic()
                 while not self.stopping.is_set():
                     msgs = consumer.consume(self.settings.tracker_batch, timeout=0.5)
                     if msgs:
                         self._batch(conn, msgs)
+                        idle_since = time.monotonic()
+                    elif time.monotonic() - idle_since > IDLE_SAVE_S:
+                        self._save_idle_positions(conn, consumer)
+                        idle_since = time.monotonic()
             finally:
                 consumer.close()
 
+    def _save_idle_positions(self, conn: psycopg.Connection, consumer: Consumer) -> None:
+        """Topics written in transactions end with a commit marker that takes an offset; the
+        position steps past it only on a later fetch. Saved when idle, or the tracker would
+        show a lag of 1 per such partition forever (as the workers' idle commit does)."""
+        ahead = {(tp.topic, tp.partition): tp.offset for tp in consumer.position(consumer.assignment())
+                 if tp.offset >= 0 and tp.offset > self.stored.get((tp.topic, tp.partition), -1)}  # fmt: skip
+        if ahead:
+            with conn.transaction():
+                store.save_offsets(conn, ahead)
+            self.stored.update(ahead)
+
     def _assign(self, conn: psycopg.Connection, consumer: Consumer) -> None:
         stored = store.offsets(conn)
+        self.stored = dict(stored)
         meta = consumer.list_topics(timeout=30).topics
         parts = [TopicPartition(t, p, stored.get((t, p), OFFSET_BEGINNING))
                  for t in all_topics() if t in meta for p in meta[t].partitions]  # fmt: skip
@@ -55,43 +86,67 @@ class Projector:
         log.info("tracking %d partitions of %d topics", len(parts), len(all_topics()))
 
     def _batch(self, conn: psycopg.Connection, msgs: list) -> None:
+        self.project(conn, [Record(m.topic(), m.partition(), m.offset(), m.value() or b"")
+                            for m in msgs if m.error() is None])  # fmt: skip
+
+    def project(self, conn: psycopg.Connection, records: list[Record]) -> None:
+        """One batch in one transaction: the events, and the offsets that cover them."""
         positions: dict[tuple[str, int], int] = {}
         with conn.transaction():
-            for n, msg in enumerate(m for m in msgs if m.error() is None):
-                topic = msg.topic()
-                positions[(topic, msg.partition())] = msg.offset() + 1
+            for n, rec in enumerate(records):
+                topic = rec.topic
+                positions[(topic, rec.partition)] = rec.offset + 1
                 try:
-                    event = self.registry.decode_for_topic(topic, msg.value() or b"")
+                    event = self.registry.decode_for_topic(topic, rec.value)
                 except ContractError as exc:
                     log.warning("undecodable record on %s: %s", topic, exc)
                     continue
                 if store.record_event(conn, topic, event):
                     store.apply(conn, topic, event)
                     self.projected += 1
-                    self._observe(topic, event)
+                    self._observe(conn, topic, event)
                 if n == 0:
                     fault_point("mid-batch")
             store.save_offsets(conn, positions)
+        self.stored.update(positions)
 
-    def _observe(self, topic: str, event: dict) -> None:
+    def _observe(self, conn: psycopg.Connection, topic: str, event: dict) -> None:
+        """Metrics of a newly projected event (an event seen again is not counted again)."""
         if topic == "video.failed":
             metrics.VIDEO_FAILURES.labels(event["stage"]).inc()
         elif topic == "video.completed":
             metrics.VIDEOS_COMPLETED.inc()
+        if topic in ("video.completed", "video.failed"):
+            seconds = store.video_seconds(conn, event)
+            if seconds is not None:
+                metrics.VIDEO_SECONDS.labels(topic.split(".")[1]).observe(seconds)
+        timed = store.stage_seconds(conn, topic, event)
+        if timed is not None:
+            metrics.STAGE_SECONDS.labels(timed[0]).observe(timed[1])
 
 
 def refresh_gauges(settings: Settings, stopping: threading.Event, every_s: float = 5.0) -> None:
-    """Videos by state, segments by stage and backlog in media-seconds, for /metrics."""
+    """Videos by state, segments by stage, backlog in media-seconds and lag per consumer
+    group, for /metrics."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     while not stopping.wait(every_s):
         try:
+            for group, topic in GROUP_INPUTS.items():
+                metrics.LAG.labels(group).set(sum(group_lag(admin, group, topic).values()))
+        except (KafkaException, KeyError) as exc:
+            log.warning("lag not refreshed: %s", exc)
+        try:
             with psycopg.connect(settings.postgres_url, connect_timeout=5) as conn:
+                stored = store.offsets(conn)
                 c = store.counts(conn)
+            ends = end_offsets(admin, sorted({t for t, _ in stored}))
+            metrics.LAG.labels("reel.tracker").set(sum(max(0, ends[tp] - o) for tp, o in stored.items() if tp in ends))
             for state, n in c["videos"].items():
                 metrics.VIDEOS.labels(state).set(n)
             for stage, n in c["segments"].items():
                 metrics.SEGMENTS.labels(stage).set(n)
             for stage, seconds in c["backlog_seconds"].items():
                 metrics.BACKLOG.labels(stage).set(float(seconds or 0))
-        except psycopg.Error as exc:
+        except (psycopg.Error, KafkaException) as exc:
             log.warning("gauges not refreshed: %s", exc)
             time.sleep(1)

@@ -13,6 +13,14 @@ VIDEO_RANK = {"queued": 0, "splitting": 1, "transcoding": 2, "stitching": 3, "co
 SEGMENT_RANK = {"planned": 0, "requested": 1, "pulled": 2, "transcoded": 3, "uploaded": 4}
 TOPIC_STAGE = {"segment.requested": "requested", "segment.pulled": "pulled",
                "segment.transcoded": "transcoded", "segment.uploaded": "uploaded"}  # fmt: skip
+# The worker group that consumes each input topic (for lag), and, for each event, the
+# event before it whose time to it is that stage's duration (queueing included).
+GROUP_INPUTS = {"reel.splitter": "video.requested", "reel.puller": "segment.requested",
+                "reel.transcoder": "segment.pulled", "reel.pusher": "segment.transcoded"}  # fmt: skip
+STAGE_OF_EVENT = {"video.split": ("split", "video.requested"), "segment.pulled": ("pull", "segment.requested"),
+                  "segment.transcoded": ("transcode", "segment.pulled"),
+                  "segment.uploaded": ("push", "segment.transcoded"),
+                  "video.completed": ("stitch", "segment.uploaded")}  # fmt: skip
 # Share of a segment's cost that is done once it reaches a stage (pull, transcode, push).
 DONE_AT = {"planned": 0.0, "requested": 0.0, "pulled": 0.1, "transcoded": 0.9, "uploaded": 1.0}
 # The span of that cost each worker covers while it works, from its heartbeats.

@@ -7,6 +7,8 @@ Every write of a batch happens in one transaction with the consumer offsets it c
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,11 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from services.tracker import callbacks
 from services.tracker.projection import (
     AUDIO_WEIGHT,
     SEGMENT_RANK,
+    STAGE_OF_EVENT,
     TOPIC_STAGE,
     VIDEO_RANK,
     Segment,
@@ -152,6 +156,8 @@ def apply(conn: psycopg.Connection, topic: str, ev: dict[str, Any]) -> None:
                      failed_at=_ts(ev["produced_at"]))  # fmt: skip
     elif topic.endswith(".dlq"):
         upsert_segment(conn, ev, "requested", segment_index(ev), error=f"dead-lettered: {ev['reason']}")
+    if topic in ("video.requested", "video.completed", "video.failed"):
+        callbacks.enqueue(conn, ev["video_id"])
     _refresh_percent(conn, ev)
 
 
@@ -199,6 +205,52 @@ def _refresh_percent(conn: psycopg.Connection, ev: dict[str, Any]) -> None:
                      (min(99.0, video_percent(segs)), ev["video_id"]))  # fmt: skip
 
 
+def stage_seconds(conn: psycopg.Connection, topic: str, ev: dict[str, Any]) -> tuple[str, float] | None:
+    """(stage, seconds) from the event before this one (STAGE_OF_EVENT), if it arrived."""
+    if topic not in STAGE_OF_EVENT:
+        return None
+    stage, before = STAGE_OF_EVENT[topic]
+    sql = "SELECT max(produced_at) FROM events WHERE video_id = %s AND generation = %s AND topic = %s"
+    args: list[Any] = [ev["video_id"], ev["generation"], before]
+    if topic.startswith("segment."):
+        sql += " AND track = %s AND segment_index IS NOT DISTINCT FROM %s"
+        args += [ev["track"], ev["segment_index"]]
+    row = conn.execute(sql, args).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return stage, max(0.0, (_ts(ev["produced_at"]) - row[0]).total_seconds())
+
+
+def video_seconds(conn: psycopg.Connection, ev: dict[str, Any]) -> float | None:
+    row = conn.execute("SELECT requested_at FROM videos WHERE video_id = %s", (ev["video_id"],)).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return max(0.0, (_ts(ev["produced_at"]) - row[0]).total_seconds())
+
+
+def claim_retry(conn: psycopg.Connection, video_id: str) -> dict[str, Any] | None:
+    """If the video failed, move it to a new generation (queued, error cleared) and return
+    that generation's video.requested; else None. Row-locked: two retries, one claim."""
+    row = conn.execute(
+        "UPDATE videos SET generation = generation + 1, state = 'queued', state_rank = %s, percent = 0, "
+        "error = NULL, error_stage = NULL, failed_at = NULL, completed_at = NULL, outputs = NULL, "
+        "updated_at = now() WHERE video_id = %s AND state = 'failed' RETURNING generation",
+        (VIDEO_RANK["queued"], video_id),
+    ).fetchone()
+    if row is None:
+        return None
+    first = conn.execute(
+        "SELECT body FROM events WHERE video_id = %s AND topic = 'video.requested' ORDER BY generation LIMIT 1",
+        (video_id,),
+    ).fetchone()
+    if first is None:  # failed before its request was seen: nothing to re-drive from
+        raise LookupError(f"no video.requested recorded for {video_id}")
+    generation = int(row[0])
+    return {**first[0], "generation": generation, "attempt": 1, "producer": "tracker-retry",
+            "event_id": str(uuid.uuid5(uuid.UUID(video_id), f"retry/{generation}")),
+            "produced_at": int(time.time() * 1000)}  # fmt: skip
+
+
 # -- reads ---------------------------------------------------------------------------
 def video(conn: psycopg.Connection, video_id: str) -> dict[str, Any] | None:
     with conn.cursor(row_factory=dict_row) as cur:
@@ -210,6 +262,14 @@ def video(conn: psycopg.Connection, video_id: str) -> dict[str, Any] | None:
             "retrying, last_beat, error, updated_at FROM segments WHERE video_id = %s AND generation = %s "
             "ORDER BY track DESC, segment_index",
             (video_id, row["generation"]),
+        ).fetchall()
+        row["callbacks"] = cur.execute(
+            "SELECT c.outcome, c.url, c.state, c.attempts, c.last_error, c.delivered_at, c.next_attempt_at, "
+            "COALESCE(json_agg(json_build_object('attempt', a.attempt, 'at', a.at, 'status', a.status, "
+            "'error', a.error) ORDER BY a.attempt) FILTER (WHERE a.attempt IS NOT NULL), '[]') AS tries "
+            "FROM callbacks c LEFT JOIN callback_attempts a USING (idempotency_key) "
+            "WHERE c.video_id = %s GROUP BY c.idempotency_key ORDER BY c.created_at",
+            (video_id,),
         ).fetchall()
     row["segments"] = segs
     return row

@@ -30,13 +30,16 @@ def encode_timeout(seconds: float) -> float:
     return 120.0 + 20.0 * seconds
 
 
-def _progress(task: Task, total: float, run: int = 0, runs: int = 1) -> Callable[[float], None]:
-    """Reports percent of the whole task from run `run` of `runs` (two-pass encodes)."""
+def _progress(
+    task: Task, total: float, run: int = 0, runs: int = 1, point: str = "mid-encode"
+) -> Callable[[float], None]:
+    """Reports percent of the whole task from run `run` of `runs` (two-pass encodes);
+    past half of the last run is the fault point `point`."""
 
     def report(done: float) -> None:
         task.report(100 * (run + min(done / total, 1.0)) / runs if total else 0.0)
         if run == runs - 1 and done >= total / 2:
-            fault_point("mid-encode")
+            fault_point(point)
 
     return report
 
@@ -73,7 +76,7 @@ def transcode_audio(task: Task, deps: Deps, src: Path, tmp: Path) -> list[dict[s
     out = tmp / "audio.m4a"
     offset = ev["span_start"] - ev["video_start"]
     media.run_ffmpeg(audio_args(src, offset, duration, spec, out), timeout=encode_timeout(duration),
-                     cancel=task.cancel, on_progress=_progress(task, duration))  # fmt: skip
+                     cancel=task.cancel, on_progress=_progress(task, duration, point="mid-encode-audio"))  # fmt: skip
     key = work_key(ev, task.attempt.attempt_id, out.name)
     ref = deps.storage.put_file(deps.settings.bucket_work, key, out)
     return [{"rung": "audio", "codec": "aac", "width": 0, "height": 0, "bitrate": spec.bitrate,

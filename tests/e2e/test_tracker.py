@@ -19,12 +19,12 @@ import psycopg
 import pytest
 
 from reel import PROJECT_ROOT
-from reel.contract import Registry, all_topics
+from reel.contract import Registry, all_topics, envelope
 from reel.kafka import read_to_end
 from reel.settings import Settings
 from reel.stack.procs import free_port
 from reel.storage import Storage
-from reel.submit import submit
+from reel.submit import produce, submit, wait
 from services.tracker import store
 
 pytestmark = pytest.mark.usefixtures("fleet")
@@ -79,10 +79,38 @@ def test_status_follows_a_run_live(e2e_settings: Settings, tmp_path: Path) -> No
     mp4 = next(o for o in final["outputs"] if o["kind"] == "mp4")
     with urllib.request.urlopen(mp4["url"], timeout=10) as resp:  # presigned, expires in an hour
         assert resp.status == 200 and len(resp.read()) == mp4["object"]["size"]
-    status, listing = get("/videos?state=completed&limit=1")
-    assert status == 200 and len(listing["videos"]) == 1 and listing["next_cursor"]
-    status, page2 = get(f"/videos?state=completed&limit=1&cursor={listing['next_cursor']}")
-    assert status == 200 and page2["videos"][0]["video_id"] != listing["videos"][0]["video_id"]
+    status, listing = get("/videos?state=completed&limit=200")
+    assert status == 200 and sub.video_id in [v["video_id"] for v in listing["videos"]]
+    paged, cursor = [], None  # page by page, one at a time: the same videos in the same order
+    for _ in range(len(listing["videos"]) + 1):
+        status, page = get("/videos?state=completed&limit=1" + (f"&cursor={cursor}" if cursor else ""))
+        assert status == 200
+        paged += [v["video_id"] for v in page["videos"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert paged == [v["video_id"] for v in listing["videos"]]
+
+    # What an operator's dashboard reads: durations, lag per group (back to 0 when idle).
+    deadline = time.monotonic() + 60
+    while True:
+        m = metrics()
+        idle = all(m.get(f'reel_consumer_lag{{group="reel.{g}"}}') == 0.0
+                   for g in ("splitter", "puller", "transcoder", "pusher", "tracker"))  # fmt: skip
+        if idle or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert idle, {k: v for k, v in m.items() if k.startswith("reel_consumer_lag")}
+    assert m['reel_video_seconds_count{outcome="completed"}'] >= 1
+    for stage in ("split", "pull", "transcode", "push", "stitch"):
+        assert m[f'reel_stage_seconds_count{{stage="{stage}"}}'] >= 1, stage
+
+
+def metrics() -> dict[str, float]:
+    with urllib.request.urlopen(API + "/metrics/", timeout=10) as resp:
+        text = resp.read().decode()
+    return {k: float(v) for k, _, v in (line.rpartition(" ") for line in text.splitlines())
+            if k and not k.startswith("#")}  # fmt: skip
 
 
 @pytest.mark.parametrize("path,code", [
@@ -190,3 +218,79 @@ def test_sigkill_mid_batch_loses_and_doubles_nothing(
     finally:
         survivor.terminate()
         survivor.wait(timeout=30)
+
+
+# -- the CLI on the tracker --------------------------------------------------------------
+def cli(settings: Settings, *args: str, tracker_port: int = 28080) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "REEL_HOME": str(settings.home), "REEL_KAFKA_PORT": str(settings.kafka_port),
+           "REEL_S3_PORT": str(settings.s3_port), "REEL_TRACKER_PORT": str(tracker_port),
+           "COLUMNS": "200"}  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "reel.cli", *args], env=env, capture_output=True, text=True,
+                          cwd=PROJECT_ROOT, timeout=600)  # fmt: skip
+
+
+def test_submit_wait_status_and_list_follow_the_tracker(e2e_settings: Settings, tmp_path: Path) -> None:
+    clip = tmp_path / "clip.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=5",
+                    "-c:v", "libx264", "-preset", "ultrafast", str(clip)], check=True)  # fmt: skip
+    done = cli(e2e_settings, "submit", str(clip), "--profile", "tiny", "--request-id", str(uuid.uuid4()), "--wait")
+    assert done.returncode == 0, done.stderr
+    video_id = done.stdout.split()[0]
+    assert "completed" in done.stderr and "100%" in done.stderr  # the progress it drew
+    assert "hls-master" in done.stdout and "X-Amz-Signature" in done.stdout  # a playable, presigned URL
+    status = cli(e2e_settings, "status", video_id)
+    assert status.returncode == 0 and "completed" in status.stdout and "segment 0" in status.stdout
+    listing = cli(e2e_settings, "list", "--state", "completed", "--limit", "50")
+    assert listing.returncode == 0 and video_id in listing.stdout
+
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00" * 4096)
+    bad = cli(e2e_settings, "submit", str(junk), "--profile", "tiny", "--request-id", str(uuid.uuid4()), "--wait")
+    assert bad.returncode == 1 and "failed" in bad.stderr and "splitter" in bad.stderr, bad.stderr
+
+    # No tracker: --wait falls back to the video's events on Kafka.
+    again = cli(e2e_settings, "submit", str(clip), "--profile", "tiny", "--request-id", str(uuid.uuid4()),
+                "--wait", tracker_port=free_port())  # fmt: skip
+    assert again.returncode == 0 and "following the video's events on Kafka" in again.stderr, again.stderr
+    assert "hls-master" in again.stdout
+
+
+def test_status_of_unknown_and_malformed_ids(e2e_settings: Settings) -> None:
+    unknown = cli(e2e_settings, "status", str(uuid.uuid4()))
+    assert unknown.returncode == 2 and "no video" in unknown.stderr
+    malformed = cli(e2e_settings, "status", "not-an-id")
+    assert malformed.returncode == 2 and "invalid request" in malformed.stderr
+    down = cli(e2e_settings, "status", str(uuid.uuid4()), tracker_port=free_port())
+    assert down.returncode == 1 and "cannot be reached" in down.stderr
+
+
+def test_retry_re_drives_a_failed_video_once_its_cause_is_removed(e2e_settings: Settings, tmp_path: Path) -> None:
+    video_id, key = str(uuid.uuid4()), f"later/{uuid.uuid4()}.mp4"
+    request = {**envelope(video_id=video_id, producer="test"), "request_id": None, "profile": "tiny",
+               "formats": ["mp4"], "callback_url": None,
+               "source": {"bucket": e2e_settings.bucket_sources, "key": key, "etag": "", "size": 0}}  # fmt: skip
+    since = int(time.time() * 1000)
+    produce(e2e_settings, "video.requested", video_id, request)
+    failed = wait(e2e_settings, video_id, since, timeout=120)
+    assert failed["topic"] == "video.failed" and "does not exist" in failed["reason"]
+
+    clip = tmp_path / "clip.mp4"  # the cause removed: the source is there now
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=5",
+                    "-c:v", "libx264", "-preset", "ultrafast", str(clip)], check=True)  # fmt: skip
+    Storage.from_settings(e2e_settings).put_file(e2e_settings.bucket_sources, key, clip)
+    deadline = time.monotonic() + 30
+    while get(f"/videos/{video_id}")[1].get("state") != "failed":  # the tracker has seen the failure
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    retried = cli(e2e_settings, "retry", video_id, "--wait")
+    assert retried.returncode == 0, retried.stderr
+    assert f"{video_id} generation 1" in retried.stdout and "mp4" in retried.stdout
+
+    status, view = get(f"/videos/{video_id}")
+    assert status == 200 and view["state"] == "completed" and view["generation"] == 1 and not view["error"]
+    done = [e for t, e in all_events(e2e_settings) if e["video_id"] == video_id and t == "video.completed"]
+    assert [e["generation"] for e in done] == [1]
+    again = cli(e2e_settings, "retry", video_id)
+    assert again.returncode == 2 and "only a failed video can be retried" in again.stderr
+    unknown = cli(e2e_settings, "retry", str(uuid.uuid4()))
+    assert unknown.returncode == 2 and "no video" in unknown.stderr
