@@ -75,6 +75,23 @@ class Attempts:
                         attempt.marker.started_at, reason[:2000])  # fmt: skip
         self._write(attempt.key, marker)
 
+    # -- checkpoints: the finished work of an attempt that died before its commit ----
+    # Saved when the handler returns, before the transaction; a later attempt whose
+    # objects all still exist reuses it instead of doing the work again. Under the
+    # video's generation prefix, so a failure's clean-up removes it too.
+    def checkpoint_key(self, event: dict[str, Any]) -> str:
+        segment = "all" if event.get("segment_index") is None else f"{event['segment_index']:05d}"
+        return f"{event['video_id']}/{event['generation']}/checkpoints/{event['track']}/{segment}/{self.stage}.json"
+
+    def save_checkpoint(self, event: dict[str, Any], outputs: list[dict[str, Any]]) -> None:
+        self.storage.put_bytes(self.bucket, self.checkpoint_key(event), json.dumps(outputs).encode())
+
+    def checkpoint(self, event: dict[str, Any]) -> list[dict[str, Any]] | None:
+        key = self.checkpoint_key(event)
+        if not self.storage.exists(self.bucket, key):
+            return None
+        return list(json.loads(self.storage.get_bytes(self.bucket, key)))
+
     # -- failed videos -------------------------------------------------------------
     # A committed video.failed leaves a tombstone; every stage then skips that video's
     # tasks still in flight and removes their work, so a failure leaves nothing behind.

@@ -15,6 +15,7 @@ the fleet. Progress heartbeats go through a second, idempotent producer.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import threading
@@ -344,9 +345,42 @@ class Worker:
             beat = threading.Thread(target=self._beat_while_running, args=(run,), daemon=True)
             beat.start()
             try:
+                reused = self._reuse(run.task) if run.task.attempt.number > 1 else None
+                if reused is not None:
+                    run.outputs = reused
+                    return
                 run.outputs = self.stage.handle(run.task)
+                self._save_checkpoint(run.task, run.outputs)
             except BaseException as exc:  # noqa: BLE001 - judged on the loop thread
                 run.error = exc
+
+    def _save_checkpoint(self, task: Task, outputs: list[Output]) -> None:
+        saved = [{"topic": o.topic, "key": o.key, "schema": o.schema, "partition": o.partition,
+                  "value": base64.b64encode(self.registry.encode(o.schema or schema_for_topic(o.topic),
+                                                                o.record)).decode()}
+                 for o in outputs]  # fmt: skip
+        try:
+            self.attempts.save_checkpoint(task.event, saved)
+        except Exception as exc:  # noqa: BLE001 - only a later attempt would have used it
+            log.warning("checkpoint not saved: %s", exc)
+
+    def _reuse(self, task: Task) -> list[Output] | None:
+        """The outputs of an earlier attempt that finished its work but died before its
+        commit, if every object they point at is still there; as this attempt's."""
+        saved = self.attempts.checkpoint(task.event)
+        if saved is None:
+            return None
+        outputs = []
+        for o in saved:
+            record = self.registry.decode(base64.b64decode(o["value"]))
+            if not all(self.storage.exists(b, k) for b, k in object_refs(record)):
+                log.info("checkpoint of an earlier attempt is incomplete: doing the work again")
+                return None
+            record.update(attempt=task.attempt.number, producer=self.worker_id)
+            outputs.append(Output(o["topic"], o["key"], record, o["schema"], o["partition"]))
+        log.info("reusing the finished work of an earlier attempt (%d outputs)", len(outputs))
+        metrics.TASKS.labels(self.stage.name, "reused").inc()
+        return outputs
 
     def _beat_while_running(self, run: Running) -> None:
         while not run.task.cancel.wait(HEARTBEAT_S):
@@ -564,6 +598,16 @@ class Worker:
             except KafkaException as exc:  # a fenced producer refuses even this
                 log.warning("producer flush: %s", exc.args[0])
         log.info("%s stopped", self.worker_id)
+
+
+def object_refs(value: Any) -> list[tuple[str, str]]:
+    """Every (bucket, key) an event points at, however deep."""
+    if isinstance(value, dict):
+        own = [(value["bucket"], value["key"])] if isinstance(value.get("bucket"), str) and "key" in value else []
+        return own + [ref for v in value.values() for ref in object_refs(v)]
+    if isinstance(value, list):
+        return [ref for v in value for ref in object_refs(v)]
+    return []
 
 
 def _last_reason(markers: list[Marker]) -> str:

@@ -29,7 +29,7 @@ def fleet(stack: Settings, stack_env: dict[str, str], tmp_path_factory: pytest.T
     """The services under the supervisor; yields the folder of their logs."""
     home = Path(stack_env["REEL_HOME"])
     env = {**os.environ, **stack_env, **E2E_ENV, "REEL_FAULT_FILE": str(home / "faults.armed"),
-           "REEL_FAULT_LOG": str(home / "faults.log")}  # fmt: skip
+           "REEL_FAULT_LOG": str(home / "faults.log"), "REEL_SCRATCH_DIR": str(home / "scratch")}  # fmt: skip
     (home / "faults.armed").write_text("")  # armed by tests/e2e/test_kill_matrix.py only
     logs = home / "logs"
     proc = subprocess.Popen(

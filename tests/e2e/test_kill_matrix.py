@@ -14,8 +14,13 @@ video's events (it was killed mid-batch in round 1).
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -24,11 +29,14 @@ from typing import Any
 import psycopg
 import pytest
 
+from reel.attempts import COMPLETED, STARTED, Attempts
 from reel.contract import Registry
 from reel.kafka import read_to_end
 from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import submit, wait
+from reel.worker import object_refs
+from tests.e2e.conftest import E2E_ENV
 
 pytestmark = pytest.mark.usefixtures("fleet")
 
@@ -116,6 +124,22 @@ def test_kills_lose_nothing_and_duplicate_nothing(
         if service in OUTPUT_OF:  # the killed attempt was re-queued and a later one finished
             assert max(e["attempt"] for t, e in evs if t == OUTPUT_OF[service]) >= 2, (service, point)
 
+    # Reuse, not just recovery: killed after its work was done, the next attempt used that
+    # work (its objects carry the dead attempt's id); killed mid-work, it did the work anew.
+    storage = Storage.from_settings(e2e_settings)
+    for service, point in arms.values():
+        if service not in ("puller", "transcoder") or point not in ("after-produce", "mid-pull", "mid-encode"):
+            continue
+        redone = [e for t, e in evs if t == OUTPUT_OF[service] and e["attempt"] >= 2]
+        assert redone, (service, point)
+        for e in redone:
+            markers = Attempts(storage, e2e_settings.bucket_work, service).markers(e)
+            died = [m.attempt_id for m in markers if m.state == STARTED]
+            done = [m.attempt_id for m in markers if m.state == COMPLETED]
+            keys = [k for _, k in object_refs(e) if k.startswith(e["video_id"])]
+            made_by = died if point == "after-produce" else done
+            assert keys and all(any(a in k for a in made_by) for k in keys), (service, point, keys, markers)
+
     # The tracker projected every committed event of the video once (a replay adds nothing).
     kafka_ids = sorted(e["event_id"] for _, e in evs)
     deadline = time.monotonic() + 60
@@ -123,3 +147,43 @@ def test_kills_lose_nothing_and_duplicate_nothing(
         assert time.monotonic() < deadline, (len(tracked), len(kafka_ids))
         time.sleep(0.5)
     assert len(tracked) == len(set(tracked))
+
+
+def test_losing_every_transcoder_at_once_loses_nothing(
+    e2e_settings: Settings, clip: Path, undisturbed: list[tuple[Any, ...]]
+) -> None:
+    """A whole "pod" of transcoders lost mid-encode: every one SIGKILLed, its local files
+    deleted and its in-flight multipart uploads aborted; the work restarts from what object
+    storage holds and the outputs are the undisturbed run's."""
+    home = e2e_settings.home
+    storage = Storage.from_settings(e2e_settings)
+    sub = submit(e2e_settings, storage, clip, "tiny", request_id=str(uuid.uuid4()))
+    url = f"http://127.0.0.1:{E2E_ENV['REEL_TRACKER_PORT']}/videos/{sub.video_id}"
+    deadline = time.monotonic() + 120
+    while True:  # until a transcoder is at work on this video
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                view = json.loads(resp.read())
+            if any(s["working"] == "transcoder" for s in view["segments"]):
+                break
+        except urllib.error.HTTPError:
+            pass  # not projected yet
+        assert time.monotonic() < deadline, "no transcoder ever started"
+        time.sleep(0.1)
+    pids = [s["pid"] for s in json.loads((home / "services.json").read_text()) if s["kind"] == "transcoder"]
+    assert len(pids) == 2
+    for pid in pids:
+        os.killpg(pid, signal.SIGKILL)
+    for tmp in (home / "scratch").glob("reel-transcode-*"):
+        shutil.rmtree(tmp)
+    client = storage.client
+    for upload in client._list_multipart_uploads(e2e_settings.bucket_work, prefix=sub.video_id).uploads:
+        client._abort_multipart_upload(e2e_settings.bucket_work, upload.object_name, upload.upload_id)
+
+    end = wait(e2e_settings, sub.video_id, sub.submitted_ms, timeout=300)
+    assert end["topic"] == "video.completed", end.get("reason")
+    assert manifest(e2e_settings, end) == undisturbed
+    evs = events(e2e_settings, sub.video_id)
+    per = Counter((t, e["track"], e["segment_index"]) for t, e in evs if t in ONCE_PER_VIDEO + ONCE_PER_SEGMENT)
+    assert not {k: n for k, n in per.items() if n > 1}, "a task's output was committed twice"
+    assert max(e["attempt"] for t, e in evs if t == "segment.transcoded") >= 2  # the lost work was redone
