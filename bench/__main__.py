@@ -1,22 +1,26 @@
-"""python -m bench [pipeline|projection]: prints a table, writes JSON to bench/results/.
+"""python -m bench [pipeline|projection|chaos]: prints a table, writes JSON to bench/results/.
 
 pipeline (default): reel against one ffmpeg command. projection: the tracker's events
-per second over 1,000 videos' worth of events. Both need the embedded stack up with
-its defaults (`reel up`)."""
+per second over 1,000 videos' worth of events. chaos: videos under random SIGKILLs
+against the same videos undisturbed. All need the embedded stack up (`reel up`)."""
 
 from __future__ import annotations
 
 import json
 import sys
 
-from bench import pipeline, projection
+from bench import chaos, pipeline, projection
 from reel import PROJECT_ROOT, settings
 
 
 def run(which: str) -> None:
     work = PROJECT_ROOT / ".reel-cache" / "bench"
     s = settings.load()
-    if which == "projection":
+    if which == "chaos":
+        result = chaos.main(s, work)
+        path = PROJECT_ROOT / "bench" / "results" / "chaos.json"
+        text = chaos.report(result)
+    elif which == "projection":
         result = projection.main(s, work)
         path = PROJECT_ROOT / "bench" / "results" / "projection.json"
         text = projection.report(result)
@@ -32,6 +36,6 @@ def run(which: str) -> None:
 
 if __name__ == "__main__":
     which = sys.argv[1] if len(sys.argv) > 1 else "pipeline"
-    if which not in ("pipeline", "projection"):
-        sys.exit(f"usage: python -m bench [pipeline|projection], not {which!r}")
+    if which not in ("pipeline", "projection", "chaos"):
+        sys.exit(f"usage: python -m bench [pipeline|projection|chaos], not {which!r}")
     run(which)

@@ -38,6 +38,9 @@ def consumer_config(settings: Settings, group: str, client_id: str) -> dict[str,
         # Long work runs with every partition paused while poll() keeps going, so this
         # bound is never reached by an encode; it only catches a stuck loop.
         "max.poll.interval.ms": 300_000,
+        # Back within a session timeout after a short network cut (the default backoff
+        # grows to 10 s, longer than the session: a blip would cost a re-queue).
+        "reconnect.backoff.max.ms": 1000,
     }
 
 
@@ -48,6 +51,7 @@ def producer_config(settings: Settings, client_id: str, transactional_id: str | 
         "acks": "all",
         "enable.idempotence": True,
         "linger.ms": 5,
+        "reconnect.backoff.max.ms": 1000,
     }
     if transactional_id:
         conf["transactional.id"] = transactional_id

@@ -36,3 +36,4 @@ STAGE_SECONDS = Histogram(
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
 )  # fmt: skip
 LAG = Gauge("reel_consumer_lag", "Records not yet committed by a consumer group, all partitions", ["group"])
+STORAGE_RETRIES = Counter("reel_storage_retries_total", "Storage calls retried in place after a transient fault")

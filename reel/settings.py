@@ -20,6 +20,7 @@ class Settings:
     home: Path = PROJECT_ROOT / ".reel"  # REEL_HOME: state of the embedded stack
     kafka_port: int = 19092  # embedded broker; its controller listens on the next port
     kafka_bootstrap: str = ""  # empty: the embedded broker at 127.0.0.1:kafka_port
+    kafka_advertised_port: int = 0  # 0: kafka_port; the port the embedded broker tells clients to use
     kafka_libs: Path = PROJECT_ROOT / "stack" / "kafka" / "libs"  # broker jars, from Maven
     kafka_partitions: int = 16
     s3_port: int = 18333  # embedded SeaweedFS; uses P..P+4 and P+10000..P+10004
@@ -31,6 +32,7 @@ class Settings:
     bucket_sources: str = "reel-sources"
     bucket_work: str = "reel-work"
     bucket_outputs: str = "reel-outputs"
+    storage_retry_s: float = 30.0  # a storage call is retried in place this long before the attempt fails
     database_url: str = ""  # DATABASE_URL or REEL_DATABASE_URL; empty: embedded Postgres
     pg_port: int = 15432  # embedded Postgres
     metrics_port: int = 0  # 0: a free port; each worker serves /metrics

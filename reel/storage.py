@@ -26,6 +26,7 @@ from minio.commonconfig import CopySource
 from minio.datatypes import Part
 from minio.error import S3Error
 
+from reel import metrics
 from reel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _transient(exc: BaseException) -> bool:
+def transient(exc: BaseException) -> bool:
     if isinstance(exc, S3Error):
         return exc.code in ("InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout")
     return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
@@ -82,9 +83,10 @@ def retrying(call: Callable[[], T], budget_s: float = 30.0, what: str = "storage
         try:
             return call()
         except Exception as exc:
-            if not _transient(exc) or time.monotonic() + delay > deadline:
+            if not transient(exc) or time.monotonic() + delay > deadline:
                 raise
             log.warning("%s failed (%r); retrying in %.1fs", what, exc, delay)
+            metrics.STORAGE_RETRIES.inc()
             time.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 5.0)
 
@@ -100,7 +102,7 @@ class Storage:
         self.retry_budget_s = retry_budget_s
 
     @classmethod
-    def from_settings(cls, settings: Settings, retry_budget_s: float = 30.0) -> Storage:
+    def from_settings(cls, settings: Settings, retry_budget_s: float | None = None) -> Storage:
         # Few, short retries inside urllib3; our own loop owns the retry budget.
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=3, read=60),
@@ -115,7 +117,7 @@ class Storage:
             region=settings.s3_region,
             http_client=http,
         )
-        return cls(client, settings, retry_budget_s)
+        return cls(client, settings, settings.storage_retry_s if retry_budget_s is None else retry_budget_s)
 
     def _retry(self, call: Callable[[], T], what: str) -> T:
         return retrying(call, self.retry_budget_s, what)

@@ -42,7 +42,7 @@ from reel.faults import fault_point
 from reel.kafka import consumer_config, producer_config
 from reel.logs import task_context
 from reel.settings import Settings
-from reel.storage import Storage
+from reel.storage import Storage, transient
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ class Worker:
         run.task.cancel.set()
         run.thread.join(timeout=10.0)
         run.handed_back = True
-        self.attempts.finish(run.task.attempt, HANDED_BACK, reason)
+        self._mark(run.task.attempt, HANDED_BACK, reason)
         self._heartbeat(run.task, "handed_back", reason)
         metrics.TASKS.labels(self.stage.name, "handed_back").inc()
         log.warning("task handed back: %s", reason)
@@ -295,7 +295,17 @@ class Worker:
             # Fetched before the pause took effect: give it back for later.
             self._seek(topic, partition, offset)
             return
-        self._start(msg)
+        try:
+            self._start(msg)
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            # Object storage is out of reach (past its in-place retries): without markers
+            # the attempt cannot be counted, so the task waits rather than runs.
+            log.warning("storage unreachable, task put back: %s", exc)
+            self.running = None
+            self._resume(wake=TopicPartition(topic, partition, offset))
+            time.sleep(1.0)
 
     def _start(self, msg: Message) -> None:
         self.last_activity = time.monotonic()
@@ -401,28 +411,36 @@ class Worker:
             if run.error is None:
                 done = self._commit(run.outputs or [], task)
                 if done:
-                    self.attempts.finish(task.attempt, COMPLETED)
+                    self._mark(task.attempt, COMPLETED)
                     metrics.TASKS.labels(self.stage.name, "completed").inc()
                     log.info("task completed in %.2fs", time.monotonic() - run.started)
                 else:  # aborted (a rebalance or a fence took the partition): not the task's fault
-                    self.attempts.finish(task.attempt, HANDED_BACK, "commit aborted")
+                    self._mark(task.attempt, HANDED_BACK, "commit aborted")
             elif isinstance(run.error, Permanent):
                 reason = str(run.error)
                 log.error("permanent failure: %s", reason)
-                self.attempts.finish(task.attempt, FAILED, reason)
+                self._mark(task.attempt, FAILED, reason)
                 done = self._dead_letter_task(task, "permanent", reason)
             elif task.cancel.is_set():  # cancelled mid-work: not a failure
-                self.attempts.finish(task.attempt, HANDED_BACK, "cancelled")
+                self._mark(task.attempt, HANDED_BACK, "cancelled")
             else:
                 reason = f"{type(run.error).__name__}: {run.error}"
                 log.error("attempt failed: %s", reason, exc_info=run.error)
-                self.attempts.finish(task.attempt, FAILED, reason)
+                self._mark(task.attempt, FAILED, reason)
                 self._heartbeat(task, "failed", reason)
                 metrics.TASKS.labels(self.stage.name, "failed").inc()
             # Not done: the task runs again (a failed attempt is counted by its marker).
             next_offset = task.offset + 1 if done else task.offset
             self._resume(wake=TopicPartition(task.topic, task.partition, next_offset))
             self.last_activity = time.monotonic()
+
+    def _mark(self, attempt: Attempt, state: str, reason: str = "") -> None:
+        """Record how an attempt ended. If storage is unreachable the marker stays
+        "started", which counts the same as a failure: never worth a crash."""
+        try:
+            self.attempts.finish(attempt, state, reason)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("attempt marker not updated (%s): %s", state, exc)
 
     # -- transactions ------------------------------------------------------------
     def _commit(self, outputs: list[Output], task: Task) -> bool:

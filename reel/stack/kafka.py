@@ -49,7 +49,8 @@ def server_properties(settings: Settings, data: Path) -> str:
         "node.id": "1",
         "controller.quorum.voters": f"1@127.0.0.1:{controller}",
         "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        # A fault test fronts the broker with a proxy: clients must come back through it.
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{settings.kafka_advertised_port or port}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
