@@ -23,7 +23,11 @@ def serve(port: int) -> int:
 VIDEOS = Gauge("reel_videos", "Videos by state", ["state"])
 SEGMENTS = Gauge("reel_segments", "Segments of unfinished videos by stage", ["stage"])
 BACKLOG = Gauge("reel_backlog_media_seconds", "Media-seconds of unfinished videos' segments by stage", ["stage"])
-VIDEO_FAILURES = Counter("reel_video_failures_total", "Videos failed, by the stage that failed them", ["stage"])
+VIDEO_FAILURES = Counter(
+    "reel_video_failures_total",
+    "Videos failed, by the stage that failed them and the class of reason",
+    ["stage", "reason"],
+)
 VIDEOS_COMPLETED = Counter("reel_videos_completed_total", "Videos completed")
 CALLBACKS = Counter("reel_callbacks_total", "Callback POST attempts by outcome", ["outcome"])
 VIDEO_SECONDS = Histogram(

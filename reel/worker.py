@@ -21,7 +21,8 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -485,10 +486,7 @@ class Worker:
 
     def _commit_with_watchdog(self) -> None:
         # librdkafka has been seen to hang in commit past its timeout: exit rather than wedge.
-        watchdog = threading.Timer(COMMIT_TIMEOUT_S * 2 + 10, _wedged)
-        watchdog.daemon = True
-        watchdog.start()
-        try:
+        with watchdog(COMMIT_TIMEOUT_S * 2 + 10, _wedged):
             while True:
                 try:
                     self.producer.commit_transaction(COMMIT_TIMEOUT_S)
@@ -498,8 +496,6 @@ class Worker:
                         log.warning("commit retry: %s", exc.args[0])
                         continue
                     raise
-        finally:
-            watchdog.cancel()
 
     def _abort(self) -> None:
         try:
@@ -633,6 +629,18 @@ def _last_reason(markers: list[Marker]) -> str:
     if counted and counted[-1].state == FAILED and counted[-1].reason:
         return counted[-1].reason
     return "the worker died mid-task (killed or out of memory)"
+
+
+@contextmanager
+def watchdog(seconds: float, on_expire: Callable[[], None]) -> Iterator[None]:
+    """Call on_expire (from another thread) if the block is still running after `seconds`."""
+    timer = threading.Timer(seconds, on_expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def _wedged() -> None:

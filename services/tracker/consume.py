@@ -18,7 +18,7 @@ from reel.faults import fault_point
 from reel.kafka import end_offsets, group_lag
 from reel.settings import Settings
 from services.tracker import store
-from services.tracker.projection import GROUP_INPUTS
+from services.tracker.projection import GROUP_INPUTS, failure_class
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class Projector:
     def _observe(self, conn: psycopg.Connection, topic: str, event: dict) -> None:
         """Metrics of a newly projected event (an event seen again is not counted again)."""
         if topic == "video.failed":
-            metrics.VIDEO_FAILURES.labels(event["stage"]).inc()
+            metrics.VIDEO_FAILURES.labels(event["stage"], failure_class(event["reason"])).inc()
         elif topic == "video.completed":
             metrics.VIDEOS_COMPLETED.inc()
         if topic in ("video.completed", "video.failed"):

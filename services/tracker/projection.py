@@ -76,3 +76,20 @@ def all_uploaded(segments: list[Segment], expected: int) -> bool:
 def stalled(last_beat_age_s: float | None, working: str | None, stage: str, stall_s: float) -> bool:
     """A worker holds the segment but its heartbeats stopped."""
     return current_work(stage, working) is not None and last_beat_age_s is not None and last_beat_age_s > stall_s
+
+
+# Failure reasons are free text (with keys, sizes, ffmpeg's words): for a metric label,
+# a bounded set of classes, first match wins.
+FAILURE_CLASSES = (
+    ("stitch gate", "stitch-gate"), ("attempts failed or died", "attempts-exhausted"),
+    ("does not exist", "source-missing"), ("over the limit", "source-too-large"),
+    ("truncated", "source-truncated"), ("not a readable video", "source-unreadable"),
+    ("no video stream", "source-no-video"), ("still image", "source-no-video"),
+    ("source is empty", "source-empty"), ("zero duration", "source-empty"),
+    ("unknown profile", "bad-request"), ("unknown output format", "bad-request"),
+)  # fmt: skip
+
+
+def failure_class(reason: str) -> str:
+    low = reason.lower()
+    return next((cls for text, cls in FAILURE_CLASSES if text in low), "other")

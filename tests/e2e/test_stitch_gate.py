@@ -24,6 +24,7 @@ from reel.storage import Storage
 from reel.submit import produce, wait
 from services.transcoder.encode import Cut, segment_runs
 from tests.e2e.conftest import E2E_ENV
+from tests.e2e.test_tracker import metrics
 from tests.e2e.test_untidy_inputs import events_for
 
 FPS, GOP, SEGMENTS, WIDTH, HEIGHT = 25, 50, 3, 320, 240
@@ -91,4 +92,5 @@ def test_a_failing_stitch_gate_fails_the_video_with_its_reason(
             break
         time.sleep(0.5)
     assert status["state"] == "failed", status
+    assert metrics()['reel_video_failures_total{stage="pusher",reason="stitch-gate"}'] >= 1  # what alerts fire on
     assert status["error"]["stage"] == "pusher" and status["error"]["reason"] == end["reason"]
