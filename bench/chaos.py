@@ -28,8 +28,8 @@ from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import submit, wait
 
-LENGTHS_S = (6, 10, 14, 20)
-KILL_EVERY_S = 6.0
+LENGTHS_S = (6, 10, 14, 20, 30, 45)
+KILL_EVERY_S = 5.0
 KINDS = ("splitter", "puller", "transcoder", "pusher")
 TASK_TOPICS = ("video.split", "segment.requested", "segment.pulled", "segment.transcoded", "segment.uploaded",
                "video.completed")  # fmt: skip

@@ -52,6 +52,7 @@ ROUNDS = {
 OUTPUT_OF = {"splitter": "video.split", "puller": "segment.pulled", "transcoder": "segment.transcoded",
              "pusher": "segment.uploaded"}  # fmt: skip
 ONCE_PER_VIDEO = ["video.split", "video.completed"]
+TRACKER = f"http://127.0.0.1:{E2E_ENV['REEL_TRACKER_PORT']}"
 ONCE_PER_SEGMENT = ["segment.requested", "segment.pulled", "segment.transcoded", "segment.uploaded"]
 
 
@@ -147,6 +148,12 @@ def test_kills_lose_nothing_and_duplicate_nothing(
         assert time.monotonic() < deadline, (len(tracked), len(kafka_ids))
         time.sleep(0.5)
     assert len(tracked) == len(set(tracked))
+    # ... and its status shows every segment done, the re-queued ones at their later attempt.
+    with urllib.request.urlopen(f"{TRACKER}/videos/{end['video_id']}", timeout=10) as resp:
+        view = json.loads(resp.read())
+    assert view["state"] == "completed" and {s["stage"] for s in view["segments"]} == {"uploaded"}
+    if {s for s, _ in arms.values()} & {"puller", "transcoder", "pusher"}:
+        assert max(s["attempt"] for s in view["segments"]) >= 2
 
 
 def test_losing_every_transcoder_at_once_loses_nothing(
@@ -158,7 +165,7 @@ def test_losing_every_transcoder_at_once_loses_nothing(
     home = e2e_settings.home
     storage = Storage.from_settings(e2e_settings)
     sub = submit(e2e_settings, storage, clip, "tiny", request_id=str(uuid.uuid4()))
-    url = f"http://127.0.0.1:{E2E_ENV['REEL_TRACKER_PORT']}/videos/{sub.video_id}"
+    url = f"{TRACKER}/videos/{sub.video_id}"
     deadline = time.monotonic() + 120
     while True:  # until a transcoder is at work on this video
         try:
