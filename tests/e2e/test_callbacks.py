@@ -23,6 +23,7 @@ from reel.storage import Storage
 from reel.submit import submit, wait
 from services.tracker.callbacks import verify
 from tests.e2e.conftest import E2E_ENV
+from tests.e2e.test_tracker import metrics
 
 pytestmark = pytest.mark.usefixtures("fleet")
 SECRET = E2E_ENV["REEL_CALLBACK_SECRET"]
@@ -114,6 +115,8 @@ def test_completion_callback_survives_a_receiver_that_fails_twice(
     assert [t["status"] for t in cb[0]["tries"]] == [500, 500, 200]
     time.sleep(2)  # well past the next backoff: a delivered callback is not sent again
     assert len(receiver.deliveries(sub.video_id)) == 3
+    m = metrics()  # what a dashboard shows of it
+    assert m['reel_callbacks_total{outcome="retried"}'] >= 2 and m['reel_callbacks_total{outcome="delivered"}'] >= 1
 
 
 def test_failure_callback_carries_the_reason(receiver: Receiver, e2e_settings: Settings, tmp_path: Path) -> None:

@@ -92,5 +92,6 @@ def test_a_failing_stitch_gate_fails_the_video_with_its_reason(
             break
         time.sleep(0.5)
     assert status["state"] == "failed", status
-    assert metrics()['reel_video_failures_total{stage="pusher",reason="stitch-gate"}'] >= 1  # what alerts fire on
+    failures = {k: v for k, v in metrics().items() if k.startswith("reel_video_failures_total")}
+    assert failures.get('reel_video_failures_total{reason="stitch-gate",stage="pusher"}', 0) >= 1, failures
     assert status["error"]["stage"] == "pusher" and status["error"]["reason"] == end["reason"]
