@@ -3,7 +3,8 @@ work in object storage. Run as `python -m tests.integration.loop_worker`.
 
 LOOP_STAGE, LOOP_IN, LOOP_OUT name the stage and topics; LOOP_WORK_S makes each
 task keep reading and verifying its object for that long; a task whose source key
-is "poison" SIGKILLs its worker every time (as an OOM kill would). LOOP_REWIND=1 makes
+is "poison" SIGKILLs its worker every time (as an OOM kill would); "hang" runs an ffmpeg
+that never ends, killed at its 1 s timeout. LOOP_REWIND=1 makes
 the consumer re-deliver what was just committed, as librdkafka once did (issue #3).
 """
 
@@ -17,6 +18,7 @@ import time
 
 from confluent_kafka import TopicPartition
 
+from reel import media
 from reel.contract import task_fields
 from reel.faults import fault_point
 from reel.service import start
@@ -33,6 +35,9 @@ def make_handler(storage: Storage, bucket: str, out_topic: str, work_s: float):
         fault_point("mid-work")
         if ev["source"]["key"] == "poison":
             os.killpg(os.getpgrp(), signal.SIGKILL)
+        if ev["source"]["key"] == "hang":  # an ffmpeg that never ends, as on a stuck input
+            media.run_ffmpeg(["-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "null", "-"],
+                             timeout=1.0, cancel=task.cancel)  # fmt: skip
         deadline = time.monotonic() + work_s
         while time.monotonic() < deadline and not task.cancel.is_set():
             assert storage.get_bytes(bucket, first.key) == payload

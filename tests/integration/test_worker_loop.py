@@ -8,6 +8,7 @@ import os
 import random
 import re
 import signal
+import subprocess
 import time
 from collections import Counter
 from datetime import datetime
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from reel.attempts import COMPLETED, HANDED_BACK, STARTED
+from reel.attempts import COMPLETED, FAILED, HANDED_BACK, STARTED
 from reel.kafka import group_lag
 from reel.settings import Settings
 from tests.integration.loop_harness import LoopRun
@@ -253,6 +254,25 @@ def test_poison_task_is_dead_lettered_after_exactly_n_attempts(loop: LoopRun) ->
     assert "3 attempts failed or died" in poison["reason"]
     assert poison["original_value"][:2] == b"\xc3\x01"
     assert [m.state for m in loop.markers(20)] == [STARTED] * 3  # exactly N attempts ran
+
+
+def test_a_hung_ffmpeg_is_killed_at_its_timeout_and_escalated_after_n_attempts(loop: LoopRun) -> None:
+    loop.produce(range(3))
+    loop.produce([3], source_key="hang")
+    loop.start(0)
+    records = loop.wait_outputs(3, timeout=120)
+    deadline = time.monotonic() + 90
+    while not (dead := loop.outputs(loop.topic_in + ".dlq")):
+        assert time.monotonic() < deadline, "the hung task was never dead-lettered"
+        time.sleep(0.5)
+    assert_exactly_once([r for r in records if r["segment_index"] != 3], 3, loop)
+    (letter,) = dead
+    assert letter["error_kind"] == "attempts-exhausted" and letter["failed_attempts"] == 3
+    assert "FfmpegTimeout: ffmpeg timed out after 1s" in letter["reason"]
+    assert [m.state for m in loop.markers(3)] == [FAILED] * 3  # each a counted failure, not a crash
+    assert loop.procs[0].poll() is None  # the worker lived through it
+    orphans = subprocess.run(["pgrep", "-f", "testsrc2=size=320x240:rate=25"], capture_output=True, text=True)
+    assert orphans.stdout.strip() == "", "an ffmpeg outlived its timeout"
 
 
 def test_a_paused_zombie_hands_its_task_back_and_never_commits(loop: LoopRun) -> None:
