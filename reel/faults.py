@@ -3,8 +3,9 @@ child survives) when it reaches a named point.
 
 Two ways to arm them:
 - REEL_FAULT=<point>[@n]: the n-th time this process reaches <point> (set at start);
-- REEL_FAULT_FILE=<path>: lines "<arm-id> <service> <point>", read at every point, so a
-  test can arm a running fleet. Each arm fires once across restarts: it is skipped when
+- REEL_FAULT_FILE=<path>: lines "<arm-id> <service> <point> [field=value ...]", read at
+  every point, so a test can arm a running fleet; the fields narrow it to a task by its
+  log context (e.g. segment=1). Each arm fires once across restarts: it is skipped when
   REEL_FAULT_LOG already records its id.
 
 Points of the worker loop: before-work, after-produce, after-commit. Stages name their
@@ -18,6 +19,8 @@ from __future__ import annotations
 import os
 import signal
 from collections import Counter
+
+from reel.logs import current_context
 
 _hits: Counter[str] = Counter()
 _service = ""
@@ -55,8 +58,10 @@ def _armed(path: str, point: str) -> str | None:
             lines = [line.split() for line in f if line.strip()]
     except FileNotFoundError:
         return None
-    for arm_id, service, wanted in lines:
-        if service == _service and wanted == point and not _fired(arm_id):
+    context = current_context()
+    for arm_id, service, wanted, *conditions in lines:
+        matches = all(str(context.get(k)) == v for k, _, v in (c.partition("=") for c in conditions))
+        if service == _service and wanted == point and matches and not _fired(arm_id):
             return str(arm_id)
     return None
 

@@ -8,6 +8,7 @@ leaves the worker's Kafka heartbeats room to run.
 from __future__ import annotations
 
 import collections
+import contextvars
 import json
 import subprocess
 import threading
@@ -179,7 +180,9 @@ def run_ffmpeg(
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     assert proc.stdout is not None and proc.stderr is not None
     err_thread = threading.Thread(target=lambda: tail.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
-    out_thread = threading.Thread(target=_read_progress, args=(proc.stdout, on_progress), daemon=True)
+    # In the caller's context: progress callbacks log (and fault-test) with the task's fields.
+    ctx = contextvars.copy_context()
+    out_thread = threading.Thread(target=ctx.run, args=(_read_progress, proc.stdout, on_progress), daemon=True)
     err_thread.start()
     out_thread.start()
     deadline = time.monotonic() + timeout

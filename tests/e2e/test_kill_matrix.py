@@ -83,9 +83,9 @@ def undisturbed(e2e_settings: Settings, clip: Path) -> list[tuple[Any, ...]]:
     return manifest(e2e_settings, run(e2e_settings, clip))
 
 
-def events(settings: Settings, video_id: str) -> list[tuple[str, dict[str, Any]]]:
+def events(settings: Settings, video_id: str, topics: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
     registry = Registry()
-    topics = ONCE_PER_VIDEO + ONCE_PER_SEGMENT + ["video.requested", "video.failed", "task.progress"]
+    topics = topics or ONCE_PER_VIDEO + ONCE_PER_SEGMENT + ["video.requested", "video.failed", "task.progress"]
     msgs = read_to_end(settings.kafka_bootstrap, topics)
     decoded = [(m.topic(), registry.decode_for_topic(m.topic(), m.value())) for m in msgs]
     return [(t, e) for t, e in decoded if e["video_id"] == video_id]
@@ -185,7 +185,7 @@ def test_losing_every_transcoder_at_once_loses_nothing(
         shutil.rmtree(tmp)
     client = storage.client
     for upload in client._list_multipart_uploads(e2e_settings.bucket_work, prefix=sub.video_id).uploads:
-        client._abort_multipart_upload(e2e_settings.bucket_work, upload.object_name, upload.upload_id)
+        client._abort_multipart_upload(e2e_settings.bucket_work, upload.object_name, str(upload.upload_id))
 
     end = wait(e2e_settings, sub.video_id, sub.submitted_ms, timeout=300)
     assert end["topic"] == "video.completed", end.get("reason")
@@ -194,3 +194,42 @@ def test_losing_every_transcoder_at_once_loses_nothing(
     per = Counter((t, e["track"], e["segment_index"]) for t, e in evs if t in ONCE_PER_VIDEO + ONCE_PER_SEGMENT)
     assert not {k: n for k, n in per.items() if n > 1}, "a task's output was committed twice"
     assert max(e["attempt"] for t, e in evs if t == "segment.transcoded") >= 2  # the lost work was redone
+
+
+def test_a_segment_that_kills_its_worker_every_time_is_escalated_then_retried(
+    e2e_settings: Settings, clip: Path, undisturbed: list[tuple[Any, ...]]
+) -> None:
+    """Segment 1 SIGKILLs its transcoder three times running (as an OOM would): after exactly
+    N=3 attempts, counted across the crashes, it goes to segment.pulled.dlq and the video
+    fails with that reason; once the cause is gone, `retry` completes it as generation 1."""
+    home = e2e_settings.home
+    arms = [f"poison-{uuid.uuid4().hex[:6]}-{n}" for n in range(3)]
+    (home / "faults.armed").write_text("".join(f"{a} transcoder mid-encode segment=1\n" for a in arms))
+    try:
+        sub = submit(e2e_settings, Storage.from_settings(e2e_settings), clip, "tiny", request_id=str(uuid.uuid4()))
+        end = wait(e2e_settings, sub.video_id, sub.submitted_ms, timeout=300)
+    finally:
+        (home / "faults.armed").write_text("")  # the cause removed
+    fired = {line.split()[2] for line in (home / "faults.log").read_text().splitlines() if len(line.split()) > 2}
+    assert set(arms) <= fired
+    assert end["topic"] == "video.failed" and end["stage"] == "transcoder", end
+    assert end["reason"].startswith("3 attempts failed or died; last: the worker died mid-task"), end["reason"]
+    dead = [e for t, e in events(e2e_settings, sub.video_id, ["segment.pulled.dlq"])]
+    assert len(dead) == 1 and dead[0]["segment_index"] == 1 and dead[0]["failed_attempts"] == 3
+
+    request = urllib.request.Request(f"{TRACKER}/videos/{sub.video_id}/retry", method="POST")
+    deadline = time.monotonic() + 30
+    while True:  # 409 until the tracker has projected the failure
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                assert json.loads(resp.read())["generation"] == 1
+            break
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 409 and time.monotonic() < deadline
+            time.sleep(0.3)
+    deadline = time.monotonic() + 300
+    while not (done := [e for t, e in events(e2e_settings, sub.video_id, ["video.completed"])]):
+        assert time.monotonic() < deadline, "the retried video never completed"
+        time.sleep(1)
+    assert [e["generation"] for e in done] == [1]
+    assert manifest(e2e_settings, {"manifest": done[0]["manifest"]}) == undisturbed
