@@ -161,8 +161,10 @@ def snapshot(url: str) -> dict[str, Any]:
             "ORDER BY video_id").fetchall()  # fmt: skip
         done = [v[0] for v in videos]
         segments = conn.execute(
-            "SELECT video_id, track, segment_index, stage, attempt, worker, working, work_percent, retrying, "
-            "last_beat FROM segments WHERE video_id = ANY(%s) ORDER BY 1, 2, 3", (done,)).fetchall()  # fmt: skip
+            "SELECT video_id, generation, track, segment_index, stage, attempt, worker, working, work_percent, "
+            "retrying, last_beat FROM segments WHERE video_id = ANY(%s) ORDER BY 1, 2, 3, 4",
+            (done,),
+        ).fetchall()  # fmt: skip (a retried video has rows in two generations)
         events = conn.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone()
     return {"videos": videos, "segments": segments, "events": events}
 
