@@ -63,11 +63,7 @@ def end_offsets(admin: AdminClient, topics: list[str], timeout: float = 10.0) ->
     """Last stable offset of every partition of `topics`."""
     meta = admin.list_topics(timeout=timeout).topics
     parts = [TopicPartition(t, p) for t in topics if t in meta for p in sorted(meta[t].partitions)]
-    if not parts:
-        return {}
-    request = {tp: OffsetSpec.latest() for tp in parts}
-    futures = admin.list_offsets(request, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=timeout)
-    return {(tp.topic, tp.partition): f.result(timeout).offset for tp, f in futures.items()}
+    return _offsets(admin, parts, OffsetSpec.latest(), timeout) if parts else {}
 
 
 def group_lag(admin: AdminClient, group: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
@@ -77,8 +73,8 @@ def group_lag(admin: AdminClient, group: str, topic: str, timeout: float = 10.0)
     """
     meta = admin.list_topics(topic, timeout=timeout).topics[topic]
     parts = [TopicPartition(topic, p) for p in sorted(meta.partitions)]
-    latest = _offsets(admin, parts, OffsetSpec.latest(), timeout)
-    earliest = _offsets(admin, parts, OffsetSpec.earliest(), timeout)
+    latest = {p: o for (_, p), o in _offsets(admin, parts, OffsetSpec.latest(), timeout).items()}
+    earliest = {p: o for (_, p), o in _offsets(admin, parts, OffsetSpec.earliest(), timeout).items()}
     request = [ConsumerGroupTopicPartitions(group, parts)]
     committed_tps = admin.list_consumer_group_offsets(request)[group].result(timeout)
     committed = {tp.partition: tp.offset for tp in committed_tps.topic_partitions}
@@ -91,10 +87,12 @@ def group_lag(admin: AdminClient, group: str, topic: str, timeout: float = 10.0)
     return lag
 
 
-def _offsets(admin: AdminClient, parts: list[TopicPartition], spec: OffsetSpec, timeout: float) -> dict[int, int]:
+def _offsets(
+    admin: AdminClient, parts: list[TopicPartition], spec: OffsetSpec, timeout: float
+) -> dict[tuple[str, int], int]:
     request = {tp: spec for tp in parts}
     futures = admin.list_offsets(request, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=timeout)
-    return {tp.partition: f.result(timeout).offset for tp, f in futures.items()}
+    return {(tp.topic, tp.partition): f.result(timeout).offset for tp, f in futures.items()}
 
 
 def read_to_end(bootstrap: str, topics: list[str], since_ms: int | None = None, timeout: float = 60.0) -> list[Message]:
