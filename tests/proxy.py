@@ -34,7 +34,7 @@ class TcpProxy:
     def close(self) -> None:
         self.closed.set()
         self.cut()
-        self.listener.close()
+        _reset(self.listener)  # shutdown wakes the blocked accept(); close alone keeps the port taken
 
     def _accept(self) -> None:
         while not self.closed.is_set():

@@ -79,7 +79,13 @@ def upsert_video(conn: psycopg.Connection, ev: dict[str, Any], state: str, **fie
     cols = ["video_id", "generation", "state", "state_rank", *fields]
     values = [ev["video_id"], ev["generation"], state, VIDEO_RANK[state],
               *[Jsonb(v) if isinstance(v, dict | list) else v for v in fields.values()]]  # fmt: skip
-    updates = ", ".join(f"{c} = COALESCE(EXCLUDED.{c}, videos.{c})" for c in fields)
+    # A newer generation starts over: what the older one left (error, outputs, times) is not
+    # kept, whichever order the generations' events arrive in.
+    updates = ", ".join(
+        f"{c} = CASE WHEN EXCLUDED.generation > videos.generation THEN EXCLUDED.{c} "
+        f"ELSE COALESCE(EXCLUDED.{c}, videos.{c}) END"
+        for c in fields
+    )
     conn.execute(
         f"INSERT INTO videos ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}) "
         "ON CONFLICT (video_id) DO UPDATE SET "
