@@ -16,7 +16,9 @@ import pytest
 
 from reel.stack.procs import alive, free_port, port_taken
 
-PORTS = {"REEL_KAFKA_PORT": "39092", "REEL_S3_PORT": "27333", "REEL_PG_PORT": "35432"}
+# Below the kernel's ephemeral range (32768-60999): an outgoing connection of any other
+# process cannot be holding one of these when the test binds it.
+PORTS = {"REEL_KAFKA_PORT": "21092", "REEL_S3_PORT": "17333", "REEL_PG_PORT": "21432"}
 
 
 @pytest.fixture
@@ -43,7 +45,8 @@ def stack_pids(env: dict[str, str]) -> dict[str, int]:
 
 def all_ports() -> list[int]:
     s3 = int(PORTS["REEL_S3_PORT"])
-    return [39092, 39093, 35432, *range(s3, s3 + 5), *range(s3 + 10000, s3 + 10005)]
+    kafka, pg = int(PORTS["REEL_KAFKA_PORT"]), int(PORTS["REEL_PG_PORT"])
+    return [kafka, kafka + 1, pg, *range(s3, s3 + 5), *range(s3 + 10000, s3 + 10005)]
 
 
 def test_up_twice_then_down(env: dict[str, str]) -> None:
@@ -114,7 +117,7 @@ def test_up_with_a_taken_port_fails_clearly(env: dict[str, str]) -> None:
         result = reel(env, "up")
     assert result.returncode == 1
     line = result.stderr.strip().splitlines()[-1]
-    assert "port 27335 (s3) is taken" in line and "REEL_S3_PORT" in line
+    assert f"port {int(PORTS['REEL_S3_PORT']) + 2} (s3) is taken" in line and "REEL_S3_PORT" in line
     _assert_nothing_started(env)
 
 
