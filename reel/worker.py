@@ -456,10 +456,8 @@ class Worker:
             for out in outputs:
                 schema = out.schema or schema_for_topic(out.topic)
                 value = self.registry.encode(schema, out.record)
-                if out.partition is None:
-                    self.producer.produce(out.topic, key=out.key.encode(), value=value)
-                else:
-                    self.producer.produce(out.topic, key=out.key.encode(), value=value, partition=out.partition)
+                partition = -1 if out.partition is None else out.partition  # -1: by key
+                self.producer.produce(out.topic, key=out.key.encode(), value=value, partition=partition)
             fault_point("after-produce")
             self.producer.send_offsets_to_transaction(
                 offsets, self.consumer.consumer_group_metadata(), COMMIT_TIMEOUT_S
