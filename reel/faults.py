@@ -10,8 +10,9 @@ Two ways to arm them:
 
 Points of the worker loop: before-work, after-produce, after-commit. Stages name their
 own (mid-work, mid-pull, mid-encode, mid-encode-audio, mid-check, mid-join, mid-upload,
-mid-batch). REEL_FAULT_LOG, when set, gets one line per kill, written before dying:
-"<point> <pid> [<arm-id>]", so a test can count the windows it hit.
+mid-batch); a multipart upload has mid-part, between two parts. REEL_FAULT_LOG, when set,
+gets one line per kill, written before dying: "<point> <pid> [<arm-id>]", so a test can
+count the windows it hit.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Encoding profiles (data files in reel/profiles/) and the ladder a source gets.
+"""Encoding profiles (data files in reel/profiles/, or an operator's own folder,
+REEL_PROFILES_DIR, whose files replace built-ins of the same name) and the ladder a
+source gets.
 
 Shared by the splitter (validates the profile), the transcoder (what to encode)
 and the pusher (how to package it).
@@ -58,14 +60,20 @@ class Rendition:
     bitrate: int
 
 
-def available() -> list[str]:
-    return sorted(p.stem for p in PROFILES_DIR.glob("*.json"))
+def _dirs(own_dir: str | Path) -> list[Path]:
+    return [Path(own_dir), PROFILES_DIR] if own_dir else [PROFILES_DIR]
 
 
-def load(name: str) -> Profile:
-    path = PROFILES_DIR / f"{name}.json"
-    if not name or "/" in name or not path.exists():
-        raise UnknownProfile(f"unknown profile {name!r}; known: {', '.join(available())}")
+def available(own_dir: str | Path = "") -> list[str]:
+    return sorted({p.stem for d in _dirs(own_dir) for p in d.glob("*.json")})
+
+
+def load(name: str, own_dir: str | Path = "") -> Profile:
+    """A profile by name; `own_dir` (REEL_PROFILES_DIR) is searched first."""
+    found = [d / f"{name}.json" for d in _dirs(own_dir) if (d / f"{name}.json").is_file()]
+    if not name or "/" in name or name.startswith(".") or not found:
+        raise UnknownProfile(f"unknown profile {name!r}; known: {', '.join(available(own_dir))}")
+    path = found[0]
     raw = json.loads(path.read_text())
     return Profile(
         name=raw["name"],

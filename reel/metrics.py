@@ -40,4 +40,7 @@ STAGE_SECONDS = Histogram(
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
 )  # fmt: skip
 LAG = Gauge("reel_consumer_lag", "Records not yet committed by a consumer group, all partitions", ["group"])
+UPLOAD_PARTS = Counter(
+    "reel_upload_parts_total", "Multipart upload parts: sent, or reused from a resumed upload", ["outcome"]
+)
 STORAGE_RETRIES = Counter("reel_storage_retries_total", "Storage calls retried in place after a transient fault")

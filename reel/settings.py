@@ -49,6 +49,7 @@ class Settings:
     drain_timeout_s: float = 150.0  # SIGTERM: finish the current task if it ends within this
     revoke_grace_s: float = 30.0  # a revoked partition's task is finished if it ends within this
     oversubscription: int = 3  # segments per live transcoder
+    profiles_dir: str = ""  # your own encoding profiles (JSON, as in reel/profiles/); searched first
     plan_workers: int = 0  # plan segments for this many transcoders; 0: the live count
     min_segment_s: float = 12.0  # clamp of a segment's length (tests use 2)
     max_segment_s: float = 120.0

@@ -27,6 +27,7 @@ from minio.datatypes import Part
 from minio.error import S3Error
 
 from reel import metrics
+from reel.faults import fault_point
 from reel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -316,6 +317,7 @@ class MultipartUpload:
         for number, data in _parts(self.path, self.part_size):
             if done.get(number) == local[number]:
                 self.reused += 1
+                metrics.UPLOAD_PARTS.labels("reused").inc()
             else:
                 self.storage._retry(
                     partial(
@@ -330,6 +332,9 @@ class MultipartUpload:
                     f"upload part {number}",
                 )
                 self.uploaded += 1
+                metrics.UPLOAD_PARTS.labels("sent").inc()
+                if number < len(local):
+                    fault_point("mid-part")
             parts.append(Part(number, local[number]))
             if progress:
                 progress(len(data))
@@ -337,6 +342,8 @@ class MultipartUpload:
             lambda: self.client._complete_multipart_upload(self.bucket, self.key, upload_id, parts),
             "complete upload",
         )
+        log.info("uploaded %s/%s in %d parts: %d sent, %d reused from an earlier upload",
+                 self.bucket, self.key, len(local), self.uploaded, self.reused)  # fmt: skip
 
     def abort_all(self) -> int:
         """Abort every open upload of this key (a 'whole pod lost' drill)."""

@@ -62,7 +62,7 @@ def submit(
     if not path.is_file():
         raise SubmitError(f"no such file: {path}")
     try:
-        ladder.load(profile)
+        ladder.load(profile, settings.profiles_dir)
     except ladder.UnknownProfile as exc:
         raise SubmitError(str(exc)) from exc
     sha = sha256_file(path)

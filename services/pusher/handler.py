@@ -8,6 +8,7 @@ from memory.
 
 from __future__ import annotations
 
+import contextvars
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ def expected_parts(ev: dict[str, Any], rends: list[Rendition]) -> set[str]:
 
 def handle(task: Task, deps: Deps) -> list[Output]:
     ev = task.event
-    profile = ladder.load(ev["profile"])
+    profile = ladder.load(ev["profile"], deps.settings.profiles_dir)
     work = deps.settings.bucket_work
     placed = []
     with scratch(deps.settings, "push") as tmp:
@@ -211,7 +212,8 @@ def upload(task: Task, deps: Deps, files: dict[str, Any], out: Path) -> dict[str
         return ref
 
     with ThreadPoolExecutor(max_workers=4) as pool:  # many small HLS segments: in parallel
-        refs = list(pool.map(put, files_out))
+        # Each upload carries the task's log context (and so its fault arms' conditions).
+        refs = [f.result() for f in [pool.submit(contextvars.copy_context().run, put, item) for item in files_out]]
     for (path, rel, kind), ref in zip(files_out, refs, strict=True):
         rung = rel.split("/")[1] if kind in ("mp4", "hls-playlist") else None
         if kind == "mp4":

@@ -117,7 +117,7 @@ def remux_args(url: str, out: Path, fmt: str) -> list[str]:
 def handle(task: Task, deps: Deps) -> list[Output]:
     ev = task.event
     try:
-        profile = ladder.load(ev["profile"])
+        profile = ladder.load(ev["profile"], deps.settings.profiles_dir)
     except ladder.UnknownProfile as exc:
         raise Permanent(str(exc)) from exc
     formats = list(ev["formats"])

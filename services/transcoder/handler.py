@@ -46,7 +46,7 @@ def _progress(
 
 def transcode_video(task: Task, deps: Deps, span: Path, tmp: Path) -> list[dict[str, Any]]:
     ev = task.event
-    profile = ladder.load(ev["profile"])
+    profile = ladder.load(ev["profile"], deps.settings.profiles_dir)
     rends = ladder.renditions(profile, ev["display_width"], ev["display_height"])
     fps = Fraction(ev["fps_num"], ev["fps_den"])
     start, length = segment_window(ev)
@@ -71,7 +71,7 @@ def transcode_video(task: Task, deps: Deps, span: Path, tmp: Path) -> list[dict[
 
 def transcode_audio(task: Task, deps: Deps, src: Path, tmp: Path) -> list[dict[str, Any]]:
     ev = task.event
-    spec = ladder.load(ev["profile"]).audio
+    spec = ladder.load(ev["profile"], deps.settings.profiles_dir).audio
     duration = ev["total_frames"] * ev["fps_den"] / ev["fps_num"]
     out = tmp / "audio.m4a"
     offset = ev["span_start"] - ev["video_start"]
@@ -86,7 +86,7 @@ def transcode_audio(task: Task, deps: Deps, src: Path, tmp: Path) -> list[dict[s
 def handle(task: Task, deps: Deps) -> list[Output]:
     ev = task.event
     try:
-        ladder.load(ev["profile"])
+        ladder.load(ev["profile"], deps.settings.profiles_dir)
     except ladder.UnknownProfile as exc:
         raise Permanent(str(exc)) from exc
     with scratch(deps.settings, "transcode") as tmp:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -29,7 +30,9 @@ def fleet(stack: Settings, stack_env: dict[str, str], tmp_path_factory: pytest.T
     """The services under the supervisor; yields the folder of their logs."""
     home = Path(stack_env["REEL_HOME"])
     env = {**os.environ, **stack_env, **E2E_ENV, "REEL_FAULT_FILE": str(home / "faults.armed"),
-           "REEL_FAULT_LOG": str(home / "faults.log"), "REEL_SCRATCH_DIR": str(home / "scratch")}  # fmt: skip
+           "REEL_FAULT_LOG": str(home / "faults.log"), "REEL_SCRATCH_DIR": str(home / "scratch"),
+           "REEL_PROFILES_DIR": str(home / "profiles")}  # fmt: skip
+    (home / "profiles").mkdir(exist_ok=True)  # tests add their own profiles there
     (home / "faults.armed").write_text("")  # armed by tests/e2e/test_kill_matrix.py only
     logs = home / "logs"
     proc = subprocess.Popen(
@@ -65,4 +68,4 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -
 
 @pytest.fixture(scope="session")
 def e2e_settings(stack: Settings) -> Settings:
-    return stack
+    return dataclasses.replace(stack, profiles_dir=str(stack.home / "profiles"))

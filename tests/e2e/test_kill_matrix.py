@@ -7,14 +7,17 @@ One video per round carries one cell per service, so a round kills up to five pr
 in turn. After each round: every armed cell fired, the video completed with outputs whose
 sha256 equal an undisturbed run's (bit-exact settings, the plan pinned by
 REEL_PLAN_WORKERS), every killed stage redid its task as a later attempt, no event is
-duplicated for a read_committed reader, and the tracker's event log holds exactly the
-video's events (it was killed mid-batch in round 1).
+duplicated for a read_committed reader, the tracker's event log holds exactly the video's
+events (it was killed mid-batch in round 1), and its status said `retrying (attempt n)`
+while a kill was being recovered. Then: every transcoder lost at once; a multipart upload
+killed between parts and resumed; a segment that kills its worker every time.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -34,7 +37,7 @@ from reel.attempts import COMPLETED, STARTED, Attempts
 from reel.contract import Registry
 from reel.kafka import read_to_end
 from reel.settings import Settings
-from reel.storage import Storage
+from reel.storage import PART_SIZE, Storage
 from reel.submit import submit, wait
 from reel.worker import object_refs
 from tests.e2e.conftest import E2E_ENV
@@ -256,3 +259,49 @@ def test_a_segment_that_kills_its_worker_every_time_is_escalated_then_retried(
         time.sleep(1)
     assert [e["generation"] for e in done] == [1]
     assert manifest(e2e_settings, {"manifest": done[0]["manifest"]}) == undisturbed
+
+
+# One 360p rung at 16 Mb/s: six seconds of noise (which does not compress) make an MP4 of
+# about 12 MB, two 8 MiB parts; the tiny profile's outputs fit in one part.
+BULKY = {"name": "bulky", "description": "outputs of several multipart parts", "codec": "libx264",
+         "preset": "veryfast", "gop_seconds": 2, "two_pass_below_s": 0,
+         "rungs": [{"name": "360p", "height": 360, "bitrate": 16_000_000}],
+         "audio": {"codec": "aac", "bitrate": 96000, "channels": 2, "sample_rate": 48000}}  # fmt: skip
+
+
+def test_a_killed_upload_resumes_and_sends_only_the_missing_parts(e2e_settings: Settings, tmp_path: Path) -> None:
+    """The pusher SIGKILLed between two parts of a rendition's multipart upload: its next
+    attempt finds the open upload, checks the listed parts against the (bit-exact) file and
+    sends only the missing ones; the output equals an undisturbed run's."""
+    home = e2e_settings.home
+    (Path(e2e_settings.profiles_dir) / "bulky.json").write_text(json.dumps(BULKY))
+    noisy = tmp_path / "noisy.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=640x360:rate=25:duration=6,noise=alls=60:allf=t", "-f", "lavfi", "-i",
+                    "sine=frequency=440:duration=6", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "10",
+                    "-c:a", "aac", "-shortest", str(noisy)], check=True)  # fmt: skip
+    undisturbed = manifest(e2e_settings, run(e2e_settings, noisy, profile="bulky"))
+    big = [(rung, size) for kind, rung, size, _ in undisturbed if kind == "mp4" and size > PART_SIZE]
+    assert big, f"no output spans two parts: {undisturbed}"
+
+    arm = f"part-{uuid.uuid4().hex[:6]}"
+    (home / "faults.armed").write_text(f"{arm} pusher mid-part\n")
+    try:
+        end = run(e2e_settings, noisy, profile="bulky")
+    finally:
+        (home / "faults.armed").write_text("")
+    fired = {line.split()[2] for line in (home / "faults.log").read_text().splitlines() if len(line.split()) > 2}
+    assert arm in fired
+    assert manifest(e2e_settings, end) == undisturbed
+
+    rung, size = big[0]
+    key = f"{e2e_settings.bucket_outputs}/{end['video_id']}/mp4/{rung}.mp4"
+    said = [json.loads(line)["msg"] for log in (home / "logs").glob("pusher-*.log")
+            for line in log.read_text().splitlines() if key in line]  # fmt: skip
+    uploads = [tuple(map(int, m.groups())) for m in (re.search(r"in (\d+) parts: (\d+) sent, (\d+) reused", s)
+                                                     for s in said) if m]  # fmt: skip
+    total = -(-size // PART_SIZE)
+    # Only the resumed attempt completed the upload: it reused what the killed one sent.
+    assert len(uploads) == 1, said
+    parts, sent, reused = uploads[0]
+    assert parts == total and reused >= 1 and sent == total - reused < total, uploads

@@ -1,8 +1,10 @@
+import json
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
-from reel.ladder import UnknownProfile, display_size, load, renditions
+from reel.ladder import PROFILES_DIR, UnknownProfile, display_size, load, renditions
 
 
 def test_default_profile_is_the_four_rung_h264_ladder() -> None:
@@ -44,3 +46,16 @@ def test_non_square_pixels_are_applied_and_sizes_even() -> None:
 def test_source_smaller_than_every_rung_keeps_its_size() -> None:
     r = renditions(load("default"), 320, 240)
     assert [(x.width, x.height, x.bitrate) for x in r] == [(320, 240, 800_000)]
+
+
+def test_own_profiles_are_found_first_and_listed(tmp_path: Path) -> None:
+    tiny = json.loads((PROFILES_DIR / "tiny.json").read_text())
+    (tmp_path / "tiny.json").write_text(json.dumps({**tiny, "preset": "ultrafast"}))
+    (tmp_path / "mine.json").write_text(json.dumps({**tiny, "name": "mine", "rungs": tiny["rungs"][:1]}))
+    assert load("tiny", tmp_path).preset == "ultrafast"  # replaces the built-in
+    assert load("tiny").preset == "veryfast"  # only where the folder is given
+    assert [r.name for r in load("mine", tmp_path).rungs] == ["360p"]
+    with pytest.raises(UnknownProfile, match="default, hevc, mine, tiny"):
+        load("nope", tmp_path)
+    with pytest.raises(UnknownProfile):
+        load("../tiny", tmp_path)
