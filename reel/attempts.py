@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from reel.storage import Storage
+from reel.storage import ObjectMissing, Storage
 
 STARTED, COMPLETED, FAILED, HANDED_BACK = "started", "completed", "failed", "handed_back"
 
@@ -95,15 +95,23 @@ class Attempts:
     # -- failed videos -------------------------------------------------------------
     # A committed video.failed leaves a tombstone; every stage then skips that video's
     # tasks still in flight and removes their work, so a failure leaves nothing behind.
+    # Except when a segment exhausted its attempts: then the generation's finished work
+    # is kept (`keep_work`), for `reel retry --segment` to reuse.
     def tombstone(self, event: dict[str, Any]) -> str:
         return f"failed/{event['video_id']}/{event['generation']}.json"
 
-    def bury(self, event: dict[str, Any], reason: str) -> None:
-        self.storage.put_bytes(self.bucket, self.tombstone(event), json.dumps({"reason": reason}).encode())
-        self.clear_work(event)
+    def bury(self, event: dict[str, Any], reason: str, keep_work: bool = False) -> None:
+        body = {"reason": reason, "keep_work": keep_work}
+        self.storage.put_bytes(self.bucket, self.tombstone(event), json.dumps(body).encode())
+        if not keep_work:
+            self.clear_work(event)
 
-    def buried(self, event: dict[str, Any]) -> bool:
-        return self.storage.exists(self.bucket, self.tombstone(event))
+    def buried(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """The tombstone of the event's generation, if it failed."""
+        try:
+            return dict(json.loads(self.storage.get_bytes(self.bucket, self.tombstone(event))))
+        except ObjectMissing:
+            return None
 
     def clear_work(self, event: dict[str, Any]) -> None:
         self.storage.remove_prefix(self.bucket, f"{event['video_id']}/{event['generation']}/")

@@ -160,7 +160,9 @@ def _tracker(path: str, method: str = "GET") -> dict:
         err.print(f"reel: the tracker on port {port} cannot be reached ({exc}); is the stack up (reel ps)?")
         raise typer.Exit(1) from None
     if not 200 <= code < 300:
-        err.print(f"reel: {body.get('error', code)}", highlight=False)
+        detail = "; ".join(str(d.get("msg")) for d in body.get("detail", []) if isinstance(d, dict))
+        message = f"reel: {body.get('error', code)}" + (f": {detail}" if detail else "")
+        err.print(message, highlight=False, soft_wrap=True)
         raise typer.Exit(2 if code in (404, 409, 422) else 1)
     return body
 
@@ -203,12 +205,16 @@ def status_cmd(
 @app.command("retry")
 def retry_cmd(
     video_id: str = typer.Argument(..., help="A failed video's id."),
+    segment: int | None = typer.Option(
+        None, "--segment", help="Redo only this video segment; reuse what the failed generation finished."
+    ),
     wait: bool = typer.Option(False, "--wait", help="Follow the new generation until it completes or fails."),
     timeout: float = typer.Option(3600, help="Seconds to wait with --wait."),
 ) -> None:
     """Re-drive a failed video from its original request, as a new generation (once its
     cause is removed: the source uploaded again, a worker fixed, ...)."""
-    started = _tracker(f"/videos/{video_id}/retry", method="POST")
+    query = "" if segment is None else f"?segment={segment}"
+    started = _tracker(f"/videos/{video_id}/retry{query}", method="POST")
     out.print(f"{started['video_id']} generation {started['generation']}")
     if wait:
         s = settings_mod.load()

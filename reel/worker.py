@@ -324,9 +324,13 @@ class Worker:
             "segment": event["segment_index"],
         }  # fmt: skip
         with task_context(**ctx):
-            if self.attempts.buried(event):
-                log.info("video already failed: task skipped, its work removed")
-                self.attempts.clear_work(event)
+            tomb = self.attempts.buried(event)
+            if tomb is not None:
+                if tomb.get("keep_work"):
+                    log.info("video already failed: task skipped, its work kept for a segment retry")
+                else:
+                    log.info("video already failed: task skipped, its work removed")
+                    self.attempts.clear_work(event)
                 self._transaction([], [TopicPartition(topic, partition, offset + 1)], seek_back=True)
                 return
             previous = self.attempts.markers(event)
@@ -381,14 +385,12 @@ class Worker:
         saved = self.attempts.checkpoint(task.event)
         if saved is None:
             return None
-        outputs = []
-        for o in saved:
-            record = self.registry.decode(base64.b64decode(o["value"]))
-            if not all(self.storage.exists(b, k) for b, k in object_refs(record)):
-                log.info("checkpoint of an earlier attempt is incomplete: doing the work again")
-                return None
-            record.update(attempt=task.attempt.number, producer=self.worker_id)
-            outputs.append(Output(o["topic"], o["key"], record, o["schema"], o["partition"]))
+        outputs = checkpointed_outputs(saved, self.registry)
+        if not all_objects_exist(self.storage, outputs):
+            log.info("checkpoint of an earlier attempt is incomplete: doing the work again")
+            return None
+        for o in outputs:
+            o.record.update(attempt=task.attempt.number, producer=self.worker_id)
         log.info("reusing the finished work of an earlier attempt (%d outputs)", len(outputs))
         metrics.TASKS.labels(self.stage.name, "reused").inc()
         return outputs
@@ -467,9 +469,13 @@ class Worker:
             for tp in offsets:
                 key = (tp.topic, tp.partition)
                 self.committed_next[key] = max(tp.offset, self.committed_next.get(key, -1))
+            # A segment that exhausted its attempts leaves the rest of the work for a
+            # segment retry; anything else (a bad input) fails the whole video.
+            exhausted = any(o.topic.endswith(".dlq") and o.record["error_kind"] == "attempts-exhausted"
+                            for o in outputs)  # fmt: skip
             for out in outputs:
                 if out.topic == "video.failed":
-                    self.attempts.bury(out.record, out.record["reason"])
+                    self.attempts.bury(out.record, out.record["reason"], keep_work=exhausted)
         except KafkaException as exc:
             err = exc.args[0]
             if err.fatal():
@@ -611,6 +617,16 @@ class Worker:
             except KafkaException as exc:  # a fenced producer refuses even this
                 log.warning("producer flush: %s", exc.args[0])
         log.info("%s stopped", self.worker_id)
+
+
+def checkpointed_outputs(saved: list[dict[str, Any]], registry: Registry) -> list[Output]:
+    """The outputs a checkpoint holds (as `_save_checkpoint` wrote them)."""
+    return [Output(o["topic"], o["key"], registry.decode(base64.b64decode(o["value"])), o["schema"], o["partition"])
+            for o in saved]  # fmt: skip
+
+
+def all_objects_exist(storage: Storage, outputs: list[Output]) -> bool:
+    return all(storage.exists(b, k) for o in outputs for b, k in object_refs(o.record))
 
 
 def object_refs(value: Any) -> list[tuple[str, str]]:

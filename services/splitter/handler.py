@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -11,13 +11,14 @@ from typing import Any
 from confluent_kafka.admin import AdminClient
 
 from reel import ladder, media
-from reel.contract import task_key
+from reel.contract import Registry, task_key
 from reel.faults import fault_point
 from reel.scratch import scratch
 from reel.settings import Settings
 from reel.storage import ObjectMissing, Storage
 from reel.worker import Output, Permanent, Stage, Task, fail_video
 from services.splitter.plan import dispatch_order, gop_frames, lanes, plan_segments
+from services.splitter.reuse import reuse_generation
 
 FORMATS = {"hls", "mp4"}
 
@@ -30,6 +31,7 @@ class Deps:
     settings: Settings
     storage: Storage
     transcoders: Callable[[], list[list[int]]]  # each live transcoder's segment.pulled partitions
+    registry: Registry = field(default_factory=Registry)
 
 
 def member_partitions(admin: AdminClient, group: str, topic: str) -> list[list[int]]:
@@ -123,6 +125,10 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     formats = list(ev["formats"])
     if not formats or set(formats) - FORMATS:
         raise Permanent(f"unknown output format in {formats}; known: {', '.join(sorted(FORMATS))}")
+    if ev.get("reuse_generation") is not None:  # reel retry --segment
+        reused = reuse_generation(task, deps)
+        if reused is not None:
+            return reused
     src = ev["source"]
     try:
         deps.storage.stat(src["bucket"], src["key"])

@@ -24,7 +24,7 @@ from reel.kafka import producer_config
 from reel.settings import Settings
 from reel.storage import Storage
 from services.tracker import store
-from services.tracker.projection import VIDEO_RANK, current_work, stalled
+from services.tracker.projection import VIDEO_RANK, current_work, failure_class, stalled
 
 STALL_S = 15.0  # a segment whose worker sent no heartbeat for this long is stalled
 STATES = tuple(VIDEO_RANK)
@@ -48,6 +48,19 @@ def _valid_id(video_id: str) -> str:
     except ValueError as exc:
         raise RequestValidationError([{"loc": ["path", "video_id"], "msg": "not a video id (a UUID)",
                                        "type": "value_error"}]) from exc  # fmt: skip
+
+
+def _check_segment_retry(row: dict[str, Any], segment: int) -> None:
+    """A segment retry reuses the work that only a segment's exhausted attempts leave
+    (any other failure removes it), and names a segment of the failed generation."""
+    if failure_class(row["error"] or "") != "attempts-exhausted":
+        raise Conflict(f"video {row['video_id']} failed at the {row['error_stage']}: {row['error']}; "
+                       "nothing of it is kept to reuse: retry it whole")  # fmt: skip
+    indices = sorted(s["segment_index"] for s in row["segments"] if s["track"] == "video")
+    if segment not in indices:
+        known = f"{indices[0]}..{indices[-1]}" if indices else "none"
+        msg = f"no segment {segment}: generation {row['generation']} has video segments {known}"
+        raise RequestValidationError([{"loc": ["query", "segment"], "type": "value_error", "msg": msg}])
 
 
 def status_view(row: dict[str, Any], presign: Callable[[str, str], str], now: datetime) -> dict[str, Any]:
@@ -158,12 +171,16 @@ def create_app(settings: Settings, storage: Storage) -> FastAPI:
         }  # fmt: skip
 
     @app.post("/videos/{video_id}/retry", status_code=202)
-    def retry(video_id: str) -> dict[str, Any]:
-        """Re-drive a failed video from its original request, as a new generation."""
+    def retry(video_id: str, segment: int | None = None) -> dict[str, Any]:
+        """Re-drive a failed video from its original request, as a new generation; with
+        `segment`, redo that video segment and reuse what the failed generation finished."""
         vid = _valid_id(video_id)
         with connect() as conn, conn.transaction():
+            row = store.video(conn, vid)
+            if row is not None and row["state"] == "failed" and segment is not None:
+                _check_segment_retry(row, segment)
             try:
-                claimed = store.claim_retry(conn, vid)
+                claimed = store.claim_retry(conn, vid, segment)
             except LookupError as exc:
                 raise Conflict(f"cannot retry: {exc}") from exc
             if claimed is None:

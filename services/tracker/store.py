@@ -234,9 +234,10 @@ def video_seconds(conn: psycopg.Connection, ev: dict[str, Any]) -> float | None:
     return max(0.0, (_ts(ev["produced_at"]) - row[0]).total_seconds())
 
 
-def claim_retry(conn: psycopg.Connection, video_id: str) -> dict[str, Any] | None:
+def claim_retry(conn: psycopg.Connection, video_id: str, segment: int | None = None) -> dict[str, Any] | None:
     """If the video failed, move it to a new generation (queued, error cleared) and return
-    that generation's video.requested; else None. Row-locked: two retries, one claim."""
+    that generation's video.requested; else None. Row-locked: two retries, one claim.
+    With `segment`, the request reuses the failed generation's work and redoes that segment."""
     row = conn.execute(
         "UPDATE videos SET generation = generation + 1, state = 'queued', state_rank = %s, percent = 0, "
         "error = NULL, error_stage = NULL, failed_at = NULL, completed_at = NULL, outputs = NULL, "
@@ -254,7 +255,9 @@ def claim_retry(conn: psycopg.Connection, video_id: str) -> dict[str, Any] | Non
     generation = int(row[0])
     return {**first[0], "generation": generation, "attempt": 1, "producer": "tracker-retry",
             "event_id": str(uuid.uuid5(uuid.UUID(video_id), f"retry/{generation}")),
-            "produced_at": int(time.time() * 1000)}  # fmt: skip
+            "produced_at": int(time.time() * 1000),
+            "reuse_generation": None if segment is None else generation - 1,
+            "redo_segments": [] if segment is None else [segment]}  # fmt: skip
 
 
 # -- reads ---------------------------------------------------------------------------

@@ -227,7 +227,8 @@ def test_a_segment_that_kills_its_worker_every_time_is_escalated_then_retried(
 ) -> None:
     """Segment 1 SIGKILLs its transcoder three times running (as an OOM would): after exactly
     N=3 attempts, counted across the crashes, it goes to segment.pulled.dlq and the video
-    fails with that reason; once the cause is gone, `retry` completes it as generation 1."""
+    fails with that reason; once the cause is gone, `retry --segment 1` completes it as
+    generation 1, redoing segment 1 and reusing every task the failed generation finished."""
     home = e2e_settings.home
     arms = [f"poison-{uuid.uuid4().hex[:6]}-{n}" for n in range(3)]
     (home / "faults.armed").write_text("".join(f"{a} transcoder mid-encode segment=1\n" for a in arms))
@@ -243,22 +244,37 @@ def test_a_segment_that_kills_its_worker_every_time_is_escalated_then_retried(
     dead = [e for t, e in events(e2e_settings, sub.video_id, ["segment.pulled.dlq"])]
     assert len(dead) == 1 and dead[0]["segment_index"] == 1 and dead[0]["failed_attempts"] == 3
 
-    request = urllib.request.Request(f"{TRACKER}/videos/{sub.video_id}/retry", method="POST")
+    url = f"{TRACKER}/videos/{sub.video_id}"
     deadline = time.monotonic() + 30
-    while True:  # 409 until the tracker has projected the failure
-        try:
-            with urllib.request.urlopen(request, timeout=10) as resp:
-                assert json.loads(resp.read())["generation"] == 1
-            break
-        except urllib.error.HTTPError as exc:
-            assert exc.code == 409 and time.monotonic() < deadline
-            time.sleep(0.3)
+    while json.loads(urllib.request.urlopen(url, timeout=10).read())["state"] != "failed":
+        assert time.monotonic() < deadline, "the tracker never saw the failure"
+        time.sleep(0.3)
+    with pytest.raises(urllib.error.HTTPError) as no_such:  # a segment the plan does not have
+        urllib.request.urlopen(urllib.request.Request(f"{url}/retry?segment=99", method="POST"), timeout=10)
+    assert no_such.value.code == 422 and "has video segments 0.." in no_such.value.read().decode()
+    with urllib.request.urlopen(urllib.request.Request(f"{url}/retry?segment=1", method="POST"), timeout=10) as r:
+        assert json.loads(r.read())["generation"] == 1
     deadline = time.monotonic() + 300
     while not (done := [e for t, e in events(e2e_settings, sub.video_id, ["video.completed"])]):
         assert time.monotonic() < deadline, "the retried video never completed"
         time.sleep(1)
     assert [e["generation"] for e in done] == [1]
     assert manifest(e2e_settings, {"manifest": done[0]["manifest"]}) == undisturbed
+
+    # Redone: segment 1, and whatever had not finished when the video failed; the rest
+    # came from generation 0's objects, handed to the pusher without a pull or an encode.
+    evs = events(e2e_settings, sub.video_id, ["segment.requested", "segment.transcoded"])
+    tasks = {(e["track"], e["segment_index"]) for t, e in evs if t == "segment.requested" and e["generation"] == 0}
+    finished = {(e["track"], e["segment_index"]) for t, e in evs if t == "segment.transcoded" and e["generation"] == 0}
+    again = {(e["track"], e["segment_index"]) for t, e in evs if t == "segment.requested" and e["generation"] == 1}
+    assert ("video", 1) not in finished and again == tasks - finished, (tasks, finished, again)
+    assert tasks - again, "nothing was reused"
+    for t, e in evs:
+        if t == "segment.transcoded" and e["generation"] == 1:
+            reused = (e["track"], e["segment_index"]) not in again
+            keys = [k for _, k in object_refs(e) if k.startswith(sub.video_id)]  # not the source
+            assert keys and e["producer"].startswith("splitter" if reused else "transcoder"), e["producer"]
+            assert all(k.startswith(f"{sub.video_id}/{0 if reused else 1}/") for k in keys), keys
 
 
 # One 360p rung at 16 Mb/s: six seconds of noise (which does not compress) make an MP4 of

@@ -284,6 +284,10 @@ def test_retry_re_drives_a_failed_video_once_its_cause_is_removed(e2e_settings: 
     while get(f"/videos/{video_id}")[1].get("state") != "failed":  # the tracker has seen the failure
         assert time.monotonic() < deadline
         time.sleep(0.3)
+    # It failed on its input: nothing is kept, so there is no segment to redo alone.
+    one = cli(e2e_settings, "retry", video_id, "--segment", "0")
+    assert one.returncode == 2 and "retry it whole" in one.stderr, one.stderr
+    assert get(f"/videos/{video_id}")[1]["state"] == "failed"
     retried = cli(e2e_settings, "retry", video_id, "--wait")
     assert retried.returncode == 0, retried.stderr
     assert f"{video_id} generation 1" in retried.stdout and "mp4" in retried.stdout

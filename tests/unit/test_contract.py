@@ -70,12 +70,13 @@ def test_yesterdays_bytes_decode_with_todays_reader(registry: Registry) -> None:
     old = (FIXTURES / "video.requested.v1.bin").read_bytes()
     v1 = json.loads((SCHEMAS / "v1" / "video.requested.avsc").read_text())
     now = json.loads((SCHEMAS / "video.requested.avsc").read_text())
-    # The versions really differ: trace_id and callback_url are new, with defaults.
+    # The versions really differ: these fields are new, with defaults.
     assert {f["name"] for f in now["fields"]} - {f["name"] for f in v1["fields"]} == {
-        "trace_id", "callback_url"}  # fmt: skip
+        "trace_id", "callback_url", "reuse_generation", "redo_segments"}  # fmt: skip
     assert old[2:10] != registry.current["reel.events.VideoRequested"].fingerprint
     rec = registry.decode_for_topic("video.requested", old)
     assert rec["trace_id"] is None and rec["callback_url"] is None
+    assert rec["reuse_generation"] is None and rec["redo_segments"] == []
     assert rec["request_id"] == "req-1" and rec["source"]["key"] == "uploads/clip.mp4"
 
 

@@ -1,0 +1,56 @@
+"""`reel retry --segment N`: a new generation that reuses what a failed one finished.
+
+The failed generation's plan (the splitter's checkpoint) is replayed as this generation's,
+so the segments line up. A task whose transcode finished there (the transcoder's
+checkpoint, every object it points at still stored) goes straight to the pusher as this
+generation's segment.transcoded; the segments named to redo, and any that had not
+finished, are requested again and flow through every stage.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from reel.attempts import Attempts
+from reel.worker import Output, Task, all_objects_exist, checkpointed_outputs
+
+if TYPE_CHECKING:
+    from services.splitter.handler import Deps
+
+log = logging.getLogger(__name__)
+
+
+def reuse_generation(task: Task, deps: Deps) -> list[Output] | None:
+    """This generation's outputs built from the failed one's, or None if it left no plan."""
+    ev = task.event
+    failed = {**ev, "generation": ev["reuse_generation"]}
+    storage, bucket = deps.storage, deps.settings.bucket_work
+    saved = Attempts(storage, bucket, "splitter").checkpoint(failed)
+    if saved is None:
+        log.warning("generation %d left no plan to reuse: splitting anew", failed["generation"])
+        return None
+    transcoded = Attempts(storage, bucket, "transcoder")
+    redo = set(ev["redo_segments"])
+    outputs: list[Output] = []
+    reused = 0
+    for n, out in enumerate(checkpointed_outputs(saved, deps.registry)):
+        rec = out.record
+        if out.topic == "segment.requested" and not (rec["track"] == "video" and rec["segment_index"] in redo):
+            done = transcoded.checkpoint(rec)
+            finished = checkpointed_outputs(done, deps.registry) if done else []
+            if finished and all_objects_exist(storage, finished):
+                outputs += [restamp(task, f, n) for f in finished]
+                reused += 1
+                continue
+        outputs.append(restamp(task, out, n))
+    log.info("generation %d: %d tasks reused from generation %d, %d requested again", ev["generation"],
+             reused, failed["generation"], sum(o.topic == "segment.requested" for o in outputs))  # fmt: skip
+    return outputs
+
+
+def restamp(task: Task, out: Output, n: int) -> Output:
+    """An output of the failed generation as this task's: its envelope, the same body."""
+    rec = out.record
+    env = task.envelope(out.topic, n, track=rec["track"], segment_index=rec["segment_index"])
+    return Output(out.topic, out.key, {**rec, **env}, out.schema, out.partition)
