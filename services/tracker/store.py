@@ -74,18 +74,31 @@ def record_event(conn: psycopg.Connection, topic: str, ev: dict[str, Any]) -> bo
     return cur.rowcount == 1
 
 
+# What one generation of a video records (the rest is the video's own).
+GENERATION_COLUMNS = (
+    "profile", "source", "request_id", "callback_url", "segment_count", "has_audio", "duration",
+    "outputs", "error", "error_stage", "requested_at", "split_at", "completed_at", "failed_at",
+)  # fmt: skip
+
+
 def upsert_video(conn: psycopg.Connection, ev: dict[str, Any], state: str, **fields: Any) -> None:
     """State moves only up its rank (a newer generation starts over); fields fill in."""
     cols = ["video_id", "generation", "state", "state_rank", *fields]
     values = [ev["video_id"], ev["generation"], state, VIDEO_RANK[state],
               *[Jsonb(v) if isinstance(v, dict | list) else v for v in fields.values()]]  # fmt: skip
     # A newer generation starts over: what the older one left (error, outputs, times) is not
-    # kept, whichever order the generations' events arrive in.
+    # kept, whichever order the generations' events arrive in; columns this event does not
+    # set are cleared too, as an older generation's failure may have come first.
     updates = ", ".join(
         f"{c} = CASE WHEN EXCLUDED.generation > videos.generation THEN EXCLUDED.{c} "
         f"ELSE COALESCE(EXCLUDED.{c}, videos.{c}) END"
         for c in fields
     )
+    cleared = ", ".join(
+        f"{c} = CASE WHEN EXCLUDED.generation > videos.generation THEN NULL ELSE videos.{c} END"
+        for c in GENERATION_COLUMNS if c not in fields
+    )  # fmt: skip
+    updates = ", ".join(u for u in (updates, cleared) if u)
     conn.execute(
         f"INSERT INTO videos ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}) "
         "ON CONFLICT (video_id) DO UPDATE SET "
