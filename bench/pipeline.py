@@ -9,6 +9,7 @@ video.requested (source already uploaded) to video.completed, with a fresh reque
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import cpu
 from reel import clips, ladder
 from reel.contract import Registry
 from reel.kafka import read_to_end
@@ -25,6 +27,7 @@ from reel.storage import Storage, sha256_file
 from reel.submit import submit, wait
 
 SOURCE_START_S, SOURCE_SECONDS = 60, 120
+CORES = os.cpu_count() or 1
 PSNR_WINDOW = (45.0, 30.0)  # (start, seconds): PSNR over 30 s that hold several joins
 
 
@@ -40,6 +43,7 @@ def cpu_seconds() -> tuple[float, float]:
 class Run:
     wall_s: float
     cpu_utilisation: float  # busy share of all cores over the run
+    by_component: dict[str, dict[str, float]] | None = None  # CPU-s: own and children's (ffmpeg)
 
 
 def timed(fn: Any) -> tuple[Any, Run]:
@@ -142,7 +146,9 @@ def run_reel(settings: Settings, source: Path, out: Path) -> tuple[dict[str, Any
         sub = submit(settings, storage, source, "default", ["hls", "mp4"], request_id=request_id)
         return sub, wait(settings, sub.video_id, sub.submitted_ms, timeout=3600)
 
+    before = cpu.snapshot()
     (sub, event), run = timed(go)
+    run.by_component = cpu.by_component(before, cpu.snapshot())
     if event["topic"] != "video.completed":
         raise RuntimeError(f"reel failed: {event.get('reason')}")
     for o in event["outputs"]:
@@ -163,6 +169,10 @@ def report(result: dict[str, Any]) -> str:
     width = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, width, strict=True)) for row in rows]
     lines.append(f"speed-up: {result['speedup']:.2f}x")
+    parts = result["reel"].get("cpu_s_by_component") or {}
+    lines.append("reel CPU-s by component (own + ffmpeg children): " + ", ".join(
+        f"{k}={v['own']:.0f}+{v['children']:.0f}" for k, v in parts.items()))  # fmt: skip
+    lines.append(f"CPU-s: baseline {b['cpu_s']:.0f}, reel {r['cpu_s']:.0f}")
     st = result["stages"]
     lines.append("reel stages (s): " + ", ".join(f"{k}={v:.1f}" for k, v in st.items() if isinstance(v, float)))
     a = result["amdahl"]
@@ -191,9 +201,11 @@ def main(settings: Settings, work: Path) -> dict[str, Any]:
     result: dict[str, Any] = {
         "source": {"film": "Big Buck Bunny", "from_s": SOURCE_START_S, "seconds": SOURCE_SECONDS,
                    "size": "1920x1080"},
-        "baseline": {"wall_s": base.wall_s, "cpu": base.cpu_utilisation, "psnr": {}, "size": {}},
+        "baseline": {"wall_s": base.wall_s, "cpu": base.cpu_utilisation, "psnr": {}, "size": {},
+                     "cpu_s": base.wall_s * base.cpu_utilisation * CORES},
         "reel": {"wall_s": reel_run.wall_s, "cpu": reel_run.cpu_utilisation, "psnr": {}, "size": {},
-                 "video_id": ids["video_id"]},
+                 "video_id": ids["video_id"], "cpu_s_by_component": reel_run.by_component,
+                 "cpu_s": reel_run.wall_s * reel_run.cpu_utilisation * CORES},
         "stages": stages, "speedup": base.wall_s / reel_run.wall_s, "psnr_window": PSNR_WINDOW,
     }  # fmt: skip
     for r in rends:
