@@ -227,16 +227,23 @@ def test_a_segment_that_kills_its_worker_every_time_is_escalated_then_retried(
 ) -> None:
     """Segment 1 SIGKILLs its transcoder three times running (as an OOM would): after exactly
     N=3 attempts, counted across the crashes, it goes to segment.pulled.dlq and the video
-    fails with that reason; once the cause is gone, `retry --segment 1` completes it as
-    generation 1, redoing segment 1 and reusing every task the failed generation finished."""
+    fails with that reason while another video flows past it; once the cause is gone,
+    `retry --segment 1` completes it as generation 1, redoing segment 1 and reusing every
+    task the failed generation finished."""
     home = e2e_settings.home
+    storage = Storage.from_settings(e2e_settings)
     arms = [f"poison-{uuid.uuid4().hex[:6]}-{n}" for n in range(3)]
-    (home / "faults.armed").write_text("".join(f"{a} transcoder mid-encode segment=1\n" for a in arms))
+    sub = submit(e2e_settings, storage, clip, "tiny", request_id=str(uuid.uuid4()))
+    # Armed for this video only (its encodes are seconds away): the other one must flow.
+    (home / "faults.armed").write_text(
+        "".join(f"{a} transcoder mid-encode segment=1 video_id={sub.video_id}\n" for a in arms))  # fmt: skip
+    other = submit(e2e_settings, storage, clip, "tiny", request_id=str(uuid.uuid4()))
     try:
-        sub = submit(e2e_settings, Storage.from_settings(e2e_settings), clip, "tiny", request_id=str(uuid.uuid4()))
         end = wait(e2e_settings, sub.video_id, sub.submitted_ms, timeout=300)
+        other_end = wait(e2e_settings, other.video_id, other.submitted_ms, timeout=300)
     finally:
         (home / "faults.armed").write_text("")  # the cause removed
+    assert other_end["topic"] == "video.completed" and manifest(e2e_settings, other_end) == undisturbed
     fired = {line.split()[2] for line in (home / "faults.log").read_text().splitlines() if len(line.split()) > 2}
     assert set(arms) <= fired
     assert end["topic"] == "video.failed" and end["stage"] == "transcoder", end
