@@ -4,7 +4,8 @@ The failed generation's plan (the splitter's checkpoint) is replayed as this gen
 so the segments line up. A task whose transcode finished there (the transcoder's
 checkpoint, every object it points at still stored) goes straight to the pusher as this
 generation's segment.transcoded; the segments named to redo, and any that had not
-finished, are requested again and flow through every stage.
+finished, are requested again and flow through every stage (also a segment that generation
+had itself reused: its request is rebuilt from the transcoded event, which carries it).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from reel.attempts import Attempts
+from reel.contract import task_fields, task_key
 from reel.worker import Output, Task, all_objects_exist, checkpointed_outputs
 
 if TYPE_CHECKING:
@@ -36,7 +38,11 @@ def reuse_generation(task: Task, deps: Deps) -> list[Output] | None:
     reused = 0
     for n, out in enumerate(checkpointed_outputs(saved, deps.registry)):
         rec = out.record
-        if out.topic == "segment.requested" and not (rec["track"] == "video" and rec["segment_index"] in redo):
+        is_redone = rec["track"] == "video" and rec["segment_index"] in redo
+        if out.topic == "segment.transcoded" and is_redone:  # reused by that generation too: ask again
+            request = {**rec, **task_fields(rec), "lane": -1}  # no lane: keys decide
+            out = Output("segment.requested", task_key(rec["video_id"], rec["track"], rec["segment_index"]), request)
+        elif out.topic == "segment.requested" and not is_redone:
             done = transcoded.checkpoint(rec)
             finished = checkpointed_outputs(done, deps.registry) if done else []
             if finished and all_objects_exist(storage, finished):
