@@ -4,7 +4,7 @@ work in object storage. Run as `python -m tests.integration.loop_worker`.
 LOOP_STAGE, LOOP_IN, LOOP_OUT name the stage and topics; LOOP_WORK_S makes each
 task keep reading and verifying its object for that long; a task whose source key
 is "poison" SIGKILLs its worker every time (as an OOM kill would); "hang" runs an ffmpeg
-that never ends, killed at its 1 s timeout. LOOP_REWIND=1 makes
+that never ends, killed at its 1 s timeout; "garbage" gives ffmpeg an input it refuses. LOOP_REWIND=1 makes
 the consumer re-deliver what was just committed, as librdkafka once did (issue #3).
 """
 
@@ -14,7 +14,9 @@ import hashlib
 import os
 import signal
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from confluent_kafka import TopicPartition
 
@@ -38,6 +40,11 @@ def make_handler(storage: Storage, bucket: str, out_topic: str, work_s: float):
         if ev["source"]["key"] == "hang":  # an ffmpeg that never ends, as on a stuck input
             media.run_ffmpeg(["-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "null", "-"],
                              timeout=1.0, cancel=task.cancel)  # fmt: skip
+        if ev["source"]["key"] == "garbage":  # an input ffmpeg refuses, the same way every time
+            with tempfile.TemporaryDirectory() as tmp:
+                junk = Path(tmp) / "junk.mp4"
+                junk.write_bytes(bytes(65536))  # zeros: an MP4 without its moov atom
+                media.run_ffmpeg(["-i", str(junk), "-f", "null", "-"], timeout=30, cancel=task.cancel)
         deadline = time.monotonic() + work_s
         while time.monotonic() < deadline and not task.cancel.is_set():
             assert storage.get_bytes(bucket, first.key) == payload

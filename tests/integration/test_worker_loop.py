@@ -275,6 +275,24 @@ def test_a_hung_ffmpeg_is_killed_at_its_timeout_and_escalated_after_n_attempts(l
     assert orphans.stdout.strip() == "", "an ffmpeg outlived its timeout"
 
 
+def test_an_ffmpeg_that_fails_the_same_way_is_escalated_after_n_attempts(loop: LoopRun) -> None:
+    loop.produce(range(3))
+    loop.produce([3], source_key="garbage")
+    loop.start(0)
+    records = loop.wait_outputs(3, timeout=120)
+    deadline = time.monotonic() + 90
+    while not (dead := loop.outputs(loop.topic_in + ".dlq")):
+        assert time.monotonic() < deadline, "the failing task was never dead-lettered"
+        time.sleep(0.5)
+    assert_exactly_once([r for r in records if r["segment_index"] != 3], 3, loop)
+    (letter,) = dead
+    assert letter["error_kind"] == "attempts-exhausted" and letter["failed_attempts"] == 3
+    assert "MediaError: ffmpeg exited with" in letter["reason"], letter["reason"]
+    assert "Invalid data found when processing input" in letter["reason"]  # ffmpeg's own words
+    assert [m.state for m in loop.markers(3)] == [FAILED] * 3
+    assert loop.procs[0].poll() is None
+
+
 def test_a_paused_zombie_hands_its_task_back_and_never_commits(loop: LoopRun) -> None:
     """SIGSTOP a worker mid-task past the session timeout: the group gives its partition to
     the other member, which redoes the task; when the zombie wakes, its partition is lost, the
