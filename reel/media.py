@@ -8,6 +8,7 @@ leaves the worker's Kafka heartbeats room to run.
 from __future__ import annotations
 
 import collections
+import contextlib
 import contextvars
 import json
 import subprocess
@@ -49,6 +50,7 @@ class VideoStream:
     pix_fmt: str
     profile: str = ""  # codec profile, e.g. High
     level: int = 0  # codec level as ffprobe gives it, e.g. 40 (H.264 4.0) or 93 (HEVC 3.1)
+    bit_rate: int | None = None  # the stream's own, when the container says (MP4 does)
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,7 @@ def parse_probe(data: dict) -> Probe:
                 pix_fmt=s.get("pix_fmt", ""),
                 profile=s.get("profile", ""),
                 level=int(s.get("level", 0) or 0),
+                bit_rate=_int(s.get("bit_rate")),
             )
         elif kind == "audio" and audio is None:
             audio = AudioStream(
@@ -192,7 +195,8 @@ def run_ffmpeg(
                 raise FfmpegCancelled("ffmpeg cancelled")
             if time.monotonic() > deadline:
                 raise FfmpegTimeout(f"ffmpeg timed out after {timeout:.0f}s: {_last_lines(''.join(tail), 3)}")
-            time.sleep(0.05)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.05)  # returns the moment ffmpeg exits
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -27,12 +27,13 @@ class Deps:
     storage: Storage
 
 
-def span_args(url: str, seek: float, start: float, length: float, out: Path) -> list[str]:
-    """Stream copy from the keyframe at or before the segment (input -ss counts from the
-    container's start) to a margin past its end. Source timestamps are kept (-copyts),
-    so the end is an absolute output -to: a duration would count from that keyframe,
-    which may lie tens of seconds earlier."""
-    return ["-copyts", "-ss", f"{seek:.6f}", "-i", url, "-map", "0:v:0", "-c", "copy",
+def span_args(url: str, start: float, length: float, out: Path) -> list[str]:
+    """Stream copy from the keyframe at or before the segment to a margin past its end.
+    -seek_timestamp makes the input -ss a source timestamp (not an offset from the
+    container's start, which would take a probe of the source to learn). Source
+    timestamps are kept (-copyts), so the end is an absolute output -to: a duration
+    would count from that keyframe, which may lie tens of seconds earlier."""
+    return ["-copyts", "-seek_timestamp", "1", "-ss", f"{start:.6f}", "-i", url, "-map", "0:v:0", "-c", "copy",
             "-to", f"{start + length + MARGIN_S:.6f}", "-strict", "experimental", "-f", "mp4",
             "-y", str(out)]  # fmt: skip
 
@@ -61,9 +62,8 @@ def handle(task: Task, deps: Deps) -> list[Output]:
             out, name = tmp / "span.mp4", "span.mp4"
             start, length = segment_window(ev)
             fps = ev["fps_num"] / ev["fps_den"]
-            seek = max(0.0, start - media.probe(url).start_time)
             media.run_ffmpeg(
-                span_args(url, seek, start, length, out), timeout=120 + 4 * length, cancel=task.cancel,
+                span_args(url, start, length, out), timeout=120 + 4 * length, cancel=task.cancel,
                 on_progress=lambda s: task.report(100 * s / (length + MARGIN_S)),
             )  # fmt: skip
             fault_point("mid-pull")

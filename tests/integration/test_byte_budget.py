@@ -91,7 +91,7 @@ def test_a_span_pull_reads_about_its_share(stack: Settings, big_source: tuple[st
     storage, proxy = proxied(stack)
     try:
         url = storage.presign_get(stack.bucket_sources, big_source[0])
-        media.run_ffmpeg(span_args(url, 30.0, 30.0, 6.0, tmp_path / "span.mp4"), timeout=120)
+        media.run_ffmpeg(span_args(url, 30.0, 6.0, tmp_path / "span.mp4"), timeout=120)
     finally:
         proxy.close()
     span = 8.0 / 60 * big_source[1]  # 6 s, its margin and the keyframe before, of 60 s
