@@ -9,12 +9,14 @@ from memory.
 from __future__ import annotations
 
 import contextvars
+import itertools
 import json
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from reel import ladder, media
 from reel.contract import media_seconds
@@ -27,6 +29,9 @@ from reel.worker import Output, Permanent, Stage, Task, fail_video
 from services.pusher import gate
 from services.pusher.package import concat_list, hls_args, mp4_args, poster_args
 from services.pusher.playlist import Variant, bitrates, codec_string, master_playlist
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -75,14 +80,16 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     ev = task.event
     profile = ladder.load(ev["profile"], deps.settings.profiles_dir)
     work = deps.settings.bucket_work
-    placed = []
     with scratch(deps.settings, "push") as tmp:
-        for r in ev["renditions"]:
+
+        def place(r: dict[str, Any]) -> dict[str, Any]:
             ref = ObjectRef.from_record(r["object"])
             check_part(ev, r["rung"], deps.storage.get_file(ref, tmp / f"{r['rung']}.part"), profile)
             fault_point("mid-check")
             dest = deps.storage.copy(ref, work, placed_key(ev, r["rung"]))
-            placed.append({**r, "object": dest.as_record()})
+            return {**r, "object": dest.as_record()}
+
+        placed = in_threads(place, ev["renditions"])
     uploaded = {**task.envelope("segment.uploaded"), "profile": ev["profile"],
                 "segment_count": ev["segment_count"], "renditions": placed}  # fmt: skip
     outputs = [Output("segment.uploaded", ev["video_id"], uploaded)]
@@ -91,6 +98,14 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     if expected_parts(ev, rends) <= have:
         outputs.append(assemble(task, deps, profile, rends))
     return outputs
+
+
+def in_threads(fn: Callable[[T], R], items: Iterable[T], workers: int = 4) -> list[R]:
+    """fn over items on a few threads, in order. Each call runs in the caller's context:
+    the task's log fields (and so its fault arms' conditions) go with it."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(contextvars.copy_context().run, fn, item) for item in items]
+        return [f.result() for f in futures]
 
 
 def assemble(task: Task, deps: Deps, profile: Profile, rends: list[Rendition]) -> Output:
@@ -122,33 +137,35 @@ def build(task: Task, deps: Deps, profile: Profile, rends: list[Rendition], tmp:
     independent (stream copies, probes, playlists): two at a time, one per core."""
     ev = task.event
     duration = ev["total_frames"] / float(fps_of(ev))
+    hls = "hls" in ev["formats"]  # HLS is packaged only when asked for
     out = tmp / "out"
     (out / "mp4").mkdir(parents=True)
     audio = _fetch(deps, ev, "audio/audio.m4a", tmp / "audio.m4a") if ev["has_audio"] else None
     audio_peak = audio_avg = 0
-    if audio is not None:
+    if audio is not None and hls:
         (out / "hls" / "audio").mkdir(parents=True)
         media.run_ffmpeg(hls_args(audio, "a", out / "hls" / "audio", profile.hevc), timeout=300)
         audio_peak, audio_avg = bitrates(out / "hls" / "audio" / "index.m3u8")
     names = [f"{r.name}/{i:05d}.mp4" for r in rends for i in range(ev["segment_count"])]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        fetched = dict(zip(names, pool.map(lambda n: _fetch(deps, ev, n, tmp / "parts" / n), names), strict=True))
+    fetched = dict(zip(names, in_threads(lambda n: _fetch(deps, ev, n, tmp / "parts" / n), names), strict=True))
     parts_of = {r.name: [fetched[f"{r.name}/{i:05d}.mp4"] for i in range(ev["segment_count"])] for r in rends}
-    joins = [0]  # the frame index where each segment starts
-    for part in parts_of[rends[0].name][:-1]:
-        joins.append(joins[-1] + len(media.packets(part)))
+    # The frame index where each segment starts, as the parts really are.
+    counts = in_threads(lambda part: len(media.packets(part)), parts_of[rends[0].name][:-1])
+    joins = list(itertools.accumulate(counts, initial=0))
     audio_duration = _duration(audio) if audio is not None else 0.0
 
-    def rung(r: Rendition) -> tuple[Variant, dict[str, Any]]:
-        return _rung(ev, profile, r, parts_of[r.name], joins, audio, audio_duration, (audio_peak, audio_avg), tmp)
+    def rung(r: Rendition) -> tuple[Variant | None, dict[str, Any]]:
+        return _rung(ev, profile, r, parts_of[r.name], joins, audio, audio_duration, (audio_peak, audio_avg),
+                     tmp, hls)  # fmt: skip
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        done = list(pool.map(rung, rends))  # in ladder order: the master playlist is bit-exact
-    master = out / "hls" / "master.m3u8"
-    master.write_text(master_playlist([v for v, _ in done], "audio/index.m3u8" if audio is not None else None))
-    hls_probe = media.probe(master)  # the gate: the master plays
-    if hls_probe.video is None:
-        raise GateFailed("the HLS master playlist does not play")
+    done = in_threads(rung, rends, workers=2)  # in ladder order: the master playlist is bit-exact
+    if hls:
+        master = out / "hls" / "master.m3u8"
+        variants = [v for v, _ in done if v is not None]
+        master.write_text(master_playlist(variants, "audio/index.m3u8" if audio is not None else None))
+        hls_probe = media.probe(master)  # the gate: the master plays
+        if hls_probe.video is None:
+            raise GateFailed("the HLS master playlist does not play")
     top = out / "mp4" / f"{rends[0].name}.mp4"
     media.run_ffmpeg(poster_args(top, min(duration * 0.1, 5.0), out / "poster.jpg"), timeout=60)
     mp4s = {r.name: m for r, (_, m) in zip(rends, done, strict=True)}
@@ -157,9 +174,10 @@ def build(task: Task, deps: Deps, profile: Profile, rends: list[Rendition], tmp:
 
 def _rung(
     ev: dict[str, Any], profile: Profile, r: Rendition, parts: list[Path], joins: list[int],
-    audio: Path | None, audio_duration: float, audio_rates: tuple[int, int], tmp: Path,
-) -> tuple[Variant, dict[str, Any]]:  # fmt: skip
-    """One rung: join its segments with the audio, gate it, package its HLS playlist."""
+    audio: Path | None, audio_duration: float, audio_rates: tuple[int, int], tmp: Path, hls: bool,
+) -> tuple[Variant | None, dict[str, Any]]:  # fmt: skip
+    """One rung: join its segments with the audio, gate it, package its HLS playlist
+    (when HLS is asked for)."""
     out = tmp / "out"
     fps, total = fps_of(ev), ev["total_frames"]
     duration = total / float(fps)
@@ -173,17 +191,20 @@ def _rung(
         problems += gate.check_audio(media.packets(mp4, "a:0"), profile.audio.sample_rate, audio_duration, fps)
     if problems:
         raise GateFailed(f"{r.name}.mp4: {'; '.join(problems)}")
+    v = media.probe(mp4).video
+    assert v is not None
+    mp4_rung = {"rendition": r, "path": mp4, "bitrate": v.bit_rate or 0}  # the video stream's average
+    if not hls:
+        return None, mp4_rung
     hls_dir = out / "hls" / r.name
     hls_dir.mkdir(parents=True)
     media.run_ffmpeg(hls_args(mp4, "v", hls_dir, profile.hevc), timeout=60 + duration)
     peak, avg = bitrates(hls_dir / "index.m3u8")
-    v = media.probe(mp4).video
-    assert v is not None
     codecs = codec_string("hevc" if profile.hevc else "h264", v.profile, v.level)
     if audio is not None:
         codecs += "," + codec_string("aac", "LC", 0)
     variant = Variant(f"{r.name}/index.m3u8", v.width, v.height, peak + audio_rates[0], avg + audio_rates[1], codecs)
-    return variant, {"rendition": r, "path": mp4, "bitrate": avg}
+    return variant, mp4_rung
 
 
 def _duration(path: Path) -> float:
@@ -211,9 +232,7 @@ def upload(task: Task, deps: Deps, files: dict[str, Any], out: Path) -> dict[str
         fault_point("mid-upload")
         return ref
 
-    with ThreadPoolExecutor(max_workers=4) as pool:  # many small HLS segments: in parallel
-        # Each upload carries the task's log context (and so its fault arms' conditions).
-        refs = [f.result() for f in [pool.submit(contextvars.copy_context().run, put, item) for item in files_out]]
+    refs = in_threads(put, files_out)  # many small HLS segments: in parallel
     for (path, rel, kind), ref in zip(files_out, refs, strict=True):
         rung = rel.split("/")[1] if kind in ("mp4", "hls-playlist") else None
         if kind == "mp4":

@@ -3,6 +3,7 @@ embedded stack; the outputs checked with ffprobe for what a viewer sees."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -141,7 +142,7 @@ def test_second_codec_hevc_runs_end_to_end(synthetic: Path, e2e_settings: Settin
     assert 'CODECS="hvc1.1.6.L' in master and "mp4a.40.2" in master
 
 
-def test_resubmitting_returns_the_same_video(synthetic: Path, e2e_settings: Settings) -> None:
+def test_resubmitting_returns_the_same_video(synthetic: Path, e2e_settings: Settings, tmp_path: Path) -> None:
     storage = Storage.from_settings(e2e_settings)
     first = submit(e2e_settings, storage, synthetic, "tiny", ["mp4"])
     again = submit(e2e_settings, storage, synthetic, "tiny", ["mp4"])
@@ -151,6 +152,16 @@ def test_resubmitting_returns_the_same_video(synthetic: Path, e2e_settings: Sett
     event = wait(e2e_settings, first.video_id, first.submitted_ms, timeout=300)
     assert event["topic"] == "video.completed"
     assert {o["kind"] for o in event["outputs"]} == {"mp4", "poster", "manifest"}
+    # MP4s only: nothing of HLS is packaged or stored, and the manifest's bitrate is the MP4's own.
+    vid = first.video_id
+    assert not [k for k in storage.list(e2e_settings.bucket_outputs, f"{vid}/") if "/hls/" in k]
+    manifest = json.loads(storage.get_bytes(e2e_settings.bucket_outputs, f"{vid}/manifest.json"))
+    rows = [row for row in manifest["outputs"] if row["kind"] == "mp4"]
+    assert len(rows) == 2
+    for row in rows:
+        mp4 = tmp_path / f"{row['rung']}.mp4"
+        mp4.write_bytes(storage.get_bytes(e2e_settings.bucket_outputs, row["key"]))
+        assert row["bitrate"] == pytest.approx(mc.video_bitrate(mp4), rel=0.01)
 
 
 def test_bad_requests_fail_clearly(e2e_settings: Settings, tmp_path: Path) -> None:
