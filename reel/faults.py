@@ -9,7 +9,7 @@ Two ways to arm them:
   REEL_FAULT_LOG already records its id.
 
 Points of the worker loop: before-work, after-produce, after-commit. Stages name their
-own (mid-work, mid-pull, mid-encode, mid-encode-audio, mid-check, mid-join, mid-upload,
+own (mid-work, mid-pull, mid-encode, mid-encode-audio, mid-place, mid-join, mid-upload,
 mid-batch); a multipart upload has mid-part, between two parts. REEL_FAULT_LOG, when set,
 gets one line per kill, written before dying: "<point> <pid> [<arm-id>]", so a test can
 count the windows it hit.

@@ -9,7 +9,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from reel import ladder, media
+from reel import gate, ladder, media
 from reel.contract import media_seconds, segment_window, task_fields, work_key
 from reel.faults import fault_point
 from reel.scratch import scratch
@@ -58,9 +58,10 @@ def transcode_video(task: Task, deps: Deps, span: Path, tmp: Path) -> list[dict[
                          on_progress=_progress(task, length, n, len(runs)))  # fmt: skip
     records = []
     for r, out in zip(rends, outs, strict=True):
-        frames = len(media.packets(out))
-        if frames != ev["frame_count"]:  # the cut must be frame-exact
-            raise RuntimeError(f"{r.name}: cut has {frames} frames, expected {ev['frame_count']}")
+        # The cut must be frame-exact, start at 0 with no gap, and keep the GOP grid.
+        problems = gate.check_video(media.packets(out), fps, ev["frame_count"], ev["gop_frames"])
+        if problems:
+            raise RuntimeError(f"segment {ev['segment_index']} {r.name}: {'; '.join(problems)}")
         key = work_key(ev, task.attempt.attempt_id, out.name)
         ref = deps.storage.put_file(deps.settings.bucket_work, key, out)
         records.append({"rung": r.name, "codec": "hevc" if profile.hevc else "h264",
@@ -77,6 +78,11 @@ def transcode_audio(task: Task, deps: Deps, src: Path, tmp: Path) -> list[dict[s
     offset = ev["span_start"] - ev["video_start"]
     media.run_ffmpeg(audio_args(src, offset, duration, spec, out), timeout=encode_timeout(duration),
                      cancel=task.cancel, on_progress=_progress(task, duration, point="mid-encode-audio"))  # fmt: skip
+    # A source's audio may end before its video: only its start and its bound are known here.
+    fps = Fraction(ev["fps_num"], ev["fps_den"])
+    problems = gate.check_audio(media.packets(out, "a:0"), spec.sample_rate, duration, fps, at_most=True)
+    if problems:
+        raise RuntimeError(f"audio: {'; '.join(problems)}")
     key = work_key(ev, task.attempt.attempt_id, out.name)
     ref = deps.storage.put_file(deps.settings.bucket_work, key, out)
     return [{"rung": "audio", "codec": "aac", "width": 0, "height": 0, "bitrate": spec.bitrate,

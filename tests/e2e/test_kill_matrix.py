@@ -46,7 +46,7 @@ pytestmark = pytest.mark.usefixtures("fleet")
 
 ROUNDS = {
     "mid-task": [("splitter", "mid-work"), ("puller", "mid-pull"), ("transcoder", "mid-encode"),
-                 ("pusher", "mid-check"), ("tracker", "mid-batch")],
+                 ("pusher", "mid-place"), ("tracker", "mid-batch")],
     "after-produce": [("splitter", "after-produce"), ("puller", "after-produce"),
                       ("transcoder", "after-produce"), ("pusher", "mid-join")],
     "audio-and-upload": [("transcoder", "mid-encode-audio"), ("pusher", "mid-upload")],

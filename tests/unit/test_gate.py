@@ -1,7 +1,7 @@
 from fractions import Fraction
 
+from reel.gate import check_audio, check_video
 from reel.media import Packet
-from services.pusher.gate import check_audio, check_video
 
 FPS = Fraction(25)
 

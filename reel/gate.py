@@ -1,7 +1,8 @@
 """The stitch gate (pure): what a viewer would notice, checked from ffprobe packets.
 
-Used on every segment as it arrives (so a bad one is retried at once) and on every
-final output before video.completed.
+Used by the transcoder on every segment it makes, before it uploads it (so a bad one
+is retried at once, where it was made), and by the pusher on every final output
+before video.completed.
 """
 
 from __future__ import annotations
