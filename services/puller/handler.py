@@ -53,7 +53,7 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     with scratch(deps.settings, "pull") as tmp:
         if ev["track"] == "audio":
             out, name = tmp / "audio.mka", "audio.mka"
-            media.run_ffmpeg(audio_args(url, out), timeout=600, cancel=task.cancel)
+            media.run_ffmpeg(audio_args(url, out), timeout=600, cancel=task.cancel, nice=0)
             probe = media.probe(out)
             if probe.audio is None:
                 raise Permanent("the source's audio track could not be copied")
@@ -65,6 +65,7 @@ def handle(task: Task, deps: Deps) -> list[Output]:
             media.run_ffmpeg(
                 span_args(url, start, length, out), timeout=120 + 4 * length, cancel=task.cancel,
                 on_progress=lambda s: task.report(100 * s / (length + MARGIN_S)),
+                nice=0,  # a stream copy: short, and it feeds the encoders
             )  # fmt: skip
             fault_point("mid-pull")
             probe = media.probe(out)

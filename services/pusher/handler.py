@@ -8,29 +8,24 @@ from memory.
 
 from __future__ import annotations
 
-import contextvars
 import itertools
 import json
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from reel import gate, ladder, media
 from reel.contract import media_seconds
 from reel.faults import fault_point
 from reel.ladder import Profile, Rendition
+from reel.parallel import in_threads
 from reel.scratch import scratch
 from reel.settings import Settings
 from reel.storage import ObjectRef, Storage
 from reel.worker import Output, Permanent, Stage, Task, fail_video
 from services.pusher.package import concat_list, hls_args, mp4_args, poster_args
 from services.pusher.playlist import Variant, bitrates, codec_string, master_playlist
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -82,14 +77,6 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     if expected_parts(ev, rends) <= have:
         outputs.append(assemble(task, deps, profile, rends))
     return outputs
-
-
-def in_threads(fn: Callable[[T], R], items: Iterable[T], workers: int = 4) -> list[R]:
-    """fn over items on a few threads, in order. Each call runs in the caller's context:
-    the task's log fields (and so its fault arms' conditions) go with it."""
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(contextvars.copy_context().run, fn, item) for item in items]
-        return [f.result() for f in futures]
 
 
 def assemble(task: Task, deps: Deps, profile: Profile, rends: list[Rendition]) -> Output:

@@ -12,6 +12,8 @@ from typing import Any
 from reel import gate, ladder, media
 from reel.contract import media_seconds, segment_window, task_fields, work_key
 from reel.faults import fault_point
+from reel.ladder import Rendition
+from reel.parallel import in_threads
 from reel.scratch import scratch
 from reel.settings import Settings
 from reel.storage import ObjectRef, Storage
@@ -56,18 +58,19 @@ def transcode_video(task: Task, deps: Deps, span: Path, tmp: Path) -> list[dict[
     for n, args in enumerate(runs):
         media.run_ffmpeg(args, timeout=encode_timeout(length), cancel=task.cancel,
                          on_progress=_progress(task, length, n, len(runs)))  # fmt: skip
-    records = []
-    for r, out in zip(rends, outs, strict=True):
+
+    def check_and_upload(item: tuple[Rendition, Path]) -> dict[str, Any]:
+        r, out = item
         # The cut must be frame-exact, start at 0 with no gap, and keep the GOP grid.
         problems = gate.check_video(media.packets(out), fps, ev["frame_count"], ev["gop_frames"])
         if problems:
             raise RuntimeError(f"segment {ev['segment_index']} {r.name}: {'; '.join(problems)}")
-        key = work_key(ev, task.attempt.attempt_id, out.name)
-        ref = deps.storage.put_file(deps.settings.bucket_work, key, out)
-        records.append({"rung": r.name, "codec": "hevc" if profile.hevc else "h264",
-                        "width": r.width, "height": r.height, "bitrate": r.bitrate,
-                        "object": ref.as_record()})  # fmt: skip
-    return records
+        ref = deps.storage.put_file(deps.settings.bucket_work, work_key(ev, task.attempt.attempt_id, out.name), out)
+        return {"rung": r.name, "codec": "hevc" if profile.hevc else "h264", "width": r.width,
+                "height": r.height, "bitrate": r.bitrate, "object": ref.as_record()}  # fmt: skip
+
+    # The rungs are independent: checked and uploaded side by side, while this worker's core is free.
+    return in_threads(check_and_upload, list(zip(rends, outs, strict=True)))
 
 
 def transcode_audio(task: Task, deps: Deps, src: Path, tmp: Path) -> list[dict[str, Any]]:
