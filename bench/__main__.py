@@ -1,8 +1,8 @@
-"""python -m bench [pipeline|projection|chaos]: prints a table, writes JSON to bench/results/.
+"""python -m bench [pipeline [PAIRS]|projection|chaos]: prints a table, writes JSON to bench/results/.
 
-pipeline (default): reel against one ffmpeg command. projection: the tracker's events
-per second over 1,000 videos' worth of events. chaos: videos under random SIGKILLs
-against the same videos undisturbed. All need the embedded stack up (`reel up`)."""
+pipeline (default): reel against one ffmpeg command, PAIRS back-to-back pairs (default 3).
+projection: the tracker's events per second over 1,000 videos' worth of events. chaos:
+videos under random SIGKILLs against the same videos undisturbed. All need the embedded stack up (`reel up`)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def run(which: str) -> None:
         path = PROJECT_ROOT / "bench" / "results" / "projection.json"
         text = projection.report(result)
     else:
-        result = pipeline.main(s, work)
+        result = pipeline.main(s, work, pairs=int(sys.argv[2]) if len(sys.argv) > 2 else 3)
         path = PROJECT_ROOT / "bench" / "results" / "latest.json"
         text = pipeline.report(result)
     path.write_text(json.dumps(result, indent=2) + "\n")
@@ -37,5 +37,5 @@ def run(which: str) -> None:
 if __name__ == "__main__":
     which = sys.argv[1] if len(sys.argv) > 1 else "pipeline"
     if which not in ("pipeline", "projection", "chaos"):
-        sys.exit(f"usage: python -m bench [pipeline|projection|chaos], not {which!r}")
+        sys.exit(f"usage: python -m bench [pipeline [PAIRS]|projection|chaos], not {which!r}")
     run(which)
