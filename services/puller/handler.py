@@ -7,8 +7,12 @@ source timestamps kept (-copyts); the audio task copies the audio track whole.
 
 from __future__ import annotations
 
+import contextvars
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from reel import media
 from reel.contract import media_seconds, segment_window, task_fields, task_key, work_key
@@ -42,6 +46,30 @@ def audio_args(url: str, out: Path) -> list[str]:
     return ["-copyts", "-i", url, "-map", "0:a:0", "-c", "copy", "-f", "matroska", "-y", str(out)]
 
 
+def span_start_of(out: Path, ev: dict[str, Any], start: float, length: float) -> float:
+    """The pulled span's first video timestamp (the source keyframe at or before the
+    segment), after checking that the span covers the segment."""
+    fps = ev["fps_num"] / ev["fps_den"]
+    probe = media.probe(out)
+    if probe.video is None:
+        raise RuntimeError("the pulled span has no video")
+    span_start = probe.video.start_time
+    span_end = span_start + (probe.video.duration or 0.0)
+    if span_end < min(start + length, ev["video_start"] + ev["total_frames"] / fps) - 2 / fps:
+        raise Permanent(f"source is truncated: its video ends at {span_end - ev['video_start']:.2f}s "
+                        f"of {ev['total_frames'] / fps:.2f}s")  # fmt: skip
+    if span_start > start + 0.5 / fps:
+        raise RuntimeError(f"span starts at {span_start:.3f}s, after the segment ({start:.3f}s)")
+    return span_start
+
+
+def audio_start_of(out: Path) -> float:
+    probe = media.probe(out)
+    if probe.audio is None:
+        raise Permanent("the source's audio track could not be copied")
+    return probe.audio.start_time
+
+
 def handle(task: Task, deps: Deps) -> list[Output]:
     ev = task.event
     src = ev["source"]
@@ -54,31 +82,25 @@ def handle(task: Task, deps: Deps) -> list[Output]:
         if ev["track"] == "audio":
             out, name = tmp / "audio.mka", "audio.mka"
             media.run_ffmpeg(audio_args(url, out), timeout=600, cancel=task.cancel, nice=0)
-            probe = media.probe(out)
-            if probe.audio is None:
-                raise Permanent("the source's audio track could not be copied")
-            span_start = probe.audio.start_time
+            check = partial(audio_start_of, out)
         else:
             out, name = tmp / "span.mp4", "span.mp4"
             start, length = segment_window(ev)
-            fps = ev["fps_num"] / ev["fps_den"]
             media.run_ffmpeg(
                 span_args(url, start, length, out), timeout=120 + 4 * length, cancel=task.cancel,
                 on_progress=lambda s: task.report(100 * s / (length + MARGIN_S)),
                 nice=0,  # a stream copy: short, and it feeds the encoders
             )  # fmt: skip
             fault_point("mid-pull")
-            probe = media.probe(out)
-            if probe.video is None:
-                raise RuntimeError("the pulled span has no video")
-            span_start = probe.video.start_time
-            span_end = span_start + (probe.video.duration or 0.0)
-            if span_end < min(start + length, ev["video_start"] + ev["total_frames"] / fps) - 2 / fps:
-                raise Permanent(f"source is truncated: its video ends at {span_end - ev['video_start']:.2f}s "
-                                f"of {ev['total_frames'] / fps:.2f}s")  # fmt: skip
-            if span_start > start + 0.5 / fps:
-                raise RuntimeError(f"span starts at {span_start:.3f}s, after the segment ({start:.3f}s)")
-        ref = deps.storage.put_file(deps.storage.settings.bucket_work, work_key(ev, task.attempt.attempt_id, name), out)
+            check = partial(span_start_of, out, ev, start, length)
+        key = work_key(ev, task.attempt.attempt_id, name)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # The upload needs nothing from the checks: it goes while they run (a refused
+            # span leaves an object in its attempt's work area, like a killed pull).
+            upload = pool.submit(contextvars.copy_context().run, deps.storage.put_file,
+                                 deps.settings.bucket_work, key, out)  # fmt: skip
+            span_start = check()
+            ref = upload.result()
     record = {**task.envelope("segment.pulled"), **task_fields(ev), "span": ref.as_record(),
               "span_start": span_start}  # fmt: skip
     key = task_key(ev["video_id"], ev["track"], ev["segment_index"])
