@@ -7,8 +7,6 @@ source timestamps kept (-copyts); the audio task copies the audio track whole.
 
 from __future__ import annotations
 
-import contextvars
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 from reel import media
 from reel.contract import media_seconds, segment_window, task_fields, task_key, work_key
 from reel.faults import fault_point
+from reel.parallel import alongside
 from reel.scratch import scratch
 from reel.settings import Settings
 from reel.storage import ObjectMissing, Storage
@@ -94,13 +93,11 @@ def handle(task: Task, deps: Deps) -> list[Output]:
             fault_point("mid-pull")
             check = partial(span_start_of, out, ev, start, length)
         key = work_key(ev, task.attempt.attempt_id, name)
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            # The upload needs nothing from the checks: it goes while they run (a refused
-            # span leaves an object in its attempt's work area, like a killed pull).
-            upload = pool.submit(contextvars.copy_context().run, deps.storage.put_file,
-                                 deps.settings.bucket_work, key, out)  # fmt: skip
+        # The upload needs nothing from the checks: it goes while they run (a refused
+        # span leaves an object in its attempt's work area, like a killed pull).
+        with alongside(deps.storage.put_file, deps.settings.bucket_work, key, out) as upload:
             span_start = check()
-            ref = upload.result()
+        ref = upload.result()
     record = {**task.envelope("segment.pulled"), **task_fields(ev), "span": ref.as_record(),
               "span_start": span_start}  # fmt: skip
     key = task_key(ev["video_id"], ev["track"], ev["segment_index"])
