@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from reel.ladder import load, renditions
-from services.transcoder.encode import Cut, audio_args, cut, segment_runs
+from services.transcoder.encode import Cut, audio_args, cut, segment_runs, warm_start
 
 
 def test_seek_is_half_a_frame_early_and_relative_to_the_span() -> None:
@@ -39,6 +39,17 @@ def test_short_segments_get_two_passes() -> None:
     assert first.count("-pass") == 4 and first[first.index("-pass") + 1] == "1"
     assert "null" in first and "/w/1080p.mp4" not in first
     assert second[second.index("-pass") + 1] == "2" and "/w/1080p.mp4" in second
+    assert "-x264-params" not in first + second  # the second pass knows the whole segment
+
+
+def test_one_pass_segments_spend_more_on_their_first_half_second() -> None:
+    assert warm_start(Fraction(24)) == "zones=0,11,b=3.0"
+    assert warm_start(Fraction(30000, 1001)) == "zones=0,14,b=3.0"
+    assert warm_start(Fraction(1)) == "zones=0,0,b=3.0"  # at least the keyframe
+    (run,) = runs_for(24 * 20)
+    assert run.count("-x264-params") == 4 and run[run.index("-x264-params") + 1] == "zones=0,11,b=3.0"
+    (hevc,) = runs_for(24 * 20, "hevc")
+    assert hevc[hevc.index("-x265-params") + 1].endswith(":zones=0,11,b=3.0")
 
 
 def test_hevc_is_tagged_hvc1_with_bounded_pools() -> None:
