@@ -185,6 +185,24 @@ class Storage:
 
         return self._guard_missing(call, bucket, key)
 
+    def get_range(self, bucket: str, key: str, offset: int, length: int) -> bytes:
+        """length bytes from offset (fewer at the end of the object, none past it)."""
+
+        def call() -> bytes:
+            try:
+                resp = self.client.get_object(bucket, key, offset=offset, length=length)
+            except S3Error as exc:
+                if exc.code == "InvalidRange":
+                    return b""
+                raise
+            try:
+                return bytes(resp.read())
+            finally:
+                resp.close()
+                resp.release_conn()
+
+        return self._guard_missing(call, bucket, key)
+
     def get_file(self, ref: ObjectRef, path: Path) -> Path:
         """Download an object and verify it hashes to the event's checksum."""
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,8 @@ from reel.scratch import scratch
 from reel.settings import Settings
 from reel.storage import ObjectMissing, Storage
 from reel.worker import Output, Permanent, Stage, Task, fail_video
-from services.splitter.plan import dispatch_order, gop_frames, lanes, plan_segments
+from services.splitter.index import read_video_samples
+from services.splitter.plan import dispatch_order, gop_frames, lanes, plan_segments, segment_costs
 from services.splitter.reuse import reuse_generation
 
 FORMATS = {"hls", "mp4"}
@@ -111,6 +112,13 @@ def examine(task: Task, deps: Deps, src: dict[str, Any]) -> tuple[dict[str, Any]
     return remuxed, probe
 
 
+def source_samples(deps: Deps, src: dict[str, Any], probe: media.Probe) -> list[tuple[float, int]] | None:
+    """The source's video samples (time, bytes) from its MP4/QuickTime index, read by range."""
+    if not probe.format_name.startswith("mov,"):
+        return None
+    return read_video_samples(lambda at, n: deps.storage.get_range(src["bucket"], src["key"], at, n))
+
+
 def remux_args(url: str, out: Path, fmt: str) -> list[str]:
     return ["-fflags", "+genpts", "-i", url, "-map", "0:v:0", "-map", "0:a:0?", "-c", "copy",
             "-strict", "experimental", "-f", fmt, "-y", str(out)]  # fmt: skip
@@ -165,8 +173,9 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     }  # fmt: skip
     vid = ev["video_id"]
     outputs = [Output("video.split", vid, split)]
-    costs = [(s.index, float(s.frame_count)) for s in segments] + ([(-1, total * AUDIO_COST)] if has_audio else [])
-    lane = lanes(costs, fleet)
+    weights = segment_costs(segments, fps, source_samples(deps, src, probe))
+    costs = [(seg.index, w) for seg, w in zip(segments, weights, strict=True)]
+    lane = lanes(costs + ([(-1, total * AUDIO_COST)] if has_audio else []), fleet)
     for seg in dispatch_order(segments):
         env = task.envelope("segment.requested", seg.index, segment_index=seg.index, track="video")
         rec = {**env, **task_common, "start_frame": seg.start_frame, "frame_count": seg.frame_count,

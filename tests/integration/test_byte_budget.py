@@ -1,4 +1,4 @@
-"""Only the bytes needed: the splitter's probe reads headers, the puller reads one span.
+"""Only the bytes needed: the splitter's probe and index read headers, the puller one span.
 Counted by a TCP proxy on loopback in front of the real S3 server.
 
 ffmpeg's HTTP reader asks for open-ended ranges and drops the connection when it seeks,
@@ -83,6 +83,19 @@ def test_probe_reads_headers_only(stack: Settings, big_source: tuple[str, int]) 
     assert probe.video is not None and probe.video.frames == 1500
     assert big_source[1] > 30 * MB
     assert proxy.bytes_down < READ_AHEAD, f"{proxy.bytes_down} of {big_source[1]} bytes"
+
+
+def test_the_sample_index_is_read_by_range(stack: Settings, big_source: tuple[str, int]) -> None:
+    from services.splitter.index import read_video_samples
+
+    storage, proxy = proxied(stack)
+    try:
+        samples = read_video_samples(lambda at, n: storage.get_range(stack.bucket_sources, big_source[0], at, n))
+    finally:
+        proxy.close()
+    assert samples is not None and len(samples) == 1500
+    assert sum(size for _, size in samples) > 0.9 * big_source[1]  # it saw where the whole file's bytes lie
+    assert proxy.bytes_down < 1 * MB, f"{proxy.bytes_down} of {big_source[1]} bytes"
 
 
 def test_a_span_pull_reads_about_its_share(stack: Settings, big_source: tuple[str, int], tmp_path: Path) -> None:

@@ -80,3 +80,30 @@ def test_lanes_balance_the_fleet_longest_first() -> None:
     assert sorted(per_member) == [60.0, 66.0]  # three segments each, the audio to one
     assert len({p for u, p in out.items() if u >= 0}) == 6  # spread over partitions
     assert lanes(work, []) == {} and lanes(work, [[]]) == {}
+
+
+def test_costs_weigh_length_and_the_share_of_video_bytes() -> None:
+    from services.splitter.plan import segment_costs
+
+    segs = plan_segments(24 * 60, Fraction(24), workers=1, gop=48)  # 3 x 20 s
+    assert [s.start_frame for s in segs] == [0, 480, 960]
+    # 1 byte a frame, but the middle 20 s are busy (3 a frame); a sample on a boundary
+    # belongs to the segment it starts.
+    samples = [(f / 24, 3 if 480 <= f < 960 else 1) for f in range(24 * 60)]
+    costs = segment_costs(segs, Fraction(24), samples)
+    assert costs == pytest.approx([0.5 * 480 + 0.5 * 1440 / 5, 0.5 * 480 + 0.5 * 1440 * 3 / 5,
+                                   0.5 * 480 + 0.5 * 1440 / 5])  # fmt: skip
+    assert sum(costs) == pytest.approx(1440)  # still counted in frames: the audio's weight holds
+    assert segment_costs(segs, Fraction(24), None) == [480.0, 480.0, 480.0]
+    assert segment_costs(segs, Fraction(24), [(0.0, 0)]) == [480.0, 480.0, 480.0]
+
+
+def test_busy_segments_are_spread_over_the_fleet() -> None:
+    from services.splitter.plan import lanes, segment_costs
+
+    segs = plan_segments(24 * 120, Fraction(24), workers=2, gop=48)  # 6 x 20 s
+    busy = {0: 9, 1: 4, 2: 6, 3: 6, 4: 5, 5: 6}  # MB of video per segment, as in the benchmark
+    samples = [(f / 24, busy[f // 480]) for f in range(24 * 120)]
+    out = lanes(list(enumerate(segment_costs(segs, Fraction(24), samples))), [[0], [1]])
+    # By length alone the even segments (the two busiest among them) share a member.
+    assert out[0] != out[2] and out[0] == out[1]

@@ -1,0 +1,128 @@
+"""Where a source's video bytes lie in time, from its MP4/QuickTime sample table.
+
+The splitter weighs segments by their share of the source's compressed bytes (busy
+scenes take longer to encode). The sample table sits in the `moov` box, so this reads
+a few box headers and the `moov` by range, never the media itself. Anything else (a
+fragmented MP4, a table it cannot read) gives None, and segments weigh by length alone.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterator
+
+Read = Callable[[int, int], bytes]  # (offset, length) -> bytes, fewer at the end of the file
+
+MAX_MOOV = 64 << 20  # a two-hour film's table is a few MB; beyond this, do without
+
+
+def boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[bytes, int, int]]:
+    """(type, payload start, payload end) of each box in data[start:end]."""
+    end = len(data) if end is None else end
+    at = start
+    while at + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, at)
+        head = 8
+        if size == 1:
+            (size,) = struct.unpack_from(">Q", data, at + 8)
+            head = 16
+        elif size == 0:
+            size = end - at
+        if size < head or at + size > end:
+            return
+        yield kind, at + head, at + size
+        at += size
+
+
+def find_moov(read: Read) -> bytes | None:
+    """Walk the top-level boxes by their headers and read the moov (wherever it is)."""
+    at = 0
+    while True:
+        head = read(at, 16)
+        if len(head) < 8:
+            return None
+        size, kind = struct.unpack_from(">I4s", head)
+        if size == 1 and len(head) == 16:
+            (size,) = struct.unpack_from(">Q", head, 8)
+        if kind == b"moov":
+            if size < 8 or size > MAX_MOOV:
+                return None
+            return read(at, size)
+        if size < 8:  # size 0 (to the end of the file) or damaged: nothing after it
+            return None
+        at += size
+
+
+def _child(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
+    return next(((s, e) for k, s, e in boxes(data, start, end) if k == kind), None)
+
+
+def _path(data: bytes, start: int, end: int, *kinds: bytes) -> tuple[int, int] | None:
+    span: tuple[int, int] | None = (start, end)
+    for kind in kinds:
+        if span is None:
+            return None
+        span = _child(data, span[0], span[1], kind)
+    return span
+
+
+def video_samples(moov: bytes) -> list[tuple[float, int]] | None:
+    """(decode time in seconds from the track's start, size in bytes) of every sample of
+    the first video track, or None when the table is not there (fragmented) or unreadable."""
+    top = _child(moov, 0, len(moov), b"moov")
+    if top is None:
+        return None
+    for kind, start, end in boxes(moov, *top):
+        if kind != b"trak":
+            continue
+        hdlr = _path(moov, start, end, b"mdia", b"hdlr")
+        if hdlr is None or moov[hdlr[0] + 8 : hdlr[0] + 12] != b"vide":
+            continue
+        mdhd, stbl = _path(moov, start, end, b"mdia", b"mdhd"), _path(moov, start, end, b"mdia", b"minf", b"stbl")
+        if mdhd is None or stbl is None:
+            return None
+        version = moov[mdhd[0]]
+        (timescale,) = struct.unpack_from(">I", moov, mdhd[0] + (20 if version == 1 else 12))
+        sizes, deltas = _sizes(moov, *stbl), _deltas(moov, *stbl)
+        if not timescale or not sizes or deltas is None or len(deltas) < len(sizes):
+            return None
+        out, t = [], 0
+        for size, delta in zip(sizes, deltas, strict=False):
+            out.append((t / timescale, size))
+            t += delta
+        return out
+    return None
+
+
+def _sizes(data: bytes, start: int, end: int) -> list[int] | None:
+    stsz = _child(data, start, end, b"stsz")
+    if stsz is None:
+        return None
+    fixed, count = struct.unpack_from(">II", data, stsz[0] + 4)
+    if fixed:
+        return [fixed] * count
+    if stsz[0] + 12 + 4 * count > stsz[1]:
+        return None
+    return list(struct.unpack_from(f">{count}I", data, stsz[0] + 12))
+
+
+def _deltas(data: bytes, start: int, end: int) -> list[int] | None:
+    stts = _child(data, start, end, b"stts")
+    if stts is None:
+        return None
+    (entries,) = struct.unpack_from(">I", data, stts[0] + 4)
+    if stts[0] + 8 + 8 * entries > stts[1]:
+        return None
+    pairs = struct.unpack_from(f">{2 * entries}I", data, stts[0] + 8)
+    out: list[int] = []
+    for count, delta in zip(pairs[::2], pairs[1::2], strict=True):
+        out.extend([delta] * count)
+    return out
+
+
+def read_video_samples(read: Read) -> list[tuple[float, int]] | None:
+    try:
+        moov = find_moov(read)
+        return video_samples(moov) if moov else None
+    except struct.error:  # a box shorter than its fields: damaged, do without
+        return None

@@ -1,0 +1,93 @@
+"""The splitter's reading of a source's sample table, against files ffmpeg writes and
+the real S3 server's range reads."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from reel.settings import Settings
+from reel.storage import Storage
+from services.splitter.index import read_video_samples
+
+CLIP = ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=24:duration=4", "-f", "lavfi",
+        "-i", "sine=frequency=440:duration=4", "-c:v", "libx264", "-preset", "ultrafast",
+        "-bf", "2", "-g", "30", "-c:a", "aac"]  # fmt: skip
+
+
+def make(tmp: Path, name: str, *extra: str) -> Path:
+    out = tmp / name
+    subprocess.run(["ffmpeg", "-v", "error", *CLIP, *extra, "-y", str(out)], check=True)
+    return out
+
+
+def ffprobe_sizes(path: Path) -> list[int]:
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=size",
+                          "-of", "csv=p=0", str(path)], capture_output=True, text=True, check=True)  # fmt: skip
+    return [int(x) for x in out.stdout.split()]
+
+
+def file_reader(path: Path):  # noqa: ANN201 - a Read
+    data = path.read_bytes()
+    return lambda at, n: data[at : at + n]
+
+
+@pytest.mark.parametrize("name,extra", [("tail.mp4", ()), ("faststart.mp4", ("-movflags", "+faststart")),
+                                        ("quicktime.mov", ())])  # fmt: skip
+def test_samples_match_ffprobe_packets(tmp_path: Path, name: str, extra: tuple[str, ...]) -> None:
+    path = make(tmp_path, name, *extra)
+    samples = read_video_samples(file_reader(path))
+    assert samples is not None
+    assert [size for _, size in samples] == ffprobe_sizes(path)  # decode order, every frame
+    times = [t for t, _ in samples]
+    assert times[0] == 0.0 and times == sorted(times)
+    assert times[-1] == pytest.approx(95 / 24, abs=1e-6)  # 96 frames at 24 fps
+
+
+def test_no_table_means_no_samples(tmp_path: Path) -> None:
+    fragmented = make(tmp_path, "frag.mp4", "-movflags", "+frag_keyframe+empty_moov")
+    assert read_video_samples(file_reader(fragmented)) is None
+    data = make(tmp_path, "cut.mp4").read_bytes()
+    assert read_video_samples(lambda at, n: data[: len(data) // 2][at : at + n]) is None  # truncated: no moov
+    assert read_video_samples(lambda at, n: b"not a video at all"[at : at + n]) is None
+
+
+def test_samples_are_read_by_range_from_storage(storage: Storage, stack: Settings, tmp_path: Path) -> None:
+    path = make(tmp_path, "tail.mp4")
+    ref = storage.put_file(stack.bucket_sources, f"index-test/{uuid.uuid4()}.mp4", path)
+    reads: list[tuple[int, int]] = []
+
+    def read(at: int, n: int) -> bytes:
+        reads.append((at, n))
+        return storage.get_range(ref.bucket, ref.key, at, n)
+
+    samples = read_video_samples(read)
+    assert samples is not None and [s for _, s in samples] == ffprobe_sizes(path)
+    # Box headers and the moov: a small share of the file, never the media.
+    assert sum(n for _, n in reads) < path.stat().st_size / 4
+    assert storage.get_range(ref.bucket, ref.key, path.stat().st_size + 10, 16) == b""
+
+
+def test_a_busy_half_weighs_more(storage: Storage, stack: Settings, tmp_path: Path) -> None:
+    """The splitter's own path: the source's samples read from storage, the plan weighed."""
+    from fractions import Fraction
+
+    from reel import media
+    from services.splitter.handler import Deps, source_samples
+    from services.splitter.plan import plan_segments, segment_costs
+
+    path = tmp_path / "calm-then-busy.mp4"
+    graph = ("color=c=gray:size=320x240:rate=24:duration=4[calm];"
+             "testsrc2=size=320x240:rate=24:duration=4,noise=alls=60:allf=t[busy];"
+             "[calm][busy]concat=n=2:v=1[v]")  # fmt: skip
+    subprocess.run(["ffmpeg", "-v", "error", "-filter_complex", graph, "-map", "[v]", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-g", "48", "-y", str(path)], check=True)  # fmt: skip
+    ref = storage.put_file(stack.bucket_sources, f"index-test/{uuid.uuid4()}.mp4", path)
+    src = {"bucket": ref.bucket, "key": ref.key}
+    samples = source_samples(Deps(stack, storage, lambda: []), src, media.probe(path))
+    segments = plan_segments(192, Fraction(24), workers=1, gop=48, oversubscription=2, min_seconds=4)
+    calm, busy = segment_costs(segments, Fraction(24), samples)
+    assert busy > 1.5 * calm and calm + busy == pytest.approx(192)
