@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 Read = Callable[[int, int], bytes]  # (offset, length) -> bytes, fewer at the end of the file
 
 MAX_MOOV = 64 << 20  # a two-hour film's table is a few MB; beyond this, do without
+MAX_SAMPLES = 10_000_000  # four hours at 240 fps is 3.5 M: more is a damaged count
+MAX_TOP_BOXES = 64  # ftyp, free, mdat, moov, meta...: a long walk is a damaged file
 
 
 def boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[bytes, int, int]]:
@@ -37,7 +39,7 @@ def boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple
 def find_moov(read: Read) -> bytes | None:
     """Walk the top-level boxes by their headers and read the moov (wherever it is)."""
     at = 0
-    while True:
+    for _ in range(MAX_TOP_BOXES):
         head = read(at, 16)
         if len(head) < 8:
             return None
@@ -51,6 +53,7 @@ def find_moov(read: Read) -> bytes | None:
         if size < 8:  # size 0 (to the end of the file) or damaged: nothing after it
             return None
         at += size
+    return None
 
 
 def _child(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
@@ -83,46 +86,39 @@ def video_samples(moov: bytes) -> list[tuple[float, int]] | None:
             return None
         version = moov[mdhd[0]]
         (timescale,) = struct.unpack_from(">I", moov, mdhd[0] + (20 if version == 1 else 12))
-        sizes, deltas = _sizes(moov, *stbl), _deltas(moov, *stbl)
-        if not timescale or not sizes or deltas is None or len(deltas) < len(sizes):
+        table = _table(moov, *stbl)
+        if not timescale or table is None:
             return None
+        sizes, deltas = table
         out, t = [], 0
-        for size, delta in zip(sizes, deltas, strict=False):
+        for size, delta in zip(sizes, deltas, strict=True):
             out.append((t / timescale, size))
             t += delta
         return out
     return None
 
 
-def _sizes(data: bytes, start: int, end: int) -> list[int] | None:
-    stsz = _child(data, start, end, b"stsz")
-    if stsz is None:
+def _table(data: bytes, start: int, end: int) -> tuple[list[int], list[int]] | None:
+    """Sample sizes (stsz) and durations (stts), which must count the same samples: a
+    damaged count then shows before anything is built from it."""
+    stsz, stts = _child(data, start, end, b"stsz"), _child(data, start, end, b"stts")
+    if stsz is None or stts is None:
         return None
     fixed, count = struct.unpack_from(">II", data, stsz[0] + 4)
-    if fixed:
-        return [fixed] * count
-    if stsz[0] + 12 + 4 * count > stsz[1]:
-        return None
-    return list(struct.unpack_from(f">{count}I", data, stsz[0] + 12))
-
-
-def _deltas(data: bytes, start: int, end: int) -> list[int] | None:
-    stts = _child(data, start, end, b"stts")
-    if stts is None:
-        return None
     (entries,) = struct.unpack_from(">I", data, stts[0] + 4)
-    if stts[0] + 8 + 8 * entries > stts[1]:
+    if stts[0] + 8 + 8 * entries > stts[1] or (not fixed and stsz[0] + 12 + 4 * count > stsz[1]):
         return None
     pairs = struct.unpack_from(f">{2 * entries}I", data, stts[0] + 8)
-    out: list[int] = []
-    for count, delta in zip(pairs[::2], pairs[1::2], strict=True):
-        out.extend([delta] * count)
-    return out
+    if not 0 < count <= MAX_SAMPLES or sum(pairs[::2]) != count:
+        return None
+    sizes = [fixed] * count if fixed else list(struct.unpack_from(f">{count}I", data, stsz[0] + 12))
+    deltas = [delta for n, delta in zip(pairs[::2], pairs[1::2], strict=True) for _ in range(n)]
+    return sizes, deltas
 
 
 def read_video_samples(read: Read) -> list[tuple[float, int]] | None:
     try:
         moov = find_moov(read)
         return video_samples(moov) if moov else None
-    except struct.error:  # a box shorter than its fields: damaged, do without
+    except (struct.error, IndexError, ValueError):  # a box shorter than its fields: do without
         return None

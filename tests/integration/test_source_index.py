@@ -91,3 +91,28 @@ def test_a_busy_half_weighs_more(storage: Storage, stack: Settings, tmp_path: Pa
     segments = plan_segments(192, Fraction(24), workers=1, gop=48, oversubscription=2, min_seconds=4)
     calm, busy = segment_costs(segments, Fraction(24), samples)
     assert busy > 1.5 * calm and calm + busy == pytest.approx(192)
+
+
+def test_damaged_tables_never_raise_or_run_away(tmp_path: Path) -> None:
+    """Truncated and bit-flipped headers: samples or None, in bounded reads and memory."""
+    import random
+
+    data = make(tmp_path, "fuzz.mp4", "-movflags", "+faststart").read_bytes()
+    moov_end = data.index(b"mdat")
+    rnd = random.Random(7)
+    for i in range(1500):
+        d = bytearray(data[: rnd.randrange(len(data))] if i % 3 == 0 else data)
+        for _ in range(rnd.randrange(1, 12)):
+            at = rnd.randrange(min(len(d), moov_end) or 1)
+            if d:
+                d[at] = rnd.randrange(256)
+        reads = 0
+
+        def read(at: int, n: int, d: bytearray = d) -> bytes:
+            nonlocal reads
+            reads += 1
+            return bytes(d[at : at + n])
+
+        samples = read_video_samples(read)
+        assert samples is None or len(samples) <= 10_000_000
+        assert reads <= 65
