@@ -175,24 +175,16 @@ class Storage:
         return ObjectRef(bucket, key, ref.sha256, ref.size)
 
     def get_bytes(self, bucket: str, key: str) -> bytes:
-        def call() -> bytes:
-            resp = self.client.get_object(bucket, key)
-            try:
-                return bytes(resp.read())
-            finally:
-                resp.close()
-                resp.release_conn()
-
-        return self._guard_missing(call, bucket, key)
+        return self.get_range(bucket, key, 0, 0)
 
     def get_range(self, bucket: str, key: str, offset: int, length: int) -> bytes:
-        """length bytes from offset (fewer at the end of the object, none past it)."""
+        """length bytes from offset (0: to the end; fewer at the end of the object, none past it)."""
 
         def call() -> bytes:
             try:
                 resp = self.client.get_object(bucket, key, offset=offset, length=length)
             except S3Error as exc:
-                if exc.code == "InvalidRange":
+                if exc.code == "InvalidRange" and offset > 0:
                     return b""
                 raise
             try:
