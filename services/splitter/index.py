@@ -18,18 +18,21 @@ MAX_SAMPLES = 10_000_000  # four hours at 240 fps is 3.5 M: more is a damaged co
 MAX_TOP_BOXES = 64  # ftyp, free, mdat, moov, meta...: a long walk is a damaged file
 
 
+def _header(data: bytes, at: int) -> tuple[int, bytes, int]:
+    """A box's (size, type, header length) at `at`; size 0 means "to the end"."""
+    size, kind = struct.unpack_from(">I4s", data, at)
+    if size == 1:
+        return struct.unpack_from(">Q", data, at + 8)[0], kind, 16
+    return size, kind, 8
+
+
 def boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[bytes, int, int]]:
     """(type, payload start, payload end) of each box in data[start:end]."""
     end = len(data) if end is None else end
     at = start
     while at + 8 <= end:
-        size, kind = struct.unpack_from(">I4s", data, at)
-        head = 8
-        if size == 1:
-            (size,) = struct.unpack_from(">Q", data, at + 8)
-            head = 16
-        elif size == 0:
-            size = end - at
+        size, kind, head = _header(data, at)
+        size = size or end - at
         if size < head or at + size > end:
             return
         yield kind, at + head, at + size
@@ -43,9 +46,7 @@ def find_moov(read: Read) -> bytes | None:
         head = read(at, 16)
         if len(head) < 8:
             return None
-        size, kind = struct.unpack_from(">I4s", head)
-        if size == 1 and len(head) == 16:
-            (size,) = struct.unpack_from(">Q", head, 8)
+        size, kind, _ = _header(head, at=0)
         if kind == b"moov":
             if size < 8 or size > MAX_MOOV:
                 return None
@@ -78,10 +79,11 @@ def video_samples(moov: bytes) -> list[tuple[float, int]] | None:
     for kind, start, end in boxes(moov, *top):
         if kind != b"trak":
             continue
-        hdlr = _path(moov, start, end, b"mdia", b"hdlr")
-        if hdlr is None or moov[hdlr[0] + 8 : hdlr[0] + 12] != b"vide":
+        mdia = _child(moov, start, end, b"mdia")
+        hdlr = _child(moov, *mdia, b"hdlr") if mdia else None
+        if mdia is None or hdlr is None or moov[hdlr[0] + 8 : hdlr[0] + 12] != b"vide":
             continue
-        mdhd, stbl = _path(moov, start, end, b"mdia", b"mdhd"), _path(moov, start, end, b"mdia", b"minf", b"stbl")
+        mdhd, stbl = _child(moov, *mdia, b"mdhd"), _path(moov, *mdia, b"minf", b"stbl")
         if mdhd is None or stbl is None:
             return None
         version = moov[mdhd[0]]
