@@ -16,6 +16,8 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from reel.redact import redact
+
 _context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
     "reel_log_context", default=MappingProxyType({})
 )
@@ -46,11 +48,11 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "service": self.service,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),  # no presigned URL reaches a log
         }
         line.update(getattr(record, "reel_context", None) or _context.get())
         if record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
+            line["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(line, default=str)
 
 

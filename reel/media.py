@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-TAIL_LINES = 12
+from reel.redact import redact
+
+TAIL_LINES = 4  # ffmpeg runs at -v error: its last few lines are the failure in its own words
 
 
 class MediaError(Exception):
@@ -160,8 +162,10 @@ def probe(source: str | Path, timeout: float = 60.0) -> Probe:
 
 
 def _last_lines(text: str, n: int = TAIL_LINES) -> str:
+    """ffmpeg's last words, with every URL it read reduced to bucket and key (the
+    services hand it presigned URLs, whose query is a credential)."""
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    return " | ".join(lines[-n:]) or "(no output)"
+    return redact(" | ".join(lines[-n:])) or "(no output)"
 
 
 def run_ffmpeg(
@@ -177,7 +181,7 @@ def run_ffmpeg(
     Raises FfmpegTimeout past `timeout`, FfmpegCancelled when `cancel` is set, and
     MediaError with ffmpeg's last lines when it exits non-zero.
     """
-    cmd = ["nice", "-n", str(nice), "ffmpeg", "-hide_banner", "-nostdin", "-nostats",
+    cmd = ["nice", "-n", str(nice), "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-v", "error",
            "-progress", "pipe:1", *args]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
@@ -239,6 +243,17 @@ def packets(path: str | Path, stream: str = "v:0", timeout: float = 120.0) -> li
         duration = _float(p.get("duration_time")) or 0.0
         out.append(Packet(pts, dts, duration, "K" in p.get("flags", "")))
     return out
+
+
+def first_pts(path: str | Path, stream: str = "v:0", timeout: float = 60.0) -> float:
+    """The earliest presentation time among a stream's first packets (a playlist too)."""
+    cmd = ["ffprobe", "-v", "error", "-select_streams", stream, "-read_intervals", "%+#8",
+           "-show_entries", "packet=pts_time", "-of", "json", str(path)]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    times = [_float(p.get("pts_time")) for p in json.loads(result.stdout or "{}").get("packets", [])]
+    if result.returncode != 0 or not any(t is not None for t in times):
+        raise MediaError(f"ffprobe read no packet of {stream}: {_last_lines(result.stderr)}")
+    return min(t for t in times if t is not None)
 
 
 def frame_rate(video: VideoStream, cap: int = 60) -> Fraction:

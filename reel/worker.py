@@ -42,6 +42,7 @@ from reel.contract import ContractError, Registry, dlq_topic, envelope, schema_f
 from reel.faults import fault_point
 from reel.kafka import consumer_config, producer_config
 from reel.logs import task_context
+from reel.redact import redact
 from reel.settings import Settings
 from reel.storage import Storage, transient
 
@@ -420,14 +421,14 @@ class Worker:
                 else:  # aborted (a rebalance or a fence took the partition): not the task's fault
                     self._mark(task.attempt, HANDED_BACK, "commit aborted")
             elif isinstance(run.error, Permanent):
-                reason = str(run.error)
+                reason = redact(str(run.error))
                 log.error("permanent failure: %s", reason)
                 self._mark(task.attempt, FAILED, reason)
                 done = self._dead_letter_task(task, "permanent", reason)
             elif task.cancel.is_set():  # cancelled mid-work: not a failure
                 self._mark(task.attempt, HANDED_BACK, "cancelled")
             else:
-                reason = f"{type(run.error).__name__}: {run.error}"
+                reason = redact(f"{type(run.error).__name__}: {run.error}")
                 log.error("attempt failed: %s", reason, exc_info=run.error)
                 self._mark(task.attempt, FAILED, reason)
                 self._heartbeat(task, "failed", reason)
@@ -574,6 +575,7 @@ class Worker:
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes,
         event: dict[str, Any] | None, kind: str, reason: str, failed: int,
     ) -> bool:  # fmt: skip
+        reason = redact(reason)  # it is stored and shown everywhere: no presigned URL in it
         e = event or {}
         env = envelope(
             video_id=e.get("video_id", "unknown"), producer=self.worker_id,

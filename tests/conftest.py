@@ -18,6 +18,9 @@ from reel.storage import Storage
 
 TEST_PORTS = {"REEL_KAFKA_PORT": "29092", "REEL_S3_PORT": "26333", "REEL_PG_PORT": "25432",
               "REEL_TRACKER_PORT": "28081"}  # fmt: skip
+# Credentials no other string in the suite contains, so a test can look for them wherever
+# reel writes (tests/e2e/test_no_secrets.py).
+PLANTED_KEYS = {"REEL_S3_ACCESS_KEY": "AKREELPLANTED7Q3X", "REEL_S3_SECRET_KEY": "planted-secret-v8Lw2NfT0qZc"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -29,7 +32,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def stack_env() -> dict[str, str]:
     # A fixed home: a stack a crashed run left behind is found and stopped first.
     home = PROJECT_ROOT / ".reel-test"
-    env = {"REEL_HOME": str(home), **TEST_PORTS, "REEL_SESSION_TIMEOUT_MS": "3000"}
+    env = {"REEL_HOME": str(home), **TEST_PORTS, **PLANTED_KEYS, "REEL_SESSION_TIMEOUT_MS": "3000"}
     if "DATABASE_URL" in os.environ:  # CI may hand us a Postgres; else the embedded one
         env["DATABASE_URL"] = os.environ["DATABASE_URL"]
     return env

@@ -29,7 +29,8 @@ def single_object(schema_file: Path, record: dict) -> bytes:
 
 
 def test_a_hand_built_event_completes(stack_env: dict[str, str], bunny: Path) -> None:
-    s3 = Minio(f"127.0.0.1:{stack_env['REEL_S3_PORT']}", access_key="reel", secret_key="reel-secret-key",
+    s3 = Minio(f"127.0.0.1:{stack_env['REEL_S3_PORT']}", access_key=stack_env["REEL_S3_ACCESS_KEY"],
+               secret_key=stack_env["REEL_S3_SECRET_KEY"],
                secure=False, region="us-east-1")  # fmt: skip
     key = f"partner/{uuid.uuid4()}/bunny.mp4"
     s3.fput_object("reel-sources", key, str(bunny))
