@@ -69,6 +69,13 @@ def video_percent(segments: list[Segment]) -> float:
     return 100 * sum(s.media_seconds * segment_progress(s) for s in segments) / total
 
 
+def settled_percent(segments: list[Segment]) -> float:
+    """A failed video's percent: the work its segments finished, heartbeats aside. The
+    running maximum an active video shows depends on the order its events were read in;
+    this depends only on the furthest stage of each segment."""
+    return video_percent([Segment(s.stage, s.media_seconds) for s in segments])
+
+
 def all_uploaded(segments: list[Segment], expected: int) -> bool:
     return len(segments) >= expected > 0 and all(s.stage == "uploaded" for s in segments)
 

@@ -26,6 +26,7 @@ from services.tracker.projection import (
     VIDEO_RANK,
     Segment,
     all_uploaded,
+    settled_percent,
     video_percent,
 )
 
@@ -218,10 +219,13 @@ def _maybe_stitching(conn: psycopg.Connection, ev: dict[str, Any]) -> None:
 
 
 def _refresh_percent(conn: psycopg.Connection, ev: dict[str, Any]) -> None:
+    """Percent never goes back while a video is in flight; once it failed, it is what its
+    segments finished (so a replay in any order gives the same number)."""
     segs = _segments(conn, ev)
     if segs:
-        conn.execute("UPDATE videos SET percent = GREATEST(percent, %s) WHERE video_id = %s AND state_rank < 4",
-                     (min(99.0, video_percent(segs)), ev["video_id"]))  # fmt: skip
+        conn.execute("UPDATE videos SET percent = CASE WHEN state = 'failed' THEN %s ELSE GREATEST(percent, %s) END "
+                     "WHERE video_id = %s AND state <> 'completed'",
+                     (settled_percent(segs), min(99.0, video_percent(segs)), ev["video_id"]))  # fmt: skip
 
 
 def stage_seconds(conn: psycopg.Connection, topic: str, ev: dict[str, Any]) -> tuple[str, float] | None:
@@ -295,6 +299,13 @@ def video(conn: psycopg.Connection, video_id: str) -> dict[str, Any] | None:
         ).fetchall()
     row["segments"] = segs
     return row
+
+
+def playable(conn: psycopg.Connection, video_id: str) -> dict[str, Any] | None:
+    """What the playback routes need: generation, state, duration, outputs."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute("SELECT generation, state, duration, outputs FROM videos WHERE video_id = %s",
+                           (video_id,)).fetchone()  # fmt: skip
 
 
 def videos(conn: psycopg.Connection, state: str | None, limit: int, before: tuple[datetime, str] | None) -> list[dict]:

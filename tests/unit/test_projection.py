@@ -1,4 +1,14 @@
-from services.tracker.projection import Segment, all_uploaded, current_work, segment_progress, stalled, video_percent
+import pytest
+
+from services.tracker.projection import (
+    Segment,
+    all_uploaded,
+    current_work,
+    segment_progress,
+    settled_percent,
+    stalled,
+    video_percent,
+)
 
 
 def test_progress_follows_stage_cost_and_heartbeats() -> None:
@@ -36,3 +46,9 @@ def test_failure_reasons_fall_into_few_classes() -> None:
     assert failure_class("source object reel-sources/x/y.mp4 does not exist") == "source-missing"
     assert failure_class("source is truncated: its video ends at 2.00s of 4.00s") == "source-truncated"
     assert failure_class("something nobody foresaw") == "other"
+
+
+def test_a_failed_videos_percent_is_its_finished_work_whatever_the_heartbeats_said() -> None:
+    segs = [Segment("transcoded", 10.0), Segment("pulled", 10.0, working="transcoder", work_percent=50.0)]
+    assert video_percent(segs) == pytest.approx(100 * (9 + 5) / 20)  # live: the heartbeat counts
+    assert settled_percent(segs) == pytest.approx(100 * (9 + 1) / 20)  # failed: only finished stages
