@@ -190,23 +190,23 @@ def test_losing_every_transcoder_at_once_loses_nothing(
     storage holds and the outputs are the undisturbed run's."""
     home = e2e_settings.home
     storage = Storage.from_settings(e2e_settings)
+    arm = f"pod-{uuid.uuid4().hex[:6]}"
     sub = submit(e2e_settings, storage, clip, "tiny", request_id=str(uuid.uuid4()))
-    url = f"{TRACKER}/videos/{sub.video_id}"
-    deadline = time.monotonic() + 120
-    while True:  # until a transcoder is at work on this video
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                view = json.loads(resp.read())
-            if any(s["working"] == "transcoder" for s in view["segments"]):
-                break
-        except urllib.error.HTTPError:
-            pass  # not projected yet
-        assert time.monotonic() < deadline, "no transcoder ever started"
-        time.sleep(0.1)
-    pids = [s["pid"] for s in json.loads((home / "services.json").read_text()) if s["kind"] == "transcoder"]
-    assert len(pids) == 2
-    for pid in pids:
-        os.killpg(pid, signal.SIGKILL)
+    # The first transcoder half way through an encode of this video freezes there, its
+    # ffmpeg stopped with it: the strike lands while that encode is provably unfinished.
+    (home / "faults.armed").write_text(f"{arm} transcoder mid-encode video_id={sub.video_id} hold\n")
+    try:
+        deadline = time.monotonic() + 120
+        while not (held := [ln.split() for ln in (home / "faults.log").read_text().splitlines()
+                            if ln.split()[2:4] == [arm, "held"]]):  # fmt: skip
+            assert time.monotonic() < deadline, "no transcoder ever got half way through an encode"
+            time.sleep(0.05)
+        pids = [s["pid"] for s in json.loads((home / "services.json").read_text()) if s["kind"] == "transcoder"]
+        assert len(pids) == 2 and int(held[0][1]) in pids
+        for pid in pids:
+            os.killpg(pid, signal.SIGKILL)
+    finally:
+        (home / "faults.armed").write_text("")
     for tmp in (home / "scratch").glob("reel-transcode-*"):
         shutil.rmtree(tmp)
     client = storage.client
