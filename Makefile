@@ -12,7 +12,8 @@ down:
 demo: setup
 	bash scripts/demo.sh
 
-test: setup
+test:
+	bash scripts/setup.sh test
 	python3 -m pytest -q
 
 lint:

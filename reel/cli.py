@@ -6,16 +6,19 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
 from rich.console import Console, Group
 from rich.live import Live
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
 from reel import ladder
 from reel import settings as settings_mod
+from reel.download import GetError, Wanted, digest
+from reel.download import get as download
 from reel.stack import StackError, down, status, up
 from reel.storage import Storage
 from reel.submit import SubmitError, parse_formats, submit
@@ -102,20 +105,26 @@ def _follow(s: settings_mod.Settings, storage: Storage, video_id: str, since_ms:
         if event["topic"] == "video.failed":
             err.print(f"failed in {event['stage']}: {event['reason']}", highlight=False)
             raise typer.Exit(1) from None
-        outputs = [{**o, "url": storage.presign_get(o["object"]["bucket"], o["object"]["key"])}
+        # An HLS playlist plays only as the tracker serves it (its URIs signed): no URL here.
+        outputs = [{**o, "url": None if o["kind"].startswith("hls") else
+                    storage.presign_get(o["object"]["bucket"], o["object"]["key"])}
                    for o in event["outputs"]]  # fmt: skip
+        _print_outputs(outputs)
+        err.print("(HLS plays from the tracker's links: reel status ID, once it runs)")
     else:
         if view["state"] == "failed":
             raise typer.Exit(1)
-        outputs = view["outputs"]
-    _print_outputs(outputs)
+        _print_outputs(view["outputs"], view.get("playback"))
 
 
-def _print_outputs(outputs: list[dict]) -> None:
+def _print_outputs(outputs: list[dict], playback: dict | None = None) -> None:
     for o in outputs:
         out.print(f"{o['kind']:13} s3://{o['object']['bucket']}/{o['object']['key']}", soft_wrap=True)
-        if o["kind"] in ("hls-master", "mp4"):  # playable as is, for an hour
+        if o["kind"] in ("hls-master", "mp4") and o["url"]:  # playable as they are
             out.print(f"{'':13} {o['url']}", soft_wrap=True, highlight=False)
+    if playback and playback.get("watch"):
+        out.print(f"{'watch':13} {playback['watch']}", soft_wrap=True, highlight=False)
+        out.print(f"{'':13} (links play until {playback['expires_at']})", soft_wrap=True, highlight=False)
 
 
 def _get(path: str, method: str = "GET") -> tuple[int, dict]:
@@ -149,6 +158,8 @@ def _watch(video_id: str, timeout: float, missing_ok: bool = False) -> dict:
             time.sleep(0.5)
             code, view = _get(f"/videos/{video_id}")
             live.update(_render(view))
+    if not err.is_terminal:  # Live leaves its last frame without a newline off a terminal
+        err.line()
     return view
 
 
@@ -197,7 +208,7 @@ def status_cmd(
             raise typer.Exit(1) from None
     else:
         out.print(_render(view))
-    _print_outputs(view["outputs"])
+    _print_outputs(view["outputs"], view.get("playback"))
     if view["state"] == "failed":
         raise typer.Exit(1)
 
@@ -219,6 +230,58 @@ def retry_cmd(
     if wait:
         s = settings_mod.load()
         _follow(s, Storage.from_settings(s), started["video_id"], int(time.time() * 1000) - 1000, timeout)
+
+
+@app.command("get")
+def get_cmd(
+    video_id: str = typer.Argument(..., help="A completed video's id."),
+    dest: Path | None = typer.Argument(None, help="Folder to download into (default: ./VIDEO_ID)."),
+    rung: list[str] = typer.Option([], "--rung", help="Only this rung (repeat for more); HLS keeps its audio."),
+    format: str | None = typer.Option(None, "--format", help="Only mp4 or only hls."),
+) -> None:
+    """Download a completed video's outputs, each checked against the manifest's sha256.
+    Run it again after a cut: it resumes every file from the bytes it has."""
+    view = _tracker(f"/videos/{video_id}")
+    if view["state"] != "completed":
+        why = f": {view['error']['reason']}" if view.get("error") else f" ({view['percent']:.0f}% done)"
+        err.print(f"reel get: video {view['video_id']} is {view['state']}{why}; only a completed video "
+                  "can be downloaded", highlight=False, soft_wrap=True)  # fmt: skip
+        raise typer.Exit(2)
+    s = settings_mod.load()
+    storage = Storage.from_settings(s)
+    ref = next(o["object"] for o in view["outputs"] if o["kind"] == "manifest")
+    target = dest or Path(view["video_id"])
+    columns = (TextColumn("{task.description:>24}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    try:
+        manifest = storage.get_bytes(ref["bucket"], ref["key"])
+        if digest(manifest) != ref["sha256"]:
+            raise GetError(f"{ref['key']} does not match its sha256")
+        with Progress(*columns, console=err) as bars:
+
+            def start(todo: list[Wanted], already: int) -> Callable[[Wanted], Callable[[int], None]]:
+                total = bars.add_task(f"{len(todo)} files" + (f" ({already} there)" if already else ""),
+                                      total=sum(w.size for w in todo))  # fmt: skip
+
+                def track(w: Wanted) -> Callable[[int], None]:
+                    one = bars.add_task(w.path[-24:], total=w.size, visible=w.size >= 1 << 20)
+
+                    def advance(n: int) -> None:
+                        bars.advance(total, n)
+                        bars.advance(one, n)
+
+                    return advance
+
+                return track
+
+            fetched, kept = download(storage, ref["bucket"], manifest, target, rung, format, start)
+    except GetError as exc:
+        err.print(f"reel get: {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except Exception as exc:  # noqa: BLE001 - storage or disk: say it, keep the parts for a resume
+        err.print(f"reel get: {exc}; run it again to resume", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    out.print(f"{fetched + kept} files in {target} ({fetched} downloaded, {kept} already there), "
+              "each matching the manifest's sha256", highlight=False)  # fmt: skip
 
 
 @app.command("list")

@@ -37,6 +37,11 @@ class Settings:
     pg_port: int = 15432  # embedded Postgres
     metrics_port: int = 0  # 0: a free port; each worker serves /metrics
     tracker_port: int = 18080
+    tracker_url: str = ""  # how viewers reach the tracker; empty: http://127.0.0.1:tracker_port
+    playback_secret: str = "reel-dev-playback-secret"  # HMAC key of playlist tokens; set your own
+    playback_ttl_s: float = 3600.0  # playback links live this long at least (and the video's length + 10 min)
+    outputs_base_url: str = ""  # a CDN or public bucket in front of reel-outputs: links name it, unsigned
+    playback_origins: str = "*"  # web origins whose pages may play the outputs (CORS), comma-separated
     tracker_batch: int = 500  # events the tracker projects per Postgres transaction
     callback_secret: str = "reel-dev-callback-secret"  # HMAC key of callbacks; set your own
     callback_max_attempts: int = 8  # a callback is abandoned after this many failed POSTs
@@ -67,6 +72,8 @@ class Settings:
             object.__setattr__(self, "kafka_bootstrap", f"127.0.0.1:{self.kafka_port}")
         if not self.s3_endpoint:
             object.__setattr__(self, "s3_endpoint", f"127.0.0.1:{self.s3_port}")
+        if not self.tracker_url:
+            object.__setattr__(self, "tracker_url", f"http://127.0.0.1:{self.tracker_port}")
 
     @property
     def embedded_postgres(self) -> bool:

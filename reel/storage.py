@@ -8,6 +8,7 @@ only in `MultipartUpload` below.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import logging
@@ -137,6 +138,28 @@ class Storage:
                 except S3Error as exc:
                     if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                         raise
+        self.allow_playback(s.bucket_outputs, [o.strip() for o in s.playback_origins.split(",") if o.strip()])
+
+    def allow_playback(self, bucket: str, origins: list[str]) -> bool:
+        """A CORS rule letting web pages of `origins` GET the bucket's objects (the presigned
+        URL is still what authorises each one): players fetch media by XHR from another
+        origin than the page's. False where the server has no per-bucket CORS (MinIO sets
+        it server-wide, MINIO_API_CORS_ALLOW_ORIGIN)."""
+        rules = "".join(f"<AllowedOrigin>{o}</AllowedOrigin>" for o in origins)
+        body = (f"<CORSConfiguration><CORSRule>{rules}<AllowedMethod>GET</AllowedMethod>"
+                "<AllowedMethod>HEAD</AllowedMethod><AllowedHeader>*</AllowedHeader>"
+                "<ExposeHeader>Content-Length</ExposeHeader><ExposeHeader>Content-Range</ExposeHeader>"
+                "<MaxAgeSeconds>3600</MaxAgeSeconds></CORSRule></CORSConfiguration>").encode()  # fmt: skip
+        md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+        try:  # minio-py has no bucket-CORS call: the signed request is made by its own executor
+            self._retry(lambda: self.client._execute("PUT", bucket, body=body, headers={"Content-MD5": md5},
+                                                     query_params={"cors": ""}), "put bucket cors")  # fmt: skip
+        except S3Error as exc:
+            if exc.code not in ("NotImplemented", "MethodNotAllowed"):
+                raise
+            log.info("%s: the server keeps no per-bucket CORS rule (%s)", bucket, exc.code)
+            return False
+        return True
 
     # -- objects ---------------------------------------------------------------
     def put_bytes(self, bucket: str, key: str, data: bytes) -> ObjectRef:
@@ -194,6 +217,31 @@ class Storage:
                 resp.release_conn()
 
         return self._guard_missing(call, bucket, key)
+
+    def download(self, bucket: str, key: str, path: Path, progress: Callable[[int], None] | None = None) -> None:
+        """Append the object's bytes to `path` from its current length (a ranged GET): a
+        download cut off, in this process or an earlier one, goes on where it stopped."""
+
+        def call() -> None:
+            offset = path.stat().st_size if path.exists() else 0
+            try:
+                resp = self.client.get_object(bucket, key, offset=offset)
+            except S3Error as exc:
+                if exc.code == "InvalidRange" and offset > 0:
+                    return  # it was all there
+                raise
+            try:
+                with open(path, "ab") as f:  # small reads: a cut loses at most the one in hand
+                    for chunk in resp.stream(64 * 1024):
+                        f.write(chunk)
+                        if progress:
+                            progress(len(chunk))
+            finally:
+                resp.close()
+                resp.release_conn()
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._guard_missing(call, bucket, key)
 
     def get_file(self, ref: ObjectRef, path: Path) -> Path:
         """Download an object and verify it hashes to the event's checksum."""

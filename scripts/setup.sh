@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything reel needs on a fresh Debian machine: ffmpeg, Java and Maven
-# (for the Kafka broker's jars), and the Python packages. Safe to run again.
+# (for the Kafka broker's jars), npm (hls.js for the tracker's player page) and the
+# Python packages; `setup.sh test` adds Chromium, the browser the playback test drives.
+# Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +10,10 @@ need_apt=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need_apt+=(ffmpeg)
 command -v java >/dev/null || need_apt+=(default-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
+command -v npm >/dev/null || need_apt+=(npm)
+if [ "${1:-}" = "test" ]; then
+  [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
@@ -15,5 +21,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
+# hls.js, exactly as the lockfile pins it.
+npm ci --prefix services/tracker/player --no-audit --no-fund --loglevel=error
 # The broker's jars, from Maven Central (the stack would fetch them on first `reel up`).
 python3 -c "from reel.settings import load; from reel.stack.kafka import ensure_jars; ensure_jars(load().kafka_libs)"

@@ -10,8 +10,17 @@ import threading
 
 
 class TcpProxy:
-    def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
+    """cut_after: reset every connection once, when one response has sent its client this
+    many bytes (a large download cut in the middle; a response is what comes back after the
+    client last sent something); `sent` counts all bytes sent to clients and `requests`
+    keeps the start of what each connection sent upstream (HTTP request lines and headers,
+    for a test to read)."""
+
+    def __init__(self, target_port: int, host: str = "127.0.0.1", cut_after: int | None = None) -> None:
         self.target = (host, target_port)
+        self.cut_after = cut_after
+        self.sent = 0
+        self.requests: list[bytes] = []
         self.listener = socket.create_server((host, 0))
         self.port = int(self.listener.getsockname()[1])
         self.cut_off = threading.Event()
@@ -54,13 +63,21 @@ class TcpProxy:
             with self.lock:
                 self.conns |= {client, upstream}
                 self.accepted += 1
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            response = [0]  # bytes sent back since the client's last request, shared by the pair
+            for a, b, down in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pump, args=(a, b, down, response), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, down: bool, response: list[int]) -> None:
         try:
-            while data := src.recv(65536):
+            while data := src.recv(65536 if self.cut_after is None else 4096):
+                if not down:
+                    with self.lock:
+                        self.requests.append(data[:2048])
+                        response[0] = 0
                 dst.sendall(data)
+                if down:
+                    response[0] += len(data)
+                    self._count(len(data), response[0])
         except OSError:
             pass
         finally:
@@ -68,6 +85,16 @@ class TcpProxy:
                 with self.lock:
                     self.conns.discard(s)
                 _reset(s)
+
+    def _count(self, n: int, response: int) -> None:
+        with self.lock:
+            self.sent += n
+            due = self.cut_after is not None and response >= self.cut_after
+            if due:
+                self.cut_after = None  # once
+        if due:
+            self.cut()
+            self.restore()
 
 
 def _reset(s: socket.socket) -> None:

@@ -134,9 +134,14 @@ def build(task: Task, deps: Deps, profile: Profile, rends: list[Rendition], tmp:
         master = out / "hls" / "master.m3u8"
         variants = [v for v, _ in done if v is not None]
         master.write_text(master_playlist(variants, "audio/index.m3u8" if audio is not None else None))
-        hls_probe = media.probe(master)  # the gate: the master plays
+        hls_probe = media.probe(master)  # the gate: the master plays ...
         if hls_probe.video is None:
             raise GateFailed("the HLS master playlist does not play")
+        if audio is not None:  # ... and every rendition in step with the audio
+            starts = {r.name: media.first_pts(out / "hls" / r.name / "index.m3u8") for r in rends}
+            audio_start = media.first_pts(out / "hls" / "audio" / "index.m3u8", "a:0")
+            if problems := gate.check_hls_sync(starts, audio_start, profile.audio.sample_rate):
+                raise GateFailed("; ".join(problems))
     top = out / "mp4" / f"{rends[0].name}.mp4"
     media.run_ffmpeg(poster_args(top, min(duration * 0.1, 5.0), out / "poster.jpg"), timeout=60)
     mp4s = {r.name: m for r, (_, m) in zip(rends, done, strict=True)}
@@ -205,26 +210,33 @@ def upload(task: Task, deps: Deps, files: dict[str, Any], out: Path) -> dict[str
 
     refs = in_threads(put, files_out)  # many small HLS segments: in parallel
     for (path, rel, kind), ref in zip(files_out, refs, strict=True):
-        rung = rel.split("/")[1] if kind in ("mp4", "hls-playlist") else None
-        if kind == "mp4":
-            rung = path.stem
+        rung = path.stem if kind == "mp4" else (rel.split("/")[1] if kind in ("hls-playlist", "hls-segment") else None)
         if kind in ("mp4", "hls-master", "hls-playlist", "poster"):
             listed.append({"kind": kind, "rung": rung, "object": ref.as_record()})
+        row: dict[str, Any] = {"kind": kind, "rung": rung, "key": ref.key, "size": ref.size, "sha256": ref.sha256}
         if kind == "mp4":
             m = files["mp4s"][rung]
             r = m["rendition"]
-            manifest_rows.append({"kind": "mp4", "rung": rung, "codec": files["codec"],
-                                  "width": r.width, "height": r.height, "target_bitrate": r.bitrate,
-                                  "bitrate": m["bitrate"], "duration": files["duration"],
-                                  "key": ref.key, "size": ref.size, "sha256": ref.sha256})  # fmt: skip
-        elif kind in ("hls-master", "hls-playlist", "poster"):
-            manifest_rows.append({"kind": kind, "rung": rung, "key": ref.key, "size": ref.size,
-                                  "sha256": ref.sha256})  # fmt: skip
+            row |= {"codec": files["codec"], "width": r.width, "height": r.height, "target_bitrate": r.bitrate,
+                    "bitrate": m["bitrate"], "duration": files["duration"]}  # fmt: skip
+        manifest_rows.append(row)  # every object: a download can check each one
     manifest = {"video_id": vid, "generation": ev["generation"], "profile": ev["profile"],
-                "duration": files["duration"], "outputs": manifest_rows}  # fmt: skip
+                "duration": files["duration"], "playback": playback(deps.settings, vid, formats),
+                "outputs": manifest_rows}  # fmt: skip
     mref = deps.storage.put_bytes(bucket, f"{vid}/manifest.json", json.dumps(manifest, indent=2).encode())
     listed.append({"kind": "manifest", "rung": None, "object": mref.as_record()})
     return {"manifest": mref.as_record(), "list": listed}
+
+
+def playback(settings: Settings, video_id: str, formats: set[str]) -> dict[str, str] | None:
+    """Where the video plays, for as long as the outputs stay: behind a public base URL
+    the stored master itself; else the tracker's stable route, which redirects to freshly
+    signed links (a signed link written here would expire)."""
+    if "hls" not in formats:
+        return None
+    if settings.outputs_base_url:
+        return {"hls": f"{settings.outputs_base_url.rstrip('/')}/{video_id}/hls/master.m3u8"}
+    return {"hls": f"{settings.tracker_url}/videos/{video_id}/play.m3u8"}
 
 
 def _kind(rel: str) -> str:

@@ -22,10 +22,18 @@ def mp4_args(concat: Path, audio: Path | None, out: Path) -> list[str]:
     return [*args, *maps, "-c", "copy", "-movflags", "+faststart", *BITEXACT, "-y", str(out)]
 
 
+# Every rendition is packaged by its own ffmpeg run, and each run shifts its timestamps
+# until none is negative: the video by its B-frame delay (2 frames, 67 ms at 30 fps), the
+# audio by its priming (21 ms). A player aligns renditions by timestamp, so the audio
+# played 45 ms early. A fixed offset, larger than any such delay, makes no shift needed
+# and keeps every rendition on the MP4's timeline.
+HLS_TS_OFFSET_S = 1.0
+
+
 def hls_args(src: Path, stream: str, out_dir: Path, fmp4: bool, hls_time: float = 2.0) -> list[str]:
     """One media playlist from one stream of a joined file; fMP4 segments for HEVC."""
-    args = ["-i", str(src), "-map", f"0:{stream}:0", "-c", "copy", "-f", "hls",
-            "-hls_time", f"{hls_time}", "-hls_playlist_type", "vod", *BITEXACT]  # fmt: skip
+    args = ["-i", str(src), "-map", f"0:{stream}:0", "-c", "copy", "-output_ts_offset", f"{HLS_TS_OFFSET_S}",
+            "-f", "hls", "-hls_time", f"{hls_time}", "-hls_playlist_type", "vod", *BITEXACT]  # fmt: skip
     if fmp4:
         args += ["-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
                  "-hls_segment_filename", str(out_dir / "seg_%05d.m4s")]  # fmt: skip

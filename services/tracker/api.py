@@ -7,8 +7,8 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -23,7 +23,8 @@ from reel.contract import Registry
 from reel.kafka import producer_config
 from reel.settings import Settings
 from reel.storage import Storage
-from services.tracker import store
+from services.tracker import playlists, store
+from services.tracker.playlists import Links, output_url
 from services.tracker.projection import VIDEO_RANK, current_work, failure_class, stalled
 
 STALL_S = 15.0  # a segment whose worker sent no heartbeat for this long is stalled
@@ -63,8 +64,8 @@ def _check_segment_retry(row: dict[str, Any], segment: int) -> None:
         raise RequestValidationError([{"loc": ["query", "segment"], "type": "value_error", "msg": msg}])
 
 
-def status_view(row: dict[str, Any], presign: Callable[[str, str], str], now: datetime) -> dict[str, Any]:
-    """What GET /videos/{id} answers (pure, given a presigner and a clock)."""
+def status_view(row: dict[str, Any], links: Links, now: datetime) -> dict[str, Any]:
+    """What GET /videos/{id} answers (pure, given the video's links and a clock)."""
     segments = []
     for s in row["segments"]:
         age = (now - s["last_beat"]).total_seconds() if s["last_beat"] else None
@@ -79,16 +80,18 @@ def status_view(row: dict[str, Any], presign: Callable[[str, str], str], now: da
             "working": current_work(s["stage"], s["working"]), "percent": round(float(s["work_percent"]), 1),
             "media_seconds": round(float(s["media_seconds"]), 3), "error": s["error"],
         })  # fmt: skip
-    outputs = []
-    for o in row["outputs"] or []:
-        obj = o["object"]
-        outputs.append({**o, "url": presign(obj["bucket"], obj["key"])})
+    outputs = [{**o, "url": output_url(links, o)} for o in row["outputs"] or []]
+    playback = None
+    if row["state"] == "completed":  # links that play, each living `expires_at`
+        hls = any(o["kind"] == "hls-master" for o in outputs)
+        playback = {"hls": links.playlist() if hls else None, "watch": links.watch() if hls else None,
+                    "expires_at": datetime.fromtimestamp(links.expires, UTC).isoformat()}  # fmt: skip
     times = {k: row[k] and row[k].isoformat() for k in ("requested_at", "split_at", "completed_at", "failed_at")}
     return {
         "video_id": row["video_id"], "generation": row["generation"], "state": row["state"],
         "percent": round(float(row["percent"]), 1), "profile": row["profile"], "source": row["source"],
         "duration": row["duration"], "error": row["error"] and {"stage": row["error_stage"], "reason": row["error"]},
-        "timings": times, "segments": segments, "outputs": outputs,
+        "timings": times, "segments": segments, "outputs": outputs, "playback": playback,
         "callbacks": [{**c, "delivered_at": c["delivered_at"] and c["delivered_at"].isoformat(),
                        "next_attempt_at": c["state"] == "pending" and c["next_attempt_at"].isoformat() or None}
                       for c in row.get("callbacks", [])],
@@ -110,15 +113,19 @@ def create_app(settings: Settings, storage: Storage) -> FastAPI:
         if producer.flush(15) != 0:
             raise RuntimeError(f"Kafka did not take the {topic} event")
 
-    def presign(bucket: str, key: str) -> str:
-        return storage.presign_get(bucket, key, timedelta(hours=1))
-
     def load(video_id: str) -> dict[str, Any]:
         with connect() as conn:
             row = store.video(conn, video_id)
         if row is None:
             raise NotFound(video_id)
-        return status_view(row, presign, datetime.now(UTC))
+        links = Links(settings, storage.presign_get, video_id, row["generation"], row["duration"], time.time())
+        return status_view(row, links, datetime.now(UTC))
+
+    def playable(video_id: str) -> dict[str, Any] | None:
+        with connect() as conn:
+            return store.playable(conn, str(_valid_id(video_id)))
+
+    app.include_router(playlists.router(settings, storage, playable))
 
     @app.exception_handler(NotFound)
     async def not_found(_req: Request, exc: NotFound) -> JSONResponse:

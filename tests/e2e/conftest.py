@@ -20,7 +20,8 @@ from reel.stack.procs import stop
 
 E2E_ENV = {"REEL_MIN_SEGMENT_S": "2", "REEL_TRANSCODERS": "2", "REEL_DRAIN_TIMEOUT_S": "20",
            "REEL_MAX_DURATION_S": "60", "REEL_MAX_DIMENSION": "4096", "REEL_TRACKER_PORT": "28080",
-           "REEL_CALLBACK_SECRET": "e2e-callback-secret", "REEL_CALLBACK_BACKOFF_S": "0.3",
+           "REEL_CALLBACK_SECRET": "e2e-callback-secret",
+           "REEL_PLAYBACK_SECRET": "e2e-playback-secret", "REEL_CALLBACK_BACKOFF_S": "0.3",
            # The plan does not follow a transcoder being restarted after a kill: runs compare.
            "REEL_PLAN_WORKERS": "2"}  # fmt: skip
 

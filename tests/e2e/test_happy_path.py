@@ -4,9 +4,9 @@ embedded stack; the outputs checked with ffprobe for what a viewer sees."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import submit, wait
 from tests.e2e import media_checks as mc
+from tests.e2e.client import API, cli, status_when
 
 pytestmark = pytest.mark.usefixtures("fleet")
 
@@ -162,20 +163,21 @@ def test_resubmitting_returns_the_same_video(synthetic: Path, e2e_settings: Sett
         mp4 = tmp_path / f"{row['rung']}.mp4"
         mp4.write_bytes(storage.get_bytes(e2e_settings.bucket_outputs, row["key"]))
         assert row["bitrate"] == pytest.approx(mc.video_bitrate(mp4), rel=0.01)
+    status = status_when(vid, "completed")
+    assert status["playback"]["hls"] is None and all(o["url"] for o in status["outputs"])
+    with pytest.raises(urllib.error.HTTPError) as no_hls:  # nothing to watch: it was made without HLS
+        urllib.request.urlopen(f"{API}/videos/{vid}/watch", timeout=10)
+    assert no_hls.value.code == 404 and "without HLS" in no_hls.value.read().decode()
 
 
 def test_bad_requests_fail_clearly(e2e_settings: Settings, tmp_path: Path) -> None:
-    env = {"REEL_HOME": str(e2e_settings.home), "REEL_KAFKA_PORT": str(e2e_settings.kafka_port),
-           "REEL_S3_PORT": str(e2e_settings.s3_port), "PATH": "/usr/bin:/bin"}  # fmt: skip
+    def submit_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return cli(e2e_settings, "submit", *args)
 
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "reel.cli", "submit", *args],
-                              env={**os.environ, **env}, capture_output=True, text=True)  # fmt: skip
-
-    missing = cli(str(tmp_path / "nope.mp4"))
+    missing = submit_cli(str(tmp_path / "nope.mp4"))
     assert missing.returncode == 2 and "no such file" in missing.stderr
     (tmp_path / "a.mp4").write_bytes(b"x")
-    profile = cli(str(tmp_path / "a.mp4"), "--profile", "ultra")
+    profile = submit_cli(str(tmp_path / "a.mp4"), "--profile", "ultra")
     assert profile.returncode == 2 and "unknown profile 'ultra'" in profile.stderr
-    fmt = cli(str(tmp_path / "a.mp4"), "--format", "hls,webm")
+    fmt = submit_cli(str(tmp_path / "a.mp4"), "--format", "hls,webm")
     assert fmt.returncode == 2 and "unknown format 'webm'" in fmt.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ from reel.stack.procs import free_port
 from reel.storage import Storage
 from reel.submit import produce, submit, wait
 from services.tracker import store
+from tests.e2e.client import cli
 
 pytestmark = pytest.mark.usefixtures("fleet")
 API = "http://127.0.0.1:28080"
@@ -246,23 +248,30 @@ def test_sigkill_mid_batch_loses_and_doubles_nothing(
 
 
 # -- the CLI on the tracker --------------------------------------------------------------
-def cli(settings: Settings, *args: str, tracker_port: int = 28080) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "REEL_HOME": str(settings.home), "REEL_KAFKA_PORT": str(settings.kafka_port),
-           "REEL_S3_PORT": str(settings.s3_port), "REEL_TRACKER_PORT": str(tracker_port),
-           "COLUMNS": "200"}  # fmt: skip
-    return subprocess.run([sys.executable, "-m", "reel.cli", *args], env=env, capture_output=True, text=True,
-                          cwd=PROJECT_ROOT, timeout=600)  # fmt: skip
-
-
 def test_submit_wait_status_and_list_follow_the_tracker(e2e_settings: Settings, tmp_path: Path) -> None:
     clip = tmp_path / "clip.mp4"
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=5",
                     "-c:v", "libx264", "-preset", "ultrafast", str(clip)], check=True)  # fmt: skip
-    done = cli(e2e_settings, "submit", str(clip), "--profile", "tiny", "--request-id", str(uuid.uuid4()), "--wait")
-    assert done.returncode == 0, done.stderr
-    video_id = done.stdout.split()[0]
-    assert "completed" in done.stderr and "100%" in done.stderr  # the progress it drew
-    assert "hls-master" in done.stdout and "X-Amz-Signature" in done.stdout  # a playable, presigned URL
+    done = cli(e2e_settings, "submit", str(clip), "--profile", "tiny", "--request-id", str(uuid.uuid4()), "--wait",
+               merged=True)  # fmt: skip
+    assert done.returncode == 0, done.stdout
+    lines = done.stdout.splitlines()
+    video_id = next(line for line in lines if re.fullmatch(r"[0-9a-f-]{36}", line))  # a line of its own
+    assert "completed" in done.stdout and "100%" in done.stdout  # the progress it drew
+    outputs = [line for line in lines if line.split(" ", 1)[0] in ("hls-master", "mp4", "poster", "manifest")]
+    assert {line.split()[0] for line in outputs} == {"hls-master", "mp4", "poster", "manifest"}  # each on its own line
+    urls = [line.strip() for line in lines if line.strip().startswith("http")]
+    master = next(u for u in urls if "/hls/master.m3u8?token=" in u)
+    assert master.startswith(f"{API}/videos/{video_id}/hls/master.m3u8")  # the tracker's signed playlist ...
+    assert json.loads(
+        subprocess.run(
+            ["ffprobe", "-v", "error", "-of", "json", "-show_streams", master],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )["streams"]  # ... plays
+    assert any("X-Amz-Signature" in u and "/mp4/" in u for u in urls)  # the MP4s are presigned
     status = cli(e2e_settings, "status", video_id)
     assert status.returncode == 0 and "completed" in status.stdout and "segment 0" in status.stdout
     listing = cli(e2e_settings, "list", "--state", "completed", "--limit", "50")

@@ -1,6 +1,6 @@
 from fractions import Fraction
 
-from reel.gate import check_audio, check_video
+from reel.gate import check_audio, check_hls_sync, check_video
 from reel.media import Packet
 
 FPS = Fraction(25)
@@ -49,3 +49,12 @@ def test_audio_shorter_than_the_video_passes_an_upper_bound_only() -> None:
     half = [Packet(i * 1024 / 48000, i * 1024 / 48000, 1024 / 48000, True) for i in range(141)]
     assert check_audio(half, 48000, 6.0, FPS, at_most=True) == []
     assert check_audio(half, 48000, 2.0, FPS, at_most=True) != []  # longer than the video
+
+
+def test_hls_renditions_must_start_with_their_audio() -> None:
+    # Measured: each rendition packaged on its own shifted the video by its B-frame delay.
+    assert check_hls_sync({"360p": 1.466667, "240p": 1.466667}, 1.4, 48000) == [
+        "HLS 360p starts +0.067s from its audio",
+        "HLS 240p starts +0.067s from its audio",
+    ]
+    assert check_hls_sync({"360p": 1.0}, 0.978667, 48000) == []  # the priming: under one AAC frame
