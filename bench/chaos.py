@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from reel.attempts import COMPLETED, Attempts
-from reel.contract import Registry, media_seconds
+from reel.contract import Registry
 from reel.kafka import read_to_end
+from reel.segment import SegmentTask
 from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import submit, wait
@@ -102,7 +103,8 @@ def audit(settings: Settings, ends: dict[str, dict[str, Any]], since_ms: int) ->
     redone = 0.0
     for ev in transcoded:
         lost_attempts = [m for m in attempts.markers(ev) if m.state != COMPLETED]
-        seconds = media_seconds(ev) if ev["track"] == "video" else ev["total_frames"] * ev["fps_den"] / ev["fps_num"]
+        seg = SegmentTask.of(ev)
+        seconds = seg.length_s if ev["track"] == "video" else seg.total_s
         redone += len(lost_attempts) * seconds
     return {"duplicated": sum(n - 1 for n in per_task.values() if n > 1), "dead_lettered": dead,
             "re_encoded_media_seconds": round(redone, 1)}  # fmt: skip

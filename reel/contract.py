@@ -14,7 +14,6 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from reel import PROJECT_ROOT
+from reel.pipeline import DLQ_SUFFIX, dead_letter_topics
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
@@ -40,7 +40,6 @@ TOPIC_SCHEMAS: dict[str, str] = {
     "task.progress": "reel.events.TaskProgress",
 }
 DEAD_LETTER = "reel.events.DeadLetter"
-DLQ_SUFFIX = ".dlq"
 
 
 def dlq_topic(topic: str) -> str:
@@ -48,9 +47,8 @@ def dlq_topic(topic: str) -> str:
 
 
 def all_topics() -> list[str]:
-    """Every topic the stack creates: the event topics and a dead-letter topic per task topic."""
-    task_topics = ["video.requested", "segment.requested", "segment.pulled", "segment.transcoded"]
-    return list(TOPIC_SCHEMAS) + [dlq_topic(t) for t in task_topics]
+    """Every topic the stack creates: the event topics and each stage's dead letters."""
+    return [*TOPIC_SCHEMAS, *dead_letter_topics()]
 
 
 def schema_for_topic(topic: str) -> str:
@@ -180,20 +178,3 @@ TASK_FIELDS = ("source", "profile", "formats", "fps_num", "fps_den", "gop_frames
 
 def task_fields(event: dict[str, Any]) -> dict[str, Any]:
     return {k: event[k] for k in TASK_FIELDS}
-
-
-def media_seconds(event: dict[str, Any]) -> float:
-    """Seconds of media a segment task covers (the backlog's unit of work)."""
-    return float(event["frame_count"] * event["fps_den"] / event["fps_num"])
-
-
-def segment_window(ev: dict[str, Any]) -> tuple[float, float]:
-    """(first frame's source timestamp, seconds) of a video segment."""
-    fps = Fraction(ev["fps_num"], ev["fps_den"])
-    start = ev["video_start"] + float(ev["start_frame"] / fps)
-    return start, float(ev["frame_count"] / fps)
-
-
-def work_key(ev: dict[str, Any], attempt_id: str, name: str) -> str:
-    seg = "all" if ev["segment_index"] is None else f"{ev['segment_index']:05d}"
-    return f"{ev['video_id']}/{ev['generation']}/{ev['track']}/{seg}/{attempt_id}/{name}"

@@ -128,3 +128,13 @@ def read_to_end(bootstrap: str, topics: list[str], since_ms: int | None = None, 
         return records
     finally:
         c.close()
+
+
+def member_partitions(admin: AdminClient, group: str, topic: str) -> list[list[int]]:
+    """Each live member's partitions of `topic` ([] when the group has no members yet)."""
+    try:
+        (future,) = admin.describe_consumer_groups([group]).values()
+        members = future.result(10).members
+    except Exception:  # noqa: BLE001 - no group yet
+        return []
+    return [[tp.partition for tp in m.assignment.topic_partitions if tp.topic == topic] for m in members]

@@ -25,8 +25,8 @@ SEGMENTS = Gauge("reel_segments", "Segments of unfinished videos by stage", ["st
 BACKLOG = Gauge("reel_backlog_media_seconds", "Media-seconds of unfinished videos' segments by stage", ["stage"])
 VIDEO_FAILURES = Counter(
     "reel_video_failures_total",
-    "Videos failed, by the stage that failed them and the class of reason",
-    ["stage", "reason"],
+    "Videos failed, by the stage that failed them and why (reel.task.Kind)",
+    ["stage", "kind"],
 )
 VIDEOS_COMPLETED = Counter("reel_videos_completed_total", "Videos completed")
 CALLBACKS = Counter("reel_callbacks_total", "Callback POST attempts by outcome", ["outcome"])

@@ -19,7 +19,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from reel import ladder
+from reel import keys, ladder
 from reel.contract import Registry, envelope
 from reel.kafka import producer_config
 from reel.settings import Settings
@@ -67,10 +67,10 @@ def submit(
         raise SubmitError(str(exc)) from exc
     sha = sha256_file(path)
     vid = video_id_for(request_id, sha, profile, formats)
-    marker = f"submissions/{vid}.json"
+    marker = keys.submission(vid)
     if storage.exists(settings.bucket_work, marker):
         return Submission(vid, False, json.loads(storage.get_bytes(settings.bucket_work, marker))["at"])
-    key = f"uploads/{sha}/{path.name}"
+    key = keys.upload(sha, path.name)
     if not storage.exists(settings.bucket_sources, key):
         storage.put_file(settings.bucket_sources, key, path, progress)
     elif progress:

@@ -19,12 +19,12 @@ import time
 from dataclasses import dataclass, field
 
 from reel import PROJECT_ROOT, logs
+from reel.pipeline import WORKER_KINDS
 from reel.settings import Settings, load
 from reel.stack.procs import stop
 
 log = logging.getLogger("reel.supervisor")
 
-WORKER_KINDS = ("splitter", "puller", "transcoder", "pusher")
 GRACE_S = 150.0  # above the longest segment's encode: a drained worker finishes its task
 
 

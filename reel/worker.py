@@ -11,108 +11,42 @@ A worker that dies never committed its offset: after the rebalance another membe
 gets the same task - that is the re-queue. The attempt markers count the attempts
 that died; at `max_attempts` the task goes to `<topic>.dlq` instead of crash-looping
 the fleet. Progress heartbeats go through a second, idempotent producer.
+
+Around it: the API handlers are written against (reel/task.py), when a task is retried
+or given up (reel/retries.py), the transaction (reel/transaction.py) and the
+checkpoints of finished work (reel/checkpoints.py).
 """
 
 from __future__ import annotations
 
-import base64
 import logging
-import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from reel import metrics
-from reel.attempts import (
-    COMPLETED,
-    FAILED,
-    HANDED_BACK,
-    Attempt,
-    Attempts,
-    Marker,
-    failed_attempts,
-)
-from reel.contract import ContractError, Registry, dlq_topic, envelope, schema_for_topic
+from reel import metrics, retries
+from reel.attempts import COMPLETED, FAILED, HANDED_BACK, Attempt, Attempts
+from reel.checkpoints import Checkpoints
+from reel.contract import ContractError, Registry, dlq_topic, schema_for_topic
 from reel.faults import fault_point
 from reel.kafka import consumer_config, producer_config
 from reel.logs import task_context
 from reel.redact import redact
+from reel.retries import Outcome
 from reel.settings import Settings
 from reel.storage import Storage, transient
+from reel.task import Kind, Output, Permanent, Stage, Task
+from reel.transaction import Fatal, Transactions
 
 log = logging.getLogger(__name__)
 
-EVENT_NS = uuid.UUID("5b0c3a52-2f7e-4e0b-9d7e-2a9a4c1f6e11")
-COMMIT_TIMEOUT_S = 30.0
 HEARTBEAT_S = 2.0
 IDLE_COMMIT_S = 5.0
-
-
-class Permanent(Exception):
-    """The input can never succeed (corrupt, unsupported, …): dead-letter it now."""
-
-
-class Fatal(Exception):
-    """The producer is fenced or broken: exit non-zero and let the supervisor restart us."""
-
-
-@dataclass
-class Output:
-    topic: str
-    key: str
-    record: dict[str, Any]
-    schema: str | None = None  # default: the topic's event type
-    partition: int | None = None  # default: by key
-
-
-@dataclass
-class Task:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    event: dict[str, Any]
-    attempt: Attempt
-    worker_id: str
-    cancel: threading.Event = field(default_factory=threading.Event)
-    percent: float = 0.0
-
-    def report(self, percent: float) -> None:
-        self.percent = max(self.percent, min(100.0, percent))
-
-    def envelope(self, topic: str, n: int = 0, **changes: Any) -> dict[str, Any]:
-        """The envelope of an output: same video/generation/track/segment, this attempt,
-        and an event id derived from the input's, so a re-run produces the same ids."""
-        e = self.event
-        env = envelope(
-            video_id=e["video_id"], producer=self.worker_id, generation=e["generation"],
-            track=e["track"], segment_index=e["segment_index"], attempt=self.attempt.number,
-            event_id=str(uuid.uuid5(EVENT_NS, f"{e['event_id']}/{topic}/{n}")),
-            trace_id=e.get("trace_id"),
-        )  # fmt: skip
-        env.update(changes)
-        return env
-
-
-Handler = Callable[[Task], list[Output]]
-DeadLetterHook = Callable[[dict[str, Any], str], list[Output]]
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str  # names the group, the transactional ids and the markers
-    topic: str  # input topic
-    handle: Handler
-    schema: str | None = None  # input event type; default the topic's
-    on_dead_letter: DeadLetterHook | None = None  # e.g. a video.failed for the video
-    media_seconds: Callable[[dict[str, Any]], float] = lambda _e: 0.0
 
 
 @dataclass
@@ -126,23 +60,6 @@ class Running:
 
     def done(self) -> bool:
         return not self.thread.is_alive()
-
-
-def fail_video(stage: str) -> DeadLetterHook:
-    """The dead-letter hook of every pipeline stage: the video fails with the reason."""
-
-    def hook(event: dict[str, Any], reason: str) -> list[Output]:
-        env = envelope(
-            video_id=event["video_id"], producer=stage, generation=event["generation"],
-            track=event["track"], segment_index=event["segment_index"],
-            attempt=event.get("attempt", 1), trace_id=event.get("trace_id"),
-            event_id=str(uuid.uuid5(EVENT_NS, f"{event['event_id']}/video.failed")),
-        )  # fmt: skip
-        record = {**env, "stage": stage, "reason": reason, "detail": None,
-                  "callback_url": event.get("callback_url")}  # fmt: skip
-        return [Output("video.failed", event["video_id"], record)]
-
-    return hook
 
 
 class Worker:
@@ -163,11 +80,13 @@ class Worker:
         self.revoke_grace_s = settings.revoke_grace_s
         self.worker_id = f"{stage.name}-{settings.slot}"
         self.attempts = Attempts(storage, settings.bucket_work, stage.name)
+        self.checkpoints = Checkpoints(storage, settings.bucket_work, self.registry, stage.name)
         self.group = f"reel.{stage.name}"
         self.consumer = Consumer(consumer_config(settings, self.group, self.worker_id))
         # Stable per slot: a restarted slot fences its zombie and aborts its open transaction.
         self.producer = Producer(producer_config(settings, self.worker_id, f"reel.{self.worker_id}"))
         self.heartbeats = Producer(producer_config(settings, self.worker_id + "-hb", None))
+        self.transactions = Transactions(self.producer, self.consumer, self.registry)
         self.running: Running | None = None
         self.callback_error: Exception | None = None
         # Where each partition we own resumes, as our own transactions committed it. The
@@ -317,7 +236,7 @@ class Worker:
                 event = self.registry.decode(msg.value() or b"", self.stage.schema or schema_for_topic(topic))
             except ContractError as exc:
                 log.error("undecodable record: %s", exc)
-                self._dead_letter(msg, None, exc.kind, str(exc), 0)
+                self._dead_letter(msg, None, Kind.BAD_INPUT, exc.kind, str(exc), 0)
                 return
         ctx = {
             "topic": topic, "partition": partition, "offset": offset,
@@ -335,13 +254,12 @@ class Worker:
                 self._transaction([], [TopicPartition(topic, partition, offset + 1)], seek_back=True)
                 return
             previous = self.attempts.markers(event)
-            failed = failed_attempts(previous)
-            if failed >= self.settings.max_attempts:
-                reason = f"{failed} attempts failed or died; last: {_last_reason(previous)}"
-                log.error("escalating: %s", reason)
-                self._dead_letter(msg, event, "attempts-exhausted", reason, failed)
+            given_up = retries.escalation(previous, self.settings.max_attempts)
+            if given_up is not None:
+                log.error("escalating: %s", given_up.reason)
+                self._dead_letter(msg, event, given_up.kind, "attempts-exhausted", given_up.reason, given_up.failed)
                 return
-            attempt = self.attempts.begin(event, self.worker_id, previous)
+            attempt = self.attempts.begin(event, self.worker_id, retries.attempt_number(previous))
         ctx["attempt"] = attempt.number
         task = Task(topic, partition, offset, msg.key(), msg.value() or b"", event, attempt, self.worker_id)
         self.consumer.pause(self.consumer.assignment())
@@ -366,29 +284,31 @@ class Worker:
                     run.outputs = reused
                     return
                 run.outputs = self.stage.handle(run.task)
+                self._check_outputs(run.outputs)
                 self._save_checkpoint(run.task, run.outputs)
             except BaseException as exc:  # noqa: BLE001 - judged on the loop thread
                 run.error = exc
 
+    def _check_outputs(self, outputs: list[Output]) -> None:
+        """An output its schema refuses is reel's own bug: it would fail the same way every
+        attempt, so it is given up at once (kind internal) instead of inside the commit."""
+        for o in outputs:
+            try:
+                self.registry.encode(o.schema or schema_for_topic(o.topic), o.record)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise Permanent(f"{self.stage.name} made a {o.topic} its schema refuses: {exc}", Kind.INTERNAL) from exc
+
     def _save_checkpoint(self, task: Task, outputs: list[Output]) -> None:
-        saved = [{"topic": o.topic, "key": o.key, "schema": o.schema, "partition": o.partition,
-                  "value": base64.b64encode(self.registry.encode(o.schema or schema_for_topic(o.topic),
-                                                                o.record)).decode()}
-                 for o in outputs]  # fmt: skip
         try:
-            self.attempts.save_checkpoint(task.event, saved)
+            self.checkpoints.save(task.event, outputs)
         except Exception as exc:  # noqa: BLE001 - only a later attempt would have used it
             log.warning("checkpoint not saved: %s", exc)
 
     def _reuse(self, task: Task) -> list[Output] | None:
         """The outputs of an earlier attempt that finished its work but died before its
         commit, if every object they point at is still there; as this attempt's."""
-        saved = self.attempts.checkpoint(task.event)
-        if saved is None:
-            return None
-        outputs = checkpointed_outputs(saved, self.registry)
-        if not all_objects_exist(self.storage, outputs):
-            log.info("checkpoint of an earlier attempt is incomplete: doing the work again")
+        outputs = self.checkpoints.reusable(task.event)
+        if outputs is None:
             return None
         for o in outputs:
             o.record.update(attempt=task.attempt.number, producer=self.worker_id)
@@ -412,7 +332,8 @@ class Worker:
         with task_context(**ctx):
             metrics.TASK_SECONDS.labels(self.stage.name).observe(time.monotonic() - run.started)
             done = False  # whether the input's offset moved past this task
-            if run.error is None:
+            result = retries.outcome(run.error, task.cancel.is_set())
+            if result is Outcome.COMPLETED:
                 done = self._commit(run.outputs or [], task)
                 if done:
                     self._mark(task.attempt, COMPLETED)
@@ -420,29 +341,31 @@ class Worker:
                     log.info("task completed in %.2fs", time.monotonic() - run.started)
                 else:  # aborted (a rebalance or a fence took the partition): not the task's fault
                     self._mark(task.attempt, HANDED_BACK, "commit aborted")
-            elif isinstance(run.error, Permanent):
-                reason = redact(str(run.error))
-                log.error("permanent failure: %s", reason)
-                self._mark(task.attempt, FAILED, reason)
-                done = self._dead_letter_task(task, "permanent", reason)
-            elif task.cancel.is_set():  # cancelled mid-work: not a failure
+            elif result is Outcome.HANDED_BACK:
                 self._mark(task.attempt, HANDED_BACK, "cancelled")
             else:
-                reason = redact(f"{type(run.error).__name__}: {run.error}")
-                log.error("attempt failed: %s", reason, exc_info=run.error)
-                self._mark(task.attempt, FAILED, reason)
-                self._heartbeat(task, "failed", reason)
-                metrics.TASKS.labels(self.stage.name, "failed").inc()
+                assert run.error is not None
+                reason = redact(str(run.error) if result is Outcome.PERMANENT else
+                                f"{type(run.error).__name__}: {run.error}")  # fmt: skip
+                kind = retries.kind_of(run.error)
+                self._mark(task.attempt, FAILED, reason, kind.value if kind else "")
+                if result is Outcome.PERMANENT:
+                    log.error("permanent failure: %s", reason)
+                    done = self._dead_letter_task(task, kind or Kind.BAD_INPUT, "permanent", reason)
+                else:
+                    log.error("attempt failed: %s", reason, exc_info=run.error)
+                    self._heartbeat(task, "failed", reason)
+                    metrics.TASKS.labels(self.stage.name, "failed").inc()
             # Not done: the task runs again (a failed attempt is counted by its marker).
             next_offset = task.offset + 1 if done else task.offset
             self._resume(wake=TopicPartition(task.topic, task.partition, next_offset))
             self.last_activity = time.monotonic()
 
-    def _mark(self, attempt: Attempt, state: str, reason: str = "") -> None:
+    def _mark(self, attempt: Attempt, state: str, reason: str = "", kind: str = "") -> None:
         """Record how an attempt ended. If storage is unreachable the marker stays
         "started", which counts the same as a failure: never worth a crash."""
         try:
-            self.attempts.finish(attempt, state, reason)
+            self.attempts.finish(attempt, state, reason, kind)
         except Exception as exc:  # noqa: BLE001
             log.warning("attempt marker not updated (%s): %s", state, exc)
 
@@ -454,62 +377,30 @@ class Worker:
 
     def _transaction(self, outputs: list[Output], offsets: list[TopicPartition], seek_back: bool) -> bool:
         """One transaction; after an abort, seek_back sets each input back to its offset."""
-        try:
-            self.producer.begin_transaction()
-            for out in outputs:
-                schema = out.schema or schema_for_topic(out.topic)
-                value = self.registry.encode(schema, out.record)
-                partition = -1 if out.partition is None else out.partition  # -1: by key
-                self.producer.produce(out.topic, key=out.key.encode(), value=value, partition=partition)
-            if outputs:  # not in an idle commit or a skip: those leave no task to redo
-                fault_point("after-produce")
-            self.producer.send_offsets_to_transaction(
-                offsets, self.consumer.consumer_group_metadata(), COMMIT_TIMEOUT_S
-            )
-            self._commit_with_watchdog()
-            for tp in offsets:
-                key = (tp.topic, tp.partition)
-                self.committed_next[key] = max(tp.offset, self.committed_next.get(key, -1))
-            # A segment that exhausted its attempts leaves the rest of the work for a
-            # segment retry; anything else (a bad input) fails the whole video.
-            exhausted = any(o.topic.endswith(".dlq") and o.record["error_kind"] == "attempts-exhausted"
-                            for o in outputs)  # fmt: skip
-            for out in outputs:
-                if out.topic == "video.failed":
-                    self.attempts.bury(out.record, out.record["reason"], keep_work=exhausted)
-        except KafkaException as exc:
-            err = exc.args[0]
-            if err.fatal():
-                raise Fatal(f"producer: {err}") from exc
-            log.warning("transaction aborted: %s", err)
-            self._abort()
+        if not self.transactions.commit(outputs, offsets):
             if seek_back:
                 for tp in offsets:
                     self._seek(tp.topic, tp.partition, tp.offset - 1)
             return False
+        for tp in offsets:
+            key = (tp.topic, tp.partition)
+            self.committed_next[key] = max(tp.offset, self.committed_next.get(key, -1))
+        for out in outputs:
+            if out.topic == "video.failed":
+                self._bury(out.record)
         fault_point("after-commit")
         return True
 
-    def _commit_with_watchdog(self) -> None:
-        # librdkafka has been seen to hang in commit past its timeout: exit rather than wedge.
-        with watchdog(COMMIT_TIMEOUT_S * 2 + 10, _wedged):
-            while True:
-                try:
-                    self.producer.commit_transaction(COMMIT_TIMEOUT_S)
-                    return
-                except KafkaException as exc:
-                    if exc.args[0].retriable() and not exc.args[0].txn_requires_abort():
-                        log.warning("commit retry: %s", exc.args[0])
-                        continue
-                    raise
-
-    def _abort(self) -> None:
+    def _bury(self, failed: dict[str, Any]) -> None:
+        """A committed video.failed leaves a tombstone, so the video's tasks still in flight
+        are skipped. The commit stands whatever happens here: a storage error only means
+        those tasks run and their work stays (said loudly), never a crash after a commit."""
+        keep = Kind(failed["kind"]) in retries.KEEPS_WORK  # exhausted: kept for `retry --segment`
         try:
-            self.producer.abort_transaction(COMMIT_TIMEOUT_S)
-        except KafkaException as exc:
-            if exc.args[0].fatal():
-                raise Fatal(f"abort: {exc.args[0]}") from exc
-            log.warning("abort failed: %s", exc.args[0])
+            self.attempts.bury(failed, failed["reason"], keep_work=keep)
+        except Exception as exc:  # noqa: BLE001
+            log.error("tombstone of failed video %s not written (%s): its tasks in flight will run",
+                      failed["video_id"], exc)  # fmt: skip
 
     def _resume(self, wake: TopicPartition | None = None) -> None:
         assignment = self.consumer.assignment()
@@ -562,36 +453,31 @@ class Worker:
             self._transaction([], ahead, seek_back=False)
 
     # -- dead letters --------------------------------------------------------------
-    def _dead_letter(self, msg: Message, event: dict[str, Any] | None, kind: str, reason: str, failed: int) -> None:
-        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-        self._send_dead_letter(topic, partition, offset, msg.key(), msg.value() or b"", event, kind, reason, failed)
+    def _dead_letter(
+        self, msg: Message, event: dict[str, Any] | None, kind: Kind, error_kind: str, reason: str, failed: int
+    ) -> None:
+        where = (msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value() or b"")
+        self._send_dead_letter(*where, event, kind, error_kind, reason, failed)
 
-    def _dead_letter_task(self, task: Task, kind: str, reason: str) -> bool:
-        failed = failed_attempts(self.attempts.markers(task.event))
-        return self._send_dead_letter(task.topic, task.partition, task.offset, task.key, task.value,
-                               task.event, kind, reason, failed)  # fmt: skip
+    def _dead_letter_task(self, task: Task, kind: Kind, error_kind: str, reason: str) -> bool:
+        failed = retries.counted(self.attempts.markers(task.event))
+        where = (task.topic, task.partition, task.offset, task.key, task.value)
+        return self._send_dead_letter(*where, task.event, kind, error_kind, reason, failed)
 
     def _send_dead_letter(
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes,
-        event: dict[str, Any] | None, kind: str, reason: str, failed: int,
+        event: dict[str, Any] | None, kind: Kind, error_kind: str, reason: str, failed: int,
     ) -> bool:  # fmt: skip
         reason = redact(reason)  # it is stored and shown everywhere: no presigned URL in it
-        e = event or {}
-        env = envelope(
-            video_id=e.get("video_id", "unknown"), producer=self.worker_id,
-            generation=e.get("generation", 0), track=e.get("track", "video"),
-            segment_index=e.get("segment_index"),
-            event_id=str(uuid.uuid5(EVENT_NS, f"{topic}/{partition}/{offset}/dead-letter")),
-        )  # fmt: skip
-        record = {**env, "original_topic": topic, "original_partition": partition,
-                  "original_offset": offset, "original_key": key, "original_value": value,
-                  "reason": reason, "error_kind": kind, "failed_attempts": failed}  # fmt: skip
+        record = retries.dead_letter(topic=topic, partition=partition, offset=offset, key=key, value=value,
+                                     event=event, kind=kind, error_kind=error_kind, reason=reason, failed=failed,
+                                     producer=self.worker_id)  # fmt: skip
         outputs = [Output(dlq_topic(topic), (key or b"").decode(errors="replace"), record)]
         if event is not None and self.stage.on_dead_letter is not None:
-            outputs += self.stage.on_dead_letter(event, reason)
+            outputs += self.stage.on_dead_letter(event, reason, kind)
         if self._transaction(outputs, [TopicPartition(topic, partition, offset + 1)], seek_back=True):
-            metrics.DEAD_LETTERS.labels(topic, kind).inc()
-            log.error("dead-lettered to %s: %s (%s)", dlq_topic(topic), reason, kind)
+            metrics.DEAD_LETTERS.labels(topic, error_kind).inc()
+            log.error("dead-lettered to %s: %s (%s)", dlq_topic(topic), reason, kind.value)
             return True
         return False
 
@@ -619,47 +505,3 @@ class Worker:
             except KafkaException as exc:  # a fenced producer refuses even this
                 log.warning("producer flush: %s", exc.args[0])
         log.info("%s stopped", self.worker_id)
-
-
-def checkpointed_outputs(saved: list[dict[str, Any]], registry: Registry) -> list[Output]:
-    """The outputs a checkpoint holds (as `_save_checkpoint` wrote them)."""
-    return [Output(o["topic"], o["key"], registry.decode(base64.b64decode(o["value"])), o["schema"], o["partition"])
-            for o in saved]  # fmt: skip
-
-
-def all_objects_exist(storage: Storage, outputs: list[Output]) -> bool:
-    return all(storage.exists(b, k) for o in outputs for b, k in object_refs(o.record))
-
-
-def object_refs(value: Any) -> list[tuple[str, str]]:
-    """Every (bucket, key) an event points at, however deep."""
-    if isinstance(value, dict):
-        own = [(value["bucket"], value["key"])] if isinstance(value.get("bucket"), str) and "key" in value else []
-        return own + [ref for v in value.values() for ref in object_refs(v)]
-    if isinstance(value, list):
-        return [ref for v in value for ref in object_refs(v)]
-    return []
-
-
-def _last_reason(markers: list[Marker]) -> str:
-    counted = [m for m in markers if m.state != HANDED_BACK and m.state != COMPLETED]
-    if counted and counted[-1].state == FAILED and counted[-1].reason:
-        return counted[-1].reason
-    return "the worker died mid-task (killed or out of memory)"
-
-
-@contextmanager
-def watchdog(seconds: float, on_expire: Callable[[], None]) -> Iterator[None]:
-    """Call on_expire (from another thread) if the block is still running after `seconds`."""
-    timer = threading.Timer(seconds, on_expire)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-
-
-def _wedged() -> None:
-    log.critical("transaction commit hung past its watchdog; exiting")
-    os._exit(3)

@@ -7,27 +7,19 @@ source timestamps kept (-copyts); the audio task copies the audio track whole.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
-from reel import media
-from reel.contract import media_seconds, segment_window, task_fields, task_key, work_key
+from reel import keys, media
+from reel.contract import task_fields, task_key
 from reel.faults import fault_point
 from reel.parallel import alongside
 from reel.scratch import scratch
-from reel.settings import Settings
-from reel.storage import ObjectMissing, Storage
-from reel.worker import Output, Permanent, Stage, Task, fail_video
+from reel.segment import SegmentTask
+from reel.storage import ObjectMissing
+from reel.task import Deps, Kind, Output, Permanent, Task
 
 MARGIN_S = 1.0  # past the segment's end: B-frames and open GOPs need the packets after it
-
-
-@dataclass(frozen=True)
-class Deps:
-    settings: Settings
-    storage: Storage
 
 
 def span_args(url: str, start: float, length: float, out: Path) -> list[str]:
@@ -45,27 +37,26 @@ def audio_args(url: str, out: Path) -> list[str]:
     return ["-copyts", "-i", url, "-map", "0:a:0", "-c", "copy", "-f", "matroska", "-y", str(out)]
 
 
-def span_start_of(out: Path, ev: dict[str, Any], start: float, length: float) -> float:
+def span_start_of(out: Path, seg: SegmentTask) -> float:
     """The pulled span's first video timestamp (the source keyframe at or before the
     segment), after checking that the span covers the segment."""
-    fps = ev["fps_num"] / ev["fps_den"]
     probe = media.probe(out)
     if probe.video is None:
         raise RuntimeError("the pulled span has no video")
     span_start = probe.video.start_time
     span_end = span_start + (probe.video.duration or 0.0)
-    if span_end < min(start + length, ev["video_start"] + ev["total_frames"] / fps) - 2 / fps:
-        raise Permanent(f"source is truncated: its video ends at {span_end - ev['video_start']:.2f}s "
-                        f"of {ev['total_frames'] / fps:.2f}s")  # fmt: skip
-    if span_start > start + 0.5 / fps:
-        raise RuntimeError(f"span starts at {span_start:.3f}s, after the segment ({start:.3f}s)")
+    if span_end < min(seg.start_s + seg.length_s, seg.video_start + seg.total_s) - 2 * seg.frame_s:
+        raise Permanent(f"source is truncated: its video ends at {span_end - seg.video_start:.2f}s "
+                        f"of {seg.total_s:.2f}s")  # fmt: skip
+    if span_start > seg.start_s + 0.5 * seg.frame_s:
+        raise RuntimeError(f"span starts at {span_start:.3f}s, after the segment ({seg.start_s:.3f}s)")
     return span_start
 
 
 def audio_start_of(out: Path) -> float:
     probe = media.probe(out)
     if probe.audio is None:
-        raise Permanent("the source's audio track could not be copied")
+        raise Permanent("the source's audio track could not be copied", Kind.UNSUPPORTED_INPUT)
     return probe.audio.start_time
 
 
@@ -75,7 +66,7 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     try:
         deps.storage.stat(src["bucket"], src["key"])
     except ObjectMissing as exc:
-        raise Permanent(f"source object {src['bucket']}/{src['key']} does not exist") from exc
+        raise Permanent(f"source object {src['bucket']}/{src['key']} does not exist", Kind.SOURCE_MISSING) from exc
     url = deps.storage.presign_get(src["bucket"], src["key"])
     with scratch(deps.settings, "pull") as tmp:
         if ev["track"] == "audio":
@@ -84,15 +75,16 @@ def handle(task: Task, deps: Deps) -> list[Output]:
             check = partial(audio_start_of, out)
         else:
             out, name = tmp / "span.mp4", "span.mp4"
-            start, length = segment_window(ev)
+            seg = SegmentTask.of(ev)
+            start, length = seg.start_s, seg.length_s
             media.run_ffmpeg(
                 span_args(url, start, length, out), timeout=120 + 4 * length, cancel=task.cancel,
                 on_progress=lambda s: task.report(100 * s / (length + MARGIN_S)),
                 nice=0,  # a stream copy: short, and it feeds the encoders
             )  # fmt: skip
             fault_point("mid-pull")
-            check = partial(span_start_of, out, ev, start, length)
-        key = work_key(ev, task.attempt.attempt_id, name)
+            check = partial(span_start_of, out, seg)
+        key = keys.work(ev, task.attempt.attempt_id, name)
         # The upload needs nothing from the checks: it goes while they run (a refused
         # span leaves an object in its attempt's work area, like a killed pull).
         with alongside(deps.storage.put_file, deps.settings.bucket_work, key, out) as upload:
@@ -104,9 +96,3 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     # The splitter chose a transcoder's partition (its lane) to balance the fleet's load.
     lane = ev.get("lane", -1)
     return [Output("segment.pulled", key, record, partition=lane if lane >= 0 else None)]
-
-
-def make_stage(settings: Settings, storage: Storage) -> Stage:
-    deps = Deps(settings, storage)
-    return Stage("puller", "segment.requested", lambda t: handle(t, deps),
-                 on_dead_letter=fail_video("puller"), media_seconds=media_seconds)  # fmt: skip

@@ -8,15 +8,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka.admin import AdminClient
-
-from reel import ladder, media
+from reel import keys, ladder, media, task
 from reel.contract import Registry, task_key
 from reel.faults import fault_point
 from reel.scratch import scratch
 from reel.settings import Settings
-from reel.storage import ObjectMissing, Storage
-from reel.worker import Output, Permanent, Stage, Task, fail_video
+from reel.storage import ObjectMissing
+from reel.task import Kind, Output, Permanent, Task
 from services.splitter.index import read_video_samples
 from services.splitter.plan import dispatch_order, gop_frames, lanes, plan_segments, segment_costs
 from services.splitter.reuse import reuse_generation
@@ -28,21 +26,9 @@ AUDIO_COST = 0.05  # encoding a second of audio costs about this share of a seco
 
 
 @dataclass(frozen=True)
-class Deps:
-    settings: Settings
-    storage: Storage
+class Deps(task.Deps):
     transcoders: Callable[[], list[list[int]]]  # each live transcoder's segment.pulled partitions
     registry: Registry = field(default_factory=Registry)
-
-
-def member_partitions(admin: AdminClient, group: str, topic: str) -> list[list[int]]:
-    """Each live member's partitions of `topic` ([] when the group has no members yet)."""
-    try:
-        (future,) = admin.describe_consumer_groups([group]).values()
-        members = future.result(10).members
-    except Exception:  # noqa: BLE001 - no group yet
-        return []
-    return [[tp.partition for tp in m.assignment.topic_partitions if tp.topic == topic] for m in members]
 
 
 NO_INDEX = ("mpeg", "mpegts", "h264", "hevc", "m4v", "mjpeg", "mpegvideo", "avi")
@@ -68,10 +54,11 @@ def check_limits(settings: Settings, video: media.VideoStream, duration: float) 
     if duration <= 0:
         raise Permanent("source has zero duration")
     if duration > settings.max_duration_s:
-        raise Permanent(f"source lasts {duration:.0f}s, over the limit of {settings.max_duration_s:.0f}s")
+        raise Permanent(f"source lasts {duration:.0f}s, over the limit of {settings.max_duration_s:.0f}s",
+                        Kind.UNSUPPORTED_INPUT)  # fmt: skip
     if max(video.width, video.height) > settings.max_dimension:
         raise Permanent(f"source is {video.width}x{video.height}, over the limit of "
-                        f"{settings.max_dimension} pixels a side")  # fmt: skip
+                        f"{settings.max_dimension} pixels a side", Kind.UNSUPPORTED_INPUT)  # fmt: skip
 
 
 def probe_source(url: str) -> media.Probe:
@@ -82,9 +69,9 @@ def probe_source(url: str) -> media.Probe:
     if probe.video is None and probe.audio is None and not probe.duration:
         raise Permanent("source is empty: zero duration and no streams")
     if probe.video is None:
-        raise Permanent("source has no video stream")
+        raise Permanent("source has no video stream", Kind.UNSUPPORTED_INPUT)
     if probe.format_name in IMAGE_FORMATS or probe.video.frames == 1:
-        raise Permanent(f"source is a still image ({probe.format_name}), not a video")
+        raise Permanent(f"source is a still image ({probe.format_name}), not a video", Kind.UNSUPPORTED_INPUT)
     return probe
 
 
@@ -105,8 +92,7 @@ def examine(task: Task, deps: Deps, src: dict[str, Any]) -> tuple[dict[str, Any]
             media.run_ffmpeg(remux_args(url, out, "mp4"), timeout=3600, cancel=task.cancel)
         except media.MediaError:  # a codec MP4 will not hold (e.g. PCM audio): QuickTime will
             media.run_ffmpeg(remux_args(url, out, "mov"), timeout=3600, cancel=task.cancel)
-        key = f"{ev['video_id']}/{ev['generation']}/source/{task.attempt.attempt_id}/source.mp4"
-        ref = deps.storage.put_file(deps.settings.bucket_work, key, out)
+        ref = deps.storage.put_file(deps.settings.bucket_work, keys.remux(ev, task.attempt.attempt_id), out)
         probe = probe_source(str(out))
     remuxed = {"bucket": ref.bucket, "key": ref.key, "etag": ref.sha256, "size": ref.size}
     return remuxed, probe
@@ -141,7 +127,7 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     try:
         deps.storage.stat(src["bucket"], src["key"])
     except ObjectMissing as exc:
-        raise Permanent(f"source object {src['bucket']}/{src['key']} does not exist") from exc
+        raise Permanent(f"source object {src['bucket']}/{src['key']} does not exist", Kind.SOURCE_MISSING) from exc
     src, probe = examine(task, deps, src)
     fault_point("mid-work")
     video = probe.video
@@ -186,10 +172,3 @@ def handle(task: Task, deps: Deps) -> list[Output]:
         rec = {**env, **task_common, "start_frame": 0, "frame_count": total, "lane": lane.get(-1, -1)}
         outputs.append(Output("segment.requested", task_key(vid, "audio", None), rec))
     return outputs
-
-
-def make_stage(settings: Settings, storage: Storage) -> Stage:
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    deps = Deps(settings, storage, lambda: member_partitions(admin, "reel.transcoder", "segment.pulled"))
-    return Stage("splitter", "video.requested", lambda t: handle(t, deps),
-                 on_dead_letter=fail_video("splitter"))  # fmt: skip

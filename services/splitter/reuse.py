@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from reel.attempts import Attempts
+from reel.checkpoints import Checkpoints
 from reel.contract import task_fields, task_key
-from reel.worker import Output, Task, all_objects_exist, checkpointed_outputs
+from reel.pipeline import SPLITTER, TRANSCODER
+from reel.task import Output, Task
 
 if TYPE_CHECKING:
     from services.splitter.handler import Deps
@@ -28,24 +29,23 @@ def reuse_generation(task: Task, deps: Deps) -> list[Output] | None:
     ev = task.event
     failed = {**ev, "generation": ev["reuse_generation"]}
     storage, bucket = deps.storage, deps.settings.bucket_work
-    saved = Attempts(storage, bucket, "splitter").checkpoint(failed)
-    if saved is None:
+    plan = Checkpoints(storage, bucket, deps.registry, SPLITTER.name).load(failed)
+    if plan is None:
         log.warning("generation %d left no plan to reuse: splitting anew", failed["generation"])
         return None
-    transcoded = Attempts(storage, bucket, "transcoder")
+    transcoded = Checkpoints(storage, bucket, deps.registry, TRANSCODER.name)
     redo = set(ev["redo_segments"])
     outputs: list[Output] = []
     reused = 0
-    for n, out in enumerate(checkpointed_outputs(saved, deps.registry)):
+    for n, out in enumerate(plan):
         rec = out.record
         is_redone = rec["track"] == "video" and rec["segment_index"] in redo
         if out.topic == "segment.transcoded" and is_redone:  # reused by that generation too: ask again
             request = {**rec, **task_fields(rec), "lane": -1}  # no lane: keys decide
             out = Output("segment.requested", task_key(rec["video_id"], rec["track"], rec["segment_index"]), request)
         elif out.topic == "segment.requested" and not is_redone:
-            done = transcoded.checkpoint(rec)
-            finished = checkpointed_outputs(done, deps.registry) if done else []
-            if finished and all_objects_exist(storage, finished):
+            finished = transcoded.reusable(rec)
+            if finished:
                 outputs += [restamp(task, f, n) for f in finished]
                 reused += 1
                 continue

@@ -21,11 +21,12 @@ from prometheus_client import make_asgi_app
 
 from reel.contract import Registry
 from reel.kafka import producer_config
+from reel.retries import KEEPS_WORK
 from reel.settings import Settings
 from reel.storage import Storage
 from services.tracker import playlists, store
 from services.tracker.playlists import Links, output_url
-from services.tracker.projection import VIDEO_RANK, current_work, failure_class, stalled
+from services.tracker.projection import VIDEO_RANK, current_work, stalled
 
 STALL_S = 15.0  # a segment whose worker sent no heartbeat for this long is stalled
 STATES = tuple(VIDEO_RANK)
@@ -54,7 +55,7 @@ def _valid_id(video_id: str) -> str:
 def _check_segment_retry(row: dict[str, Any], segment: int) -> None:
     """A segment retry reuses the work that only a segment's exhausted attempts leave
     (any other failure removes it), and names a segment of the failed generation."""
-    if failure_class(row["error"] or "") != "attempts-exhausted":
+    if row["error_kind"] not in KEEPS_WORK:
         raise Conflict(f"video {row['video_id']} failed at the {row['error_stage']}: {row['error']}; "
                        "nothing of it is kept to reuse: retry it whole")  # fmt: skip
     indices = sorted(s["segment_index"] for s in row["segments"] if s["track"] == "video")
@@ -90,7 +91,8 @@ def status_view(row: dict[str, Any], links: Links, now: datetime) -> dict[str, A
     return {
         "video_id": row["video_id"], "generation": row["generation"], "state": row["state"],
         "percent": round(float(row["percent"]), 1), "profile": row["profile"], "source": row["source"],
-        "duration": row["duration"], "error": row["error"] and {"stage": row["error_stage"], "reason": row["error"]},
+        "duration": row["duration"], "error": row["error"] and {"stage": row["error_stage"], "reason": row["error"],
+                                                      "kind": row["error_kind"] or "unknown"},
         "timings": times, "segments": segments, "outputs": outputs, "playback": playback,
         "callbacks": [{**c, "delivered_at": c["delivered_at"] and c["delivered_at"].isoformat(),
                        "next_attempt_at": c["state"] == "pending" and c["next_attempt_at"].isoformat() or None}

@@ -65,7 +65,8 @@ def body(video: dict[str, Any]) -> dict[str, Any]:
         "request_id": video["request_id"], "profile": video["profile"], "duration": video["duration"],
         "outputs": [{"kind": o["kind"], "rung": o["rung"], "bucket": o["object"]["bucket"],
                      "key": o["object"]["key"]} for o in video["outputs"] or []],
-        "error": video["error"] and {"stage": video["error_stage"], "reason": video["error"]},
+        "error": video["error"] and {"stage": video["error_stage"], "reason": video["error"],
+                                     "kind": video.get("error_kind") or "unknown"},
         "completed_at": when(video["completed_at"]), "failed_at": when(video["failed_at"]),
     }  # fmt: skip
 

@@ -16,9 +16,10 @@ from reel import metrics
 from reel.contract import ContractError, Registry, all_topics
 from reel.faults import fault_point
 from reel.kafka import end_offsets, group_lag
+from reel.pipeline import TRACKER_GROUP
 from reel.settings import Settings
 from services.tracker import store
-from services.tracker.projection import GROUP_INPUTS, failure_class
+from services.tracker.projection import GROUP_INPUTS
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class Projector:
         with psycopg.connect(self.settings.postgres_url, autocommit=True) as conn:
             store.migrate(conn)
             consumer = Consumer({
-                "bootstrap.servers": self.settings.kafka_bootstrap, "group.id": "reel.tracker",
+                "bootstrap.servers": self.settings.kafka_bootstrap, "group.id": TRACKER_GROUP,
                 "isolation.level": "read_committed", "enable.auto.commit": False,
                 "auto.offset.reset": "earliest", "client.id": "tracker",
             })  # fmt: skip
@@ -113,7 +114,7 @@ class Projector:
     def _observe(self, conn: psycopg.Connection, topic: str, event: dict) -> None:
         """Metrics of a newly projected event (an event seen again is not counted again)."""
         if topic == "video.failed":
-            metrics.VIDEO_FAILURES.labels(event["stage"], failure_class(event["reason"])).inc()
+            metrics.VIDEO_FAILURES.labels(event["stage"], event["kind"]).inc()
         elif topic == "video.completed":
             metrics.VIDEOS_COMPLETED.inc()
         if topic in ("video.completed", "video.failed"):
@@ -140,7 +141,7 @@ def refresh_gauges(settings: Settings, stopping: threading.Event, every_s: float
                 stored = store.offsets(conn)
                 c = store.counts(conn)
             ends = end_offsets(admin, sorted({t for t, _ in stored}))
-            metrics.LAG.labels("reel.tracker").set(sum(max(0, ends[tp] - o) for tp, o in stored.items() if tp in ends))
+            metrics.LAG.labels(TRACKER_GROUP).set(sum(max(0, ends[tp] - o) for tp, o in stored.items() if tp in ends))
             for state, n in c["videos"].items():
                 metrics.VIDEOS.labels(state).set(n)
             for stage, n in c["segments"].items():

@@ -24,6 +24,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from reel import keys
 from reel.settings import Settings
 from reel.storage import Storage
 from services.tracker.playback import DEV_SECRET, BadToken, Grant, child_key, lifetime, rewrite, sign, verify
@@ -68,10 +69,11 @@ class Links:
 
     def playlist(self, rendition: str | None = None, token: str | None = None) -> str:
         """The master (rendition None) or one rendition's media playlist."""
-        name = "master.m3u8" if rendition is None else f"{rendition}/index.m3u8"
+        key = keys.hls_playlist(self.video_id, rendition)
         if self.public:  # the stored playlists play as they are: their URIs are relative
-            return f"{self.public}/{quote(self.video_id)}/hls/{name}"
-        return f"{self.settings.tracker_url}/videos/{self.video_id}/hls/{name}?token={token or self.token()}"
+            return f"{self.public}/{quote(key)}"
+        route = key.removeprefix(f"{self.video_id}/")  # the same path under the video's route
+        return f"{self.settings.tracker_url}/videos/{self.video_id}/{route}?token={token or self.token()}"
 
     def watch(self) -> str:
         return f"{self.settings.tracker_url}/videos/{self.video_id}/watch"
@@ -120,7 +122,7 @@ def router(settings: Settings, storage: Storage, playable: Callable[[str], dict[
 
     def hls_video(video_id: str) -> dict[str, Any]:
         row, objects = video(video_id)
-        if f"{video_id}/hls/master.m3u8" not in objects:
+        if keys.hls_playlist(video_id) not in objects:
             raise Refused(404, f"video {video_id} was made without HLS (formats: mp4)")
         return row
 
@@ -133,7 +135,7 @@ def router(settings: Settings, storage: Storage, playable: Callable[[str], dict[
             row, objects = video(video_id)
             if grant.generation != row["generation"]:
                 raise Refused(403, "the playback token is for another generation of this video")
-            key = f"{video_id}/hls/" + ("master.m3u8" if rendition is None else f"{rendition}/index.m3u8")
+            key = keys.hls_playlist(video_id, rendition)
             if key not in objects:
                 raise Refused(404, f"video {video_id} has no playlist {key.split('/hls/', 1)[1]}")
             links = links_for(row, video_id)

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reel import pipeline
+
 VIDEO_RANK = {"queued": 0, "splitting": 1, "transcoding": 2, "stitching": 3, "completed": 4, "failed": 5}
 SEGMENT_RANK = {"planned": 0, "requested": 1, "pulled": 2, "transcoded": 3, "uploaded": 4}
 TOPIC_STAGE = {"segment.requested": "requested", "segment.pulled": "pulled",
                "segment.transcoded": "transcoded", "segment.uploaded": "uploaded"}  # fmt: skip
 # The worker group that consumes each input topic (for lag), and, for each event, the
 # event before it whose time to it is that stage's duration (queueing included).
-GROUP_INPUTS = {"reel.splitter": "video.requested", "reel.puller": "segment.requested",
-                "reel.transcoder": "segment.pulled", "reel.pusher": "segment.transcoded"}  # fmt: skip
-STAGE_OF_EVENT = {"video.split": ("split", "video.requested"), "segment.pulled": ("pull", "segment.requested"),
-                  "segment.transcoded": ("transcode", "segment.pulled"),
-                  "segment.uploaded": ("push", "segment.transcoded"),
-                  "video.completed": ("stitch", "segment.uploaded")}  # fmt: skip
+GROUP_INPUTS = pipeline.group_inputs()
+STAGE_OF_EVENT = pipeline.step_of_event()
 # Share of a segment's cost that is done once it reaches a stage (pull, transcode, push).
 DONE_AT = {"planned": 0.0, "requested": 0.0, "pulled": 0.1, "transcoded": 0.9, "uploaded": 1.0}
 # The span of that cost each worker covers while it works, from its heartbeats.
@@ -83,20 +81,3 @@ def all_uploaded(segments: list[Segment], expected: int) -> bool:
 def stalled(last_beat_age_s: float | None, working: str | None, stage: str, stall_s: float) -> bool:
     """A worker holds the segment but its heartbeats stopped."""
     return current_work(stage, working) is not None and last_beat_age_s is not None and last_beat_age_s > stall_s
-
-
-# Failure reasons are free text (with keys, sizes, ffmpeg's words): for a metric label,
-# a bounded set of classes, first match wins.
-FAILURE_CLASSES = (
-    ("stitch gate", "stitch-gate"), ("attempts failed or died", "attempts-exhausted"),
-    ("does not exist", "source-missing"), ("over the limit", "source-too-large"),
-    ("truncated", "source-truncated"), ("not a readable video", "source-unreadable"),
-    ("no video stream", "source-no-video"), ("still image", "source-no-video"),
-    ("source is empty", "source-empty"), ("zero duration", "source-empty"),
-    ("unknown profile", "bad-request"), ("unknown output format", "bad-request"),
-)  # fmt: skip
-
-
-def failure_class(reason: str) -> str:
-    low = reason.lower()
-    return next((cls for text, cls in FAILURE_CLASSES if text in low), "other")

@@ -78,7 +78,7 @@ def record_event(conn: psycopg.Connection, topic: str, ev: dict[str, Any]) -> bo
 # What one generation of a video records (the rest is the video's own).
 GENERATION_COLUMNS = (
     "profile", "source", "request_id", "callback_url", "segment_count", "has_audio", "duration",
-    "outputs", "error", "error_stage", "requested_at", "split_at", "completed_at", "failed_at",
+    "outputs", "error", "error_stage", "error_kind", "requested_at", "split_at", "completed_at", "failed_at",
 )  # fmt: skip
 
 
@@ -172,7 +172,7 @@ def apply(conn: psycopg.Connection, topic: str, ev: dict[str, Any]) -> None:
         upsert_video(conn, ev, "completed", outputs=ev["outputs"], completed_at=_ts(ev["produced_at"]))
         conn.execute("UPDATE videos SET percent = 100 WHERE video_id = %s", (ev["video_id"],))
     elif topic == "video.failed":
-        upsert_video(conn, ev, "failed", error=ev["reason"], error_stage=ev["stage"],
+        upsert_video(conn, ev, "failed", error=ev["reason"], error_stage=ev["stage"], error_kind=ev["kind"],
                      failed_at=_ts(ev["produced_at"]))  # fmt: skip
     elif topic.endswith(".dlq"):
         upsert_segment(conn, ev, "requested", segment_index(ev), error=f"dead-lettered: {ev['reason']}")
@@ -257,7 +257,7 @@ def claim_retry(conn: psycopg.Connection, video_id: str, segment: int | None = N
     With `segment`, the request reuses the failed generation's work and redoes that segment."""
     row = conn.execute(
         "UPDATE videos SET generation = generation + 1, state = 'queued', state_rank = %s, percent = 0, "
-        "error = NULL, error_stage = NULL, failed_at = NULL, completed_at = NULL, outputs = NULL, "
+        "error = NULL, error_stage = NULL, error_kind = NULL, failed_at = NULL, completed_at = NULL, outputs = NULL, "
         "updated_at = now() WHERE video_id = %s AND state = 'failed' RETURNING generation",
         (VIDEO_RANK["queued"], video_id),
     ).fetchone()

@@ -4,27 +4,19 @@ encoded into every rung in one ffmpeg run; or the audio track, encoded once."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from reel import gate, ladder, media
-from reel.contract import media_seconds, segment_window, task_fields, work_key
+from reel import gate, keys, ladder, media
+from reel.contract import task_fields
 from reel.faults import fault_point
 from reel.ladder import Rendition
 from reel.parallel import in_threads
 from reel.scratch import scratch
-from reel.settings import Settings
-from reel.storage import ObjectRef, Storage
-from reel.worker import Output, Permanent, Stage, Task, fail_video
+from reel.segment import SegmentTask
+from reel.storage import ObjectRef
+from reel.task import Deps, Output, Permanent, Task
 from services.transcoder.encode import audio_args, cut, segment_runs
-
-
-@dataclass(frozen=True)
-class Deps:
-    settings: Settings
-    storage: Storage
 
 
 def encode_timeout(seconds: float) -> float:
@@ -50,8 +42,8 @@ def transcode_video(task: Task, deps: Deps, span: Path, tmp: Path) -> list[dict[
     ev = task.event
     profile = ladder.load(ev["profile"], deps.settings.profiles_dir)
     rends = ladder.renditions(profile, ev["display_width"], ev["display_height"])
-    fps = Fraction(ev["fps_num"], ev["fps_den"])
-    start, length = segment_window(ev)
+    seg = SegmentTask.of(ev)
+    fps, start, length = seg.fps, seg.start_s, seg.length_s
     outs = [tmp / f"{r.name}.mp4" for r in rends]
     runs = segment_runs(span, cut(start, ev["span_start"], fps), ev["frame_count"], fps, rends,
                         profile, ev["gop_frames"], outs)  # fmt: skip
@@ -65,7 +57,7 @@ def transcode_video(task: Task, deps: Deps, span: Path, tmp: Path) -> list[dict[
         problems = gate.check_video(media.packets(out), fps, ev["frame_count"], ev["gop_frames"])
         if problems:
             raise RuntimeError(f"segment {ev['segment_index']} {r.name}: {'; '.join(problems)}")
-        ref = deps.storage.put_file(deps.settings.bucket_work, work_key(ev, task.attempt.attempt_id, out.name), out)
+        ref = deps.storage.put_file(deps.settings.bucket_work, keys.work(ev, task.attempt.attempt_id, out.name), out)
         return {"rung": r.name, "codec": "hevc" if profile.hevc else "h264", "width": r.width,
                 "height": r.height, "bitrate": r.bitrate, "object": ref.as_record()}  # fmt: skip
 
@@ -76,17 +68,17 @@ def transcode_video(task: Task, deps: Deps, span: Path, tmp: Path) -> list[dict[
 def transcode_audio(task: Task, deps: Deps, src: Path, tmp: Path) -> list[dict[str, Any]]:
     ev = task.event
     spec = ladder.load(ev["profile"], deps.settings.profiles_dir).audio
-    duration = ev["total_frames"] * ev["fps_den"] / ev["fps_num"]
+    seg = SegmentTask.of(ev)
+    duration = seg.total_s
     out = tmp / "audio.m4a"
     offset = ev["span_start"] - ev["video_start"]
     media.run_ffmpeg(audio_args(src, offset, duration, spec, out), timeout=encode_timeout(duration),
                      cancel=task.cancel, on_progress=_progress(task, duration, point="mid-encode-audio"))  # fmt: skip
     # A source's audio may end before its video: only its start and its bound are known here.
-    fps = Fraction(ev["fps_num"], ev["fps_den"])
-    problems = gate.check_audio(media.packets(out, "a:0"), spec.sample_rate, duration, fps, at_most=True)
+    problems = gate.check_audio(media.packets(out, "a:0"), spec.sample_rate, duration, seg.fps, at_most=True)
     if problems:
         raise RuntimeError(f"audio: {'; '.join(problems)}")
-    key = work_key(ev, task.attempt.attempt_id, out.name)
+    key = keys.work(ev, task.attempt.attempt_id, out.name)
     ref = deps.storage.put_file(deps.settings.bucket_work, key, out)
     return [{"rung": "audio", "codec": "aac", "width": 0, "height": 0, "bitrate": spec.bitrate,
              "object": ref.as_record()}]  # fmt: skip
@@ -107,9 +99,3 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     record = {**task.envelope("segment.transcoded"), **task_fields(ev), "renditions": renditions}
     # Keyed by video: one pusher owns a video's assembly.
     return [Output("segment.transcoded", ev["video_id"], record)]
-
-
-def make_stage(settings: Settings, storage: Storage) -> Stage:
-    deps = Deps(settings, storage)
-    return Stage("transcoder", "segment.pulled", lambda t: handle(t, deps),
-                 on_dead_letter=fail_video("transcoder"), media_seconds=media_seconds)  # fmt: skip

@@ -131,4 +131,6 @@ def test_failure_callback_carries_the_reason(receiver: Receiver, e2e_settings: S
     assert_signed(delivery)
     assert delivery["headers"]["Idempotency-Key"] == f"{sub.video_id}/0/failed"
     body = delivery["body"]
-    assert body["state"] == "failed" and body["error"] == {"stage": end["stage"], "reason": end["reason"]}
+    assert body["state"] == "failed"
+    assert body["error"] == {"stage": end["stage"], "reason": end["reason"], "kind": "bad_input"} == {
+        "stage": end["stage"], "reason": end["reason"], "kind": end["kind"]}  # fmt: skip

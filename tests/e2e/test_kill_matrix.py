@@ -34,12 +34,12 @@ import psycopg
 import pytest
 
 from reel.attempts import COMPLETED, STARTED, Attempts
+from reel.checkpoints import object_refs
 from reel.contract import Registry
 from reel.kafka import read_to_end
 from reel.settings import Settings
 from reel.storage import PART_SIZE, Storage
 from reel.submit import submit, wait
-from reel.worker import object_refs
 from tests.e2e.conftest import E2E_ENV
 
 pytestmark = pytest.mark.usefixtures("fleet")

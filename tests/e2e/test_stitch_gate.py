@@ -93,5 +93,5 @@ def test_a_failing_stitch_gate_fails_the_video_with_its_reason(
         time.sleep(0.5)
     assert status["state"] == "failed", status
     failures = {k: v for k, v in metrics().items() if k.startswith("reel_video_failures_total")}
-    assert failures.get('reel_video_failures_total{reason="stitch-gate",stage="pusher"}', 0) >= 1, failures
+    assert failures.get('reel_video_failures_total{kind="stitch_gate",stage="pusher"}', 0) >= 1, failures
     assert status["error"]["stage"] == "pusher" and status["error"]["reason"] == end["reason"]

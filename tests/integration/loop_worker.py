@@ -25,7 +25,8 @@ from reel.contract import task_fields
 from reel.faults import fault_point
 from reel.service import start
 from reel.storage import Storage
-from reel.worker import Output, Stage, Task, Worker
+from reel.task import Output, Stage, Task
+from reel.worker import Worker
 
 
 def make_handler(storage: Storage, bucket: str, out_topic: str, work_s: float):

@@ -28,9 +28,11 @@ def test_backoff_doubles_and_is_capped() -> None:
 def test_body_lists_where_outputs_are_and_the_error() -> None:
     row = {"video_id": "v", "generation": 1, "state": "failed", "request_id": "r", "profile": "tiny",
            "duration": 4.0, "outputs": None, "error": "no video stream", "error_stage": "splitter",
-           "completed_at": None, "failed_at": datetime(2026, 1, 1, tzinfo=UTC)}  # fmt: skip
+           "error_kind": "unsupported_input", "completed_at": None,
+           "failed_at": datetime(2026, 1, 1, tzinfo=UTC)}  # fmt: skip
     b = body(row)
-    assert b["error"] == {"stage": "splitter", "reason": "no video stream"} and b["outputs"] == []
+    assert b["error"] == {"stage": "splitter", "reason": "no video stream", "kind": "unsupported_input"}
+    assert b["outputs"] == []
     assert b["failed_at"] == "2026-01-01T00:00:00+00:00"
     mp4 = {"kind": "mp4", "rung": "240p", "object": {"bucket": "o", "key": "v/mp4/240p.mp4"}}
     done = {**row, "state": "completed", "error": None, "failed_at": None, "outputs": [mp4]}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import avro.schema
+import fastavro
+import fastavro.schema
 import pytest
 
 from reel.contract import (
@@ -15,6 +18,7 @@ from reel.contract import (
     Registry,
     UnknownSchema,
     all_topics,
+    crc64_avro_fingerprint,
     envelope,
     schema_for_topic,
 )
@@ -54,7 +58,7 @@ def test_every_topic_has_a_current_self_contained_schema(registry: Registry) -> 
 
 
 def test_header_is_avro_single_object_encoding(registry: Registry) -> None:
-    rec = {**envelope(video_id="v", producer="test"), "stage": "pull", "reason": "x",
+    rec = {**envelope(video_id="v", producer="test"), "stage": "pull", "reason": "x", "kind": "bad_input",
            "detail": None, "callback_url": None}  # fmt: skip
     data = registry.encode_for_topic("video.failed", rec)
     schema = registry.current["reel.events.VideoFailed"]
@@ -105,7 +109,34 @@ def test_wrong_event_on_topic_is_rejected(registry: Registry) -> None:
 
 
 def test_crc64_avro_matches_the_specification_vector() -> None:
-    from reel.contract import crc64_avro_fingerprint
-
     # Avro's own test vectors (share/test/data/schema-tests.txt): "null" -> 7195948357588979594.
     assert crc64_avro_fingerprint('"null"') == (7195948357588979594).to_bytes(8, "little")
+
+
+@pytest.mark.parametrize("name", ["video.failed", "dead.letter"])
+def test_failures_written_before_kinds_decode_as_unknown(registry: Registry, name: str) -> None:
+    old_raw = json.loads((SCHEMAS / "v2" / f"{name}.avsc").read_text())
+    now_raw = json.loads((SCHEMAS / f"{name}.avsc").read_text())
+    assert {f["name"] for f in now_raw["fields"]} - {f["name"] for f in old_raw["fields"]} == {"kind"}
+    old = fastavro.parse_schema(old_raw)
+    record = {**envelope(video_id="v", producer="old"), "stage": "puller", "reason": "truncated", "detail": None,
+              "callback_url": None, "original_topic": "t", "original_partition": 0, "original_offset": 1,
+              "original_key": None, "original_value": b"", "error_kind": "permanent", "failed_attempts": 1}  # fmt: skip
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, old, {f["name"]: record[f["name"]] for f in old_raw["fields"]})
+    header = b"\xc3\x01" + crc64_avro_fingerprint(fastavro.schema.to_parsing_canonical_form(old_raw))
+    decoded = registry.decode(header + body.getvalue())
+    assert decoded["kind"] == "unknown" and decoded["reason"] == "truncated"
+    today = registry.decode(
+        registry.encode(registry.by_fingerprint[header[2:]].name, {**record, "kind": "stitch_gate"})
+    )
+    assert today["kind"] == "stitch_gate"
+
+
+def test_every_kind_of_failure_is_a_symbol_of_the_schema() -> None:
+    from reel.task import Kind
+
+    for name in ("video.failed", "dead.letter"):
+        raw = json.loads((SCHEMAS / f"{name}.avsc").read_text())
+        kind = next(f for f in raw["fields"] if f["name"] == "kind")
+        assert kind["type"]["symbols"] == [k.value for k in Kind], name

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from reel.worker import object_refs
+from reel.checkpoints import object_refs
 
 
 def test_object_refs_finds_every_object_however_deep() -> None:

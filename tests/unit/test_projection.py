@@ -38,16 +38,6 @@ def test_stalled_only_while_a_worker_holds_it() -> None:
     assert current_work("uploaded", "pusher") is None and current_work("pulled", "transcoder") == "transcoder"
 
 
-def test_failure_reasons_fall_into_few_classes() -> None:
-    from services.tracker.projection import failure_class
-
-    assert failure_class("stitch gate: 240p.mp4: 150 frames, expected 175") == "stitch-gate"
-    assert failure_class("3 attempts failed or died; last: ffmpeg exited 1") == "attempts-exhausted"
-    assert failure_class("source object reel-sources/x/y.mp4 does not exist") == "source-missing"
-    assert failure_class("source is truncated: its video ends at 2.00s of 4.00s") == "source-truncated"
-    assert failure_class("something nobody foresaw") == "other"
-
-
 def test_a_failed_videos_percent_is_its_finished_work_whatever_the_heartbeats_said() -> None:
     segs = [Segment("transcoded", 10.0), Segment("pulled", 10.0, working="transcoder", work_percent=50.0)]
     assert video_percent(segs) == pytest.approx(100 * (9 + 5) / 20)  # live: the heartbeat counts

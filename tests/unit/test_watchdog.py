@@ -3,7 +3,7 @@ from __future__ import annotations
 import threading
 import time
 
-from reel.worker import watchdog
+from reel.transaction import watchdog
 
 
 def test_watchdog_fires_when_the_block_overruns_and_not_when_it_ends_in_time() -> None:

@@ -1,0 +1,60 @@
+"""The pipeline in one table: each worker stage, what it consumes and what it produces.
+
+Everything that needs the topology reads it from here: the services' stages, the topics
+the stack creates, the tracker's lag and durations, the supervisor's fleet and the
+splitter's view of the transcoders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DLQ_SUFFIX = ".dlq"
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str  # the service, its consumer group (reel.<name>) and its transactional ids
+    input: str  # the topic it consumes
+    outputs: tuple[str, ...]  # the topics it produces, its main output first
+    step: str  # what the tracker calls its work, timed from its input event to its main output
+
+    @property
+    def group(self) -> str:
+        return f"reel.{self.name}"
+
+    @property
+    def dead_letters(self) -> str:
+        return self.input + DLQ_SUFFIX
+
+
+SPLITTER = StageSpec("splitter", "video.requested", ("video.split", "segment.requested", "video.failed"), "split")
+PULLER = StageSpec("puller", "segment.requested", ("segment.pulled", "video.failed"), "pull")
+TRANSCODER = StageSpec("transcoder", "segment.pulled", ("segment.transcoded", "video.failed"), "transcode")
+PUSHER = StageSpec("pusher", "segment.transcoded", ("segment.uploaded", "video.completed", "video.failed"), "push")
+PIPELINE = (SPLITTER, PULLER, TRANSCODER, PUSHER)
+WORKER_KINDS = tuple(s.name for s in PIPELINE)
+TRACKER_GROUP = "reel.tracker"  # it reads every topic (reel.contract.TOPIC_SCHEMAS and the dead letters)
+
+# The stitch is the pusher's second step: from the last segment.uploaded to video.completed.
+STITCH = ("stitch", "segment.uploaded", "video.completed")
+
+
+def by_name(name: str) -> StageSpec:
+    return next(s for s in PIPELINE if s.name == name)
+
+
+def dead_letter_topics() -> list[str]:
+    return [s.dead_letters for s in PIPELINE]
+
+
+def group_inputs() -> dict[str, str]:
+    """Each worker group and its input topic (for lag)."""
+    return {s.group: s.input for s in PIPELINE}
+
+
+def step_of_event() -> dict[str, tuple[str, str]]:
+    """For each event that ends a step: (the step, the event that started it)."""
+    steps = {s.outputs[0]: (s.step, s.input) for s in PIPELINE}
+    name, started_by, ended_by = STITCH
+    return {**steps, ended_by: (name, started_by)}

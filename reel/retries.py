@@ -1,0 +1,111 @@
+"""When a task runs again and when it is given up, decided in one place (pure).
+
+Every attempt leaves a marker (reel/attempts.py). Attempts that failed, and attempts that
+died (a marker still `started` when the task comes round again: killed, out of memory, a
+lost node), are counted; attempts handed back (a rebalance, a drain, an aborted commit)
+are not: the task was not at fault. At `max_attempts` counted ones the task is escalated
+to its stage's dead letters instead of crash-looping the fleet. A failure that can never
+succeed (reel.task.Permanent, an undecodable record) is escalated at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from reel.attempts import COMPLETED, FAILED, HANDED_BACK, STARTED, Marker
+from reel.contract import ContractError, envelope
+from reel.task import EVENT_NS, Kind, Permanent
+
+
+class Outcome(Enum):
+    COMPLETED = COMPLETED
+    HANDED_BACK = HANDED_BACK
+    FAILED = FAILED
+    PERMANENT = "permanent"
+
+
+# Exhausted attempts leave the rest of the video's work for `reel retry --segment`.
+KEEPS_WORK = (Kind.ATTEMPTS_EXHAUSTED, Kind.ENVIRONMENT)
+ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.ENOMEM)
+
+
+def outcome(error: BaseException | None, cancelled: bool) -> Outcome:
+    """How a handler's run ended (a commit may still abort a completed one: a hand-back)."""
+    if error is None:
+        return Outcome.COMPLETED
+    if isinstance(error, Permanent):
+        return Outcome.PERMANENT
+    if cancelled:  # cancelled mid-work by a revoke or a drain: not a failure
+        return Outcome.HANDED_BACK
+    return Outcome.FAILED
+
+
+def kind_of(error: BaseException) -> Kind | None:
+    """The kind a failed attempt records: the machine's fault, a declared one, or none."""
+    if isinstance(error, Permanent):
+        return error.kind
+    if isinstance(error, ContractError):
+        return Kind.BAD_INPUT
+    if isinstance(error, MemoryError) or (isinstance(error, OSError) and error.errno in ENVIRONMENT_ERRNOS):
+        return Kind.ENVIRONMENT
+    return None
+
+
+def counted(markers: Iterable[Marker]) -> int:
+    """Attempts that failed or died (no completion, no hand-back)."""
+    return sum(1 for m in markers if m.state in (STARTED, FAILED))
+
+
+def attempt_number(markers: Iterable[Marker]) -> int:
+    """The number the next attempt carries: hand-backs do not make a task a retry."""
+    return counted(markers) + 1
+
+
+@dataclass(frozen=True)
+class Escalation:
+    kind: Kind
+    reason: str
+    failed: int
+
+
+def escalation(markers: list[Marker], max_attempts: int) -> Escalation | None:
+    """Give the task up, and why, once max_attempts attempts failed or died."""
+    failed = counted(markers)
+    if failed < max_attempts:
+        return None
+    last = _last_counted(markers)
+    kind = Kind(last.kind) if last is not None and last.kind == Kind.ENVIRONMENT.value else Kind.ATTEMPTS_EXHAUSTED
+    return Escalation(kind, f"{failed} attempts failed or died; last: {last_reason(markers)}", failed)
+
+
+def _last_counted(markers: list[Marker]) -> Marker | None:
+    counted_ones = [m for m in markers if m.state in (STARTED, FAILED)]
+    return counted_ones[-1] if counted_ones else None
+
+
+def last_reason(markers: list[Marker]) -> str:
+    last = _last_counted(markers)
+    if last is not None and last.state == FAILED and last.reason:
+        return last.reason
+    return "the worker died mid-task (killed or out of memory)"
+
+
+def dead_letter(
+    *, topic: str, partition: int, offset: int, key: bytes | None, value: bytes, event: dict[str, Any] | None,
+    kind: Kind, error_kind: str, reason: str, failed: int, producer: str,
+) -> dict[str, Any]:  # fmt: skip
+    """The dead letter of an input: where it was, the original bytes, why and how often."""
+    e = event or {}
+    env = envelope(
+        video_id=e.get("video_id", "unknown"), producer=producer, generation=e.get("generation", 0),
+        track=e.get("track", "video"), segment_index=e.get("segment_index"),
+        event_id=str(uuid.uuid5(EVENT_NS, f"{topic}/{partition}/{offset}/dead-letter")),
+    )  # fmt: skip
+    return {**env, "original_topic": topic, "original_partition": partition, "original_offset": offset,
+            "original_key": key, "original_value": value, "reason": reason, "kind": kind.value,
+            "error_kind": error_kind, "failed_attempts": failed}  # fmt: skip

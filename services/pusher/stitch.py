@@ -1,0 +1,152 @@
+"""The stitch: every placed segment joined per rung with the audio, packaged as HLS when
+asked for, and gated - all locally, under a scratch folder. What it made is returned as
+typed files, so publishing never works out what a file is from its path."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reel import gate, media
+from reel.faults import fault_point
+from reel.ladder import Profile, Rendition
+from reel.parallel import in_threads
+from reel.segment import SegmentTask
+from reel.task import Deps, Task
+from services.pusher.package import concat_list, hls_args, mp4_args, poster_args
+from services.pusher.place import fetch
+from services.pusher.playlist import Variant, bitrates, codec_string, master_playlist
+
+
+class GateFailed(Exception):
+    """An output is not what a viewer should get: the video fails with this reason."""
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    path: Path
+    rel: str  # under the video's folder in reel-outputs, e.g. hls/360p/seg_00001.ts
+    kind: str  # mp4 | hls-master | hls-playlist | hls-segment | poster
+    rung: str | None = None
+
+
+@dataclass(frozen=True)
+class Mp4:
+    rendition: Rendition
+    bitrate: int  # the video stream's average
+
+
+@dataclass(frozen=True)
+class Stitched:
+    files: list[OutputFile]  # in path order: uploads and the manifest are bit-exact
+    mp4s: dict[str, Mp4]
+    duration: float
+    codec: str
+
+
+@dataclass(frozen=True)
+class Audio:
+    path: Path
+    duration: float
+    rates: tuple[int, int]  # peak and average bits per second of its HLS rendition (0 without)
+
+
+def stitch(task: Task, deps: Deps, profile: Profile, rends: list[Rendition], tmp: Path) -> Stitched:
+    """Join, mux, package and gate every output under tmp/out. The rungs are independent
+    (stream copies, probes, playlists): two at a time, one per core."""
+    ev = task.event
+    seg = SegmentTask.of(ev)
+    hls = "hls" in ev["formats"]  # HLS is packaged only when asked for
+    out = tmp / "out"
+    (out / "mp4").mkdir(parents=True)
+    files: list[OutputFile] = []
+    audio = _audio(deps, ev, profile, hls, tmp, files) if ev["has_audio"] else None
+    names = [f"{r.name}/{i:05d}.mp4" for r in rends for i in range(ev["segment_count"])]
+    fetched = dict(zip(names, in_threads(lambda n: fetch(deps, ev, n, tmp / "parts" / n), names), strict=True))
+    parts_of = {r.name: [fetched[f"{r.name}/{i:05d}.mp4"] for i in range(ev["segment_count"])] for r in rends}
+    # The frame index where each segment starts, as the parts really are.
+    counts = in_threads(lambda part: len(media.packets(part)), parts_of[rends[0].name][:-1])
+    joins = list(itertools.accumulate(counts, initial=0))
+    done = in_threads(
+        lambda r: _rung(ev, profile, r, parts_of[r.name], joins, audio, tmp, hls, files), rends, workers=2
+    )  # fmt: skip (in ladder order: the master playlist is bit-exact)
+    if hls:
+        _master(out, [v for v, _ in done if v is not None], rends, audio, profile, files)
+    top = out / "mp4" / f"{rends[0].name}.mp4"
+    media.run_ffmpeg(poster_args(top, min(seg.total_s * 0.1, 5.0), out / "poster.jpg"), timeout=60)
+    files.append(OutputFile(out / "poster.jpg", "poster.jpg", "poster"))
+    mp4s = {r.name: m for r, (_, m) in zip(rends, done, strict=True)}
+    return Stitched(sorted(files, key=lambda f: f.rel), mp4s, seg.total_s, "hevc" if profile.hevc else "h264")
+
+
+def _audio(deps: Deps, ev: dict[str, Any], profile: Profile, hls: bool, tmp: Path, files: list[OutputFile]) -> Audio:
+    path = fetch(deps, ev, "audio/audio.m4a", tmp / "audio.m4a")
+    rates = (0, 0)
+    if hls:
+        folder = tmp / "out" / "hls" / "audio"
+        folder.mkdir(parents=True)
+        media.run_ffmpeg(hls_args(path, "a", folder, profile.hevc), timeout=300)
+        rates = bitrates(folder / "index.m3u8")
+        files += _hls_files(folder, "audio")
+    return Audio(path, float(media.probe(path).duration or 0.0), rates)
+
+
+def _rung(
+    ev: dict[str, Any], profile: Profile, r: Rendition, parts: list[Path], joins: list[int],
+    audio: Audio | None, tmp: Path, hls: bool, files: list[OutputFile],
+) -> tuple[Variant | None, Mp4]:  # fmt: skip
+    """One rung: join its segments with the audio, gate it, package its HLS playlist
+    (when HLS is asked for)."""
+    out = tmp / "out"
+    seg = SegmentTask.of(ev)
+    concat = tmp / f"{r.name}.txt"
+    concat.write_text(concat_list(parts))
+    mp4 = out / "mp4" / f"{r.name}.mp4"
+    media.run_ffmpeg(mp4_args(concat, audio.path if audio else None, mp4), timeout=60 + seg.total_s)
+    fault_point("mid-join")
+    problems = gate.check_video(media.packets(mp4), seg.fps, seg.total_frames, ev["gop_frames"], joins)
+    if audio is not None:
+        problems += gate.check_audio(media.packets(mp4, "a:0"), profile.audio.sample_rate, audio.duration, seg.fps)
+    if problems:
+        raise GateFailed(f"{r.name}.mp4: {'; '.join(problems)}")
+    v = media.probe(mp4).video
+    assert v is not None
+    files.append(OutputFile(mp4, f"mp4/{r.name}.mp4", "mp4", r.name))
+    made = Mp4(r, v.bit_rate or 0)
+    if not hls:
+        return None, made
+    hls_dir = out / "hls" / r.name
+    hls_dir.mkdir(parents=True)
+    media.run_ffmpeg(hls_args(mp4, "v", hls_dir, profile.hevc), timeout=60 + seg.total_s)
+    files += _hls_files(hls_dir, r.name)
+    peak, avg = bitrates(hls_dir / "index.m3u8")
+    codecs = codec_string("hevc" if profile.hevc else "h264", v.profile, v.level)
+    if audio is not None:
+        codecs += "," + codec_string("aac", "LC", 0)
+        peak, avg = peak + audio.rates[0], avg + audio.rates[1]
+    return Variant(f"{r.name}/index.m3u8", v.width, v.height, peak, avg, codecs), made
+
+
+def _hls_files(folder: Path, rung: str) -> list[OutputFile]:
+    """A rendition's playlist (we named it index.m3u8) and every segment ffmpeg wrote beside it."""
+    return [OutputFile(p, f"hls/{rung}/{p.name}", "hls-playlist" if p.name == "index.m3u8" else "hls-segment", rung)
+            for p in sorted(folder.iterdir())]  # fmt: skip
+
+
+def _master(
+    out: Path, variants: list[Variant], rends: list[Rendition], audio: Audio | None, profile: Profile,
+    files: list[OutputFile],
+) -> None:  # fmt: skip
+    """The master playlist, and the gate: it plays, and every rendition starts with its audio."""
+    master = out / "hls" / "master.m3u8"
+    master.write_text(master_playlist(variants, "audio/index.m3u8" if audio is not None else None))
+    if media.probe(master).video is None:
+        raise GateFailed("the HLS master playlist does not play")
+    if audio is not None:
+        starts = {r.name: media.first_pts(out / "hls" / r.name / "index.m3u8") for r in rends}
+        audio_start = media.first_pts(out / "hls" / "audio" / "index.m3u8", "a:0")
+        if problems := gate.check_hls_sync(starts, audio_start, profile.audio.sample_rate):
+            raise GateFailed("; ".join(problems))
+    files.append(OutputFile(master, "hls/master.m3u8", "hls-master"))

@@ -1,0 +1,144 @@
+"""Each handler's decisions, in process: real ffmpeg and the real Avro contract, an object
+store in a folder, no broker (tests/harness.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reel import PROJECT_ROOT
+from reel.contract import envelope
+from reel.pipeline import PULLER, PUSHER, SPLITTER, TRANSCODER
+from reel.segment import media_seconds
+from reel.settings import Settings, load
+from reel.task import Deps, Permanent, Stage
+from services.puller import handler as puller
+from services.pusher import handler as pusher
+from services.splitter import handler as splitter
+from services.transcoder import handler as transcoder
+from tests.harness import FolderStorage, run_stage
+
+FLEET = [list(range(8)), list(range(8, 16))]  # two live transcoders, eight partitions each
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return dataclasses.replace(load({}), min_segment_s=2.0, plan_workers=2)
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> FolderStorage:
+    return FolderStorage(tmp_path / "s3")
+
+
+def stages(settings: Settings, storage: Any) -> dict[str, Stage]:
+    deps, split_deps = Deps(settings, storage), splitter.Deps(settings, storage, lambda: FLEET)
+    return {
+        "video.requested": Stage.of(SPLITTER, lambda t: splitter.handle(t, split_deps)),
+        "segment.requested": Stage.of(PULLER, lambda t: puller.handle(t, deps)),
+        "segment.pulled": Stage.of(TRANSCODER, lambda t: transcoder.handle(t, deps)),
+        "segment.transcoded": Stage.of(PUSHER, lambda t: pusher.handle(t, deps)),
+    }
+
+
+def request(storage: FolderStorage, path: Path | None, **fields: Any) -> dict[str, Any]:
+    key = f"uploads/{uuid.uuid4().hex}/clip.mp4"
+    if path is not None:
+        storage.put_file("reel-sources", key, path)
+    return {**envelope(video_id=str(uuid.uuid4()), producer="test"), "request_id": None, "profile": "tiny",
+            "formats": ["hls", "mp4"], "callback_url": None, "reuse_generation": None, "redo_segments": [],
+            "source": {"bucket": "reel-sources", "key": key, "etag": "", "size": 0}, **fields}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=6",
+                    "-f", "lavfi", "-i", "sine=sample_rate=48000:duration=6", "-c:v", "libx264", "-preset",
+                    "ultrafast", "-g", "50", "-c:a", "aac", "-shortest", str(out)], check=True)  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize(
+    "fields,says",
+    [({"profile": "ultra"}, "unknown profile 'ultra'"), ({"formats": ["webm"]}, "unknown output format"),
+     ({"source": {"bucket": "reel-sources", "key": "nowhere.mp4", "etag": "", "size": 0}}, "does not exist")],
+)  # fmt: skip
+def test_the_splitter_refuses_what_can_never_work(
+    fields: dict[str, Any], says: str, settings: Settings, storage: FolderStorage, clip: Path
+) -> None:
+    with pytest.raises(Permanent, match=says):
+        run_stage(stages(settings, storage)["video.requested"], request(storage, clip, **fields))
+
+
+def test_the_splitter_refuses_what_is_not_media_naming_the_object(
+    settings: Settings, storage: FolderStorage, tmp_path: Path
+) -> None:
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video\n" * 50)
+    with pytest.raises(Permanent, match="not a readable video.*Invalid data"):
+        run_stage(stages(settings, storage)["video.requested"], request(storage, junk))
+
+
+def test_the_splitter_plans_whole_gops_on_lanes_of_the_fleet(
+    settings: Settings, storage: FolderStorage, clip: Path
+) -> None:
+    ev = request(storage, clip)
+    out = run_stage(stages(settings, storage)["video.requested"], ev)
+    assert [t for t, _ in out][0] == "video.split"
+    split = out[0][1]
+    tasks = [r for t, r in out if t == "segment.requested"]
+    assert sum(s["frame_count"] for s in split["segments"]) == split["frame_count"] == 150
+    assert all(s["frame_count"] % 50 == 0 for s in split["segments"][:-1])  # whole 2 s GOPs
+    assert len(tasks) == len(split["segments"]) + 1 and tasks[-1]["track"] == "audio"
+    assert {r["lane"] // 8 for r in tasks} == {0, 1}  # both transcoders get work
+    again = run_stage(stages(settings, storage)["video.requested"], ev)  # a redo produces the same ids
+    assert [r["event_id"] for _, r in again] == [r["event_id"] for _, r in out]
+
+
+def test_every_handler_in_turn_turns_a_request_into_a_completed_video(
+    settings: Settings, storage: FolderStorage, clip: Path
+) -> None:
+    by_topic = stages(settings, storage)
+    queue = [("video.requested", request(storage, clip))]
+    produced: Counter[str] = Counter()
+    done: list[dict[str, Any]] = []
+    while queue:
+        topic, event = queue.pop(0)
+        for out_topic, record in run_stage(by_topic[topic], event) if topic in by_topic else []:
+            produced[out_topic] += 1
+            queue.append((out_topic, record))
+            if out_topic == "video.completed":
+                done.append(record)
+    segments = produced["segment.requested"]
+    assert produced == {"video.split": 1, "segment.requested": segments, "segment.pulled": segments,
+                        "segment.transcoded": segments, "segment.uploaded": segments,
+                        "video.completed": 1}  # fmt: skip
+    kinds = Counter(o["kind"] for o in done[0]["outputs"])
+    assert kinds == {"mp4": 1, "hls-master": 1, "hls-playlist": 2, "poster": 1, "manifest": 1}  # 240p only: no upscale
+    for o in done[0]["outputs"]:  # every object an event names exists, with that checksum
+        assert storage.ref(o["object"]["bucket"], o["object"]["key"]).sha256 == o["object"]["sha256"]
+
+
+def test_a_pulled_span_covers_its_segment(settings: Settings, storage: FolderStorage, clip: Path) -> None:
+    out = run_stage(stages(settings, storage)["video.requested"], request(storage, clip))
+    task = next(r for t, r in out if t == "segment.requested" and r["segment_index"] == 1)
+    ((topic, pulled),) = run_stage(stages(settings, storage)["segment.requested"], task)
+    assert topic == "segment.pulled" and pulled["span"]["key"].startswith(f"{task['video_id']}/0/video/00001/")
+    assert pulled["span_start"] <= task["video_start"] + task["start_frame"] / 25
+    assert media_seconds(pulled) == task["frame_count"] / 25
+
+
+def test_no_handler_imports_kafka() -> None:
+    """Handlers are written against reel.task alone; the loop and its clients stay apart."""
+    handlers = ", ".join(f"services.{s.name}.handler" for s in (SPLITTER, PULLER, TRANSCODER, PUSHER))
+    code = f"import sys, {handlers}; print(sorted(m for m in sys.modules if m.startswith('confluent_kafka')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PROJECT_ROOT)
+    assert out.stdout.strip() == "[]"
