@@ -26,7 +26,7 @@ from reel.contract import Registry
 from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import submit, wait
-from services.tracker import store
+from services.tracker import db
 from services.tracker.consume import Projector, Record
 
 VIDEOS = 1000
@@ -71,7 +71,7 @@ def project_all(settings: Settings, records: list[Record]) -> dict[str, Any]:
         batch = settings.tracker_batch
         times = []
         with psycopg.connect(url, autocommit=True) as conn:
-            store.migrate(conn)
+            db.migrate(conn)
             t0 = time.monotonic()
             for start in range(0, len(records), batch):
                 b0 = time.monotonic()

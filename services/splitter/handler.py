@@ -120,7 +120,7 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     if not formats or set(formats) - FORMATS:
         raise Permanent(f"unknown output format in {formats}; known: {', '.join(sorted(FORMATS))}")
     if ev.get("reuse_generation") is not None:  # reel retry --segment
-        reused = reuse_generation(task, deps)
+        reused = reuse_generation(task, deps, deps.registry)
         if reused is not None:
             return reused
     src = ev["source"]

@@ -11,29 +11,25 @@ had itself reused: its request is rebuilt from the transcoded event, which carri
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from reel.checkpoints import Checkpoints
-from reel.contract import task_fields, task_key
+from reel.contract import Registry, task_fields, task_key
 from reel.pipeline import SPLITTER, TRANSCODER
-from reel.task import Output, Task
-
-if TYPE_CHECKING:
-    from services.splitter.handler import Deps
+from reel.task import Deps, Output, Task
 
 log = logging.getLogger(__name__)
 
 
-def reuse_generation(task: Task, deps: Deps) -> list[Output] | None:
+def reuse_generation(task: Task, deps: Deps, registry: Registry) -> list[Output] | None:
     """This generation's outputs built from the failed one's, or None if it left no plan."""
     ev = task.event
     failed = {**ev, "generation": ev["reuse_generation"]}
     storage, bucket = deps.storage, deps.settings.bucket_work
-    plan = Checkpoints(storage, bucket, deps.registry, SPLITTER.name).load(failed)
+    plan = Checkpoints(storage, bucket, registry, SPLITTER.name).load(failed)
     if plan is None:
         log.warning("generation %d left no plan to reuse: splitting anew", failed["generation"])
         return None
-    transcoded = Checkpoints(storage, bucket, deps.registry, TRANSCODER.name)
+    transcoded = Checkpoints(storage, bucket, registry, TRANSCODER.name)
     redo = set(ev["redo_segments"])
     outputs: list[Output] = []
     reused = 0

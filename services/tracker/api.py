@@ -21,22 +21,18 @@ from prometheus_client import make_asgi_app
 
 from reel.contract import Registry
 from reel.kafka import producer_config
-from reel.retries import KEEPS_WORK
 from reel.settings import Settings
 from reel.storage import Storage
-from services.tracker import playlists, store
+from services.tracker import playlists, reads
 from services.tracker.playlists import Links, output_url
-from services.tracker.projection import VIDEO_RANK, current_work, stalled
+from services.tracker.projection import VIDEO_STATES, current_work, stalled
+from services.tracker.retry import Conflict, check_segment_retry, claim_retry
 
 STALL_S = 15.0  # a segment whose worker sent no heartbeat for this long is stalled
-STATES = tuple(VIDEO_RANK)
+STATES = VIDEO_STATES
 
 
 class NotFound(Exception):
-    pass
-
-
-class Conflict(Exception):
     pass
 
 
@@ -50,19 +46,6 @@ def _valid_id(video_id: str) -> str:
     except ValueError as exc:
         raise RequestValidationError([{"loc": ["path", "video_id"], "msg": "not a video id (a UUID)",
                                        "type": "value_error"}]) from exc  # fmt: skip
-
-
-def _check_segment_retry(row: dict[str, Any], segment: int) -> None:
-    """A segment retry reuses the work that only a segment's exhausted attempts leave
-    (any other failure removes it), and names a segment of the failed generation."""
-    if row["error_kind"] not in KEEPS_WORK:
-        raise Conflict(f"video {row['video_id']} failed at the {row['error_stage']}: {row['error']}; "
-                       "nothing of it is kept to reuse: retry it whole")  # fmt: skip
-    indices = sorted(s["segment_index"] for s in row["segments"] if s["track"] == "video")
-    if segment not in indices:
-        known = f"{indices[0]}..{indices[-1]}" if indices else "none"
-        msg = f"no segment {segment}: generation {row['generation']} has video segments {known}"
-        raise RequestValidationError([{"loc": ["query", "segment"], "type": "value_error", "msg": msg}])
 
 
 def status_view(row: dict[str, Any], links: Links, now: datetime) -> dict[str, Any]:
@@ -117,7 +100,7 @@ def create_app(settings: Settings, storage: Storage) -> FastAPI:
 
     def load(video_id: str) -> dict[str, Any]:
         with connect() as conn:
-            row = store.video(conn, video_id)
+            row = reads.video(conn, video_id)
         if row is None:
             raise NotFound(video_id)
         links = Links(settings, storage.presign_get, video_id, row["generation"], row["duration"], time.time())
@@ -125,7 +108,7 @@ def create_app(settings: Settings, storage: Storage) -> FastAPI:
 
     def playable(video_id: str) -> dict[str, Any] | None:
         with connect() as conn:
-            return store.playable(conn, str(_valid_id(video_id)))
+            return reads.playable(conn, str(_valid_id(video_id)))
 
     app.include_router(playlists.router(settings, storage, playable))
 
@@ -171,7 +154,7 @@ def create_app(settings: Settings, storage: Storage) -> FastAPI:
     ) -> dict[str, Any]:
         before = _decode_cursor(cursor) if cursor else None
         with connect() as conn:
-            rows = store.videos(conn, state, limit, before)
+            rows = reads.videos(conn, state, limit, before)
         last = rows[-1] if len(rows) == limit else None
         return {
             "videos": [{**r, "updated_at": r["updated_at"].isoformat(), "percent": round(float(r["percent"]), 1)}
@@ -185,15 +168,15 @@ def create_app(settings: Settings, storage: Storage) -> FastAPI:
         `segment`, redo that video segment and reuse what the failed generation finished."""
         vid = _valid_id(video_id)
         with connect() as conn, conn.transaction():
-            row = store.video(conn, vid)
+            row = reads.video(conn, vid)
             if row is not None and row["state"] == "failed" and segment is not None:
-                _check_segment_retry(row, segment)
+                check_segment_retry(row, segment)
             try:
-                claimed = store.claim_retry(conn, vid, segment)
+                claimed = claim_retry(conn, vid, segment)
             except LookupError as exc:
                 raise Conflict(f"cannot retry: {exc}") from exc
             if claimed is None:
-                row = store.video(conn, vid)
+                row = reads.video(conn, vid)
                 if row is None:
                     raise NotFound(vid)
                 raise Conflict(f"video {vid} is {row['state']}; only a failed video can be retried")

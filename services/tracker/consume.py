@@ -18,7 +18,7 @@ from reel.faults import fault_point
 from reel.kafka import end_offsets, group_lag
 from reel.pipeline import TRACKER_GROUP
 from reel.settings import Settings
-from services.tracker import store
+from services.tracker import db, project, reads
 from services.tracker.projection import GROUP_INPUTS
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class Projector:
     def run(self) -> None:
         # autocommit: each batch is exactly one explicit transaction (conn.transaction()).
         with psycopg.connect(self.settings.postgres_url, autocommit=True) as conn:
-            store.migrate(conn)
+            db.migrate(conn)
             consumer = Consumer({
                 "bootstrap.servers": self.settings.kafka_bootstrap, "group.id": TRACKER_GROUP,
                 "isolation.level": "read_committed", "enable.auto.commit": False,
@@ -74,11 +74,11 @@ class Projector:
                  if tp.offset >= 0 and tp.offset > self.stored.get((tp.topic, tp.partition), -1)}  # fmt: skip
         if ahead:
             with conn.transaction():
-                store.save_offsets(conn, ahead)
+                db.save_offsets(conn, ahead)
             self.stored.update(ahead)
 
     def _assign(self, conn: psycopg.Connection, consumer: Consumer) -> None:
-        stored = store.offsets(conn)
+        stored = db.offsets(conn)
         self.stored = dict(stored)
         meta = consumer.list_topics(timeout=30).topics
         parts = [TopicPartition(t, p, stored.get((t, p), OFFSET_BEGINNING))
@@ -102,13 +102,13 @@ class Projector:
                 except ContractError as exc:
                     log.warning("undecodable record on %s: %s", topic, exc)
                     continue
-                if store.record_event(conn, topic, event):
-                    store.apply(conn, topic, event)
+                if db.record_event(conn, topic, event):
+                    project.apply(conn, topic, event)
                     self.projected += 1
                     self._observe(conn, topic, event)
                 if n == 0:
                     fault_point("mid-batch")
-            store.save_offsets(conn, positions)
+            db.save_offsets(conn, positions)
         self.stored.update(positions)
 
     def _observe(self, conn: psycopg.Connection, topic: str, event: dict) -> None:
@@ -118,10 +118,10 @@ class Projector:
         elif topic == "video.completed":
             metrics.VIDEOS_COMPLETED.inc()
         if topic in ("video.completed", "video.failed"):
-            seconds = store.video_seconds(conn, event)
+            seconds = reads.video_seconds(conn, event)
             if seconds is not None:
                 metrics.VIDEO_SECONDS.labels(topic.split(".")[1]).observe(seconds)
-        timed = store.stage_seconds(conn, topic, event)
+        timed = reads.stage_seconds(conn, topic, event)
         if timed is not None:
             metrics.STAGE_SECONDS.labels(timed[0]).observe(timed[1])
 
@@ -138,8 +138,8 @@ def refresh_gauges(settings: Settings, stopping: threading.Event, every_s: float
             log.warning("lag not refreshed: %s", exc)
         try:
             with psycopg.connect(settings.postgres_url, connect_timeout=5) as conn:
-                stored = store.offsets(conn)
-                c = store.counts(conn)
+                stored = db.offsets(conn)
+                c = reads.counts(conn)
             ends = end_offsets(admin, sorted({t for t, _ in stored}))
             metrics.LAG.labels(TRACKER_GROUP).set(sum(max(0, ends[tp] - o) for tp, o in stored.items() if tp in ends))
             for state, n in c["videos"].items():

@@ -1,18 +1,26 @@
-"""Status and progress from events (pure): states, ranks and percent.
+"""Status and progress from events (pure): states, the merge of each event into the rows
+it touches, and percent.
 
 Events of one video arrive on different topics in any order, so every rule here is
-order-insensitive: a state only moves up its rank, a segment shows the furthest stage
-seen, and percent never goes backwards.
+order-insensitive: a video's state only moves forward (a newer generation starts over), a
+segment shows the furthest stage seen and the worker of that stage, the latest heartbeat
+wins, and percent never goes backwards. The store reads a row, merges the event with these
+functions and writes the row back: the rules live here, in one language.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from reel import pipeline
 
-VIDEO_RANK = {"queued": 0, "splitting": 1, "transcoding": 2, "stitching": 3, "completed": 4, "failed": 5}
-SEGMENT_RANK = {"planned": 0, "requested": 1, "pulled": 2, "transcoded": 3, "uploaded": 4}
+# The way a video moves (failed after completed: a failure after completion is kept), and
+# the way a segment moves.
+VIDEO_STATES = ("queued", "splitting", "transcoding", "stitching", "completed", "failed")
+SEGMENT_STAGES = ("planned", "requested", "pulled", "transcoded", "uploaded")
+FINISHED = ("completed", "failed")
 TOPIC_STAGE = {"segment.requested": "requested", "segment.pulled": "pulled",
                "segment.transcoded": "transcoded", "segment.uploaded": "uploaded"}  # fmt: skip
 # The worker group that consumes each input topic (for lag), and, for each event, the
@@ -24,6 +32,83 @@ DONE_AT = {"planned": 0.0, "requested": 0.0, "pulled": 0.1, "transcoded": 0.9, "
 # The span of that cost each worker covers while it works, from its heartbeats.
 WORKING = {"puller": (0.0, 0.1), "transcoder": (0.1, 0.9), "pusher": (0.9, 1.0)}
 AUDIO_WEIGHT = 0.1  # the audio track is encoded once, cheaply: a tenth of its duration in cost
+# What one generation of a video records (the rest is the video's own).
+GENERATION_COLUMNS = ("profile", "source", "request_id", "callback_url", "segment_count", "has_audio", "duration",
+                      "outputs", "error", "error_stage", "error_kind", "requested_at", "split_at", "completed_at",
+                      "failed_at")  # fmt: skip
+SEGMENT_DEFAULTS = {"attempt": 1, "worker": None, "working": None, "work_percent": 0.0, "media_seconds": 0.0,
+                    "retrying": False, "last_beat": None, "error": None}  # fmt: skip
+
+
+def later(order: tuple[str, ...], a: str, b: str) -> str:
+    """The further of two states along `order`."""
+    return a if order.index(a) >= order.index(b) else b
+
+
+def reached(stage: str, milestone: str) -> bool:
+    return SEGMENT_STAGES.index(stage) >= SEGMENT_STAGES.index(milestone)
+
+
+Row = dict[str, Any]
+
+
+def merge_video(old: Row | None, generation: int, state: str, fields: dict[str, Any]) -> Row | None:
+    """The video row after an event of `generation` that puts it in `state` and sets
+    `fields`; None when a newer generation holds the row (the event changes nothing). A
+    newer generation starts over: nothing the older one left is kept, whatever the order
+    the two generations' events arrive in."""
+    if old is not None and generation < old["generation"]:
+        return None
+    if old is None or generation > old["generation"]:
+        row = {"generation": generation, "state": state, "percent": 0.0, **dict.fromkeys(GENERATION_COLUMNS), **fields}
+    else:
+        row = {**old, "state": later(VIDEO_STATES, old["state"], state),
+               **{k: v for k, v in fields.items() if v is not None}}  # fmt: skip
+    if row["state"] == "completed":  # done, whatever its segments' rows say
+        row["percent"] = 100.0
+    return row
+
+
+def merge_segment(
+    old: Row | None, stage: str, attempt: int | None = None, worker: str | None = None, **fields: Any
+) -> Row:
+    """A segment row after a stage's event: the furthest stage, the worker of the furthest
+    stage, the highest attempt; other fields fill in."""
+    base = old or {"stage": stage, **SEGMENT_DEFAULTS}
+    row = {**base, "stage": later(SEGMENT_STAGES, base["stage"], stage)}
+    if attempt is not None:
+        row["attempt"] = attempt if old is None else max(base["attempt"], attempt)
+    if worker is not None and reached(stage, base["stage"]):
+        row["worker"] = worker
+    return {**row, **{k: v for k, v in fields.items() if v is not None}}
+
+
+@dataclass(frozen=True)
+class Beat:
+    """What a heartbeat says of a segment."""
+
+    attempt: int
+    worker: str
+    working: str | None  # the stage at work, None once handed back or failed
+    work_percent: float
+    retrying: bool
+    at: datetime
+    error: str | None
+
+
+def merge_beat(old: Row | None, beat: Beat) -> Row:
+    """A segment row after a heartbeat: the latest beat says who works on it and how far."""
+    if old is None:
+        return {"stage": "planned", **SEGMENT_DEFAULTS, "attempt": beat.attempt, "worker": beat.worker,
+                "working": beat.working, "work_percent": beat.work_percent, "retrying": beat.retrying,
+                "last_beat": beat.at, "error": beat.error}  # fmt: skip
+    newer = old["last_beat"] is None or beat.at >= old["last_beat"]
+    return {**old, "attempt": max(old["attempt"], beat.attempt),
+            "working": beat.working if newer else old["working"],
+            "work_percent": beat.work_percent if newer else old["work_percent"],
+            "retrying": old["retrying"] or beat.retrying,
+            "last_beat": beat.at if newer else old["last_beat"],
+            "error": beat.error if beat.error is not None else old["error"]}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -35,16 +120,12 @@ class Segment:
 
 
 # The stage a worker kind's work ends at: a heartbeat is stale once the segment is past it.
-ENDS_AT = {
-    "puller": SEGMENT_RANK["pulled"],
-    "transcoder": SEGMENT_RANK["transcoded"],
-    "pusher": SEGMENT_RANK["uploaded"],
-}
+ENDS_AT = {"puller": "pulled", "transcoder": "transcoded", "pusher": "uploaded"}
 
 
 def current_work(stage: str, working: str | None) -> str | None:
     """The worker kind on the segment now, or None when its last heartbeat is stale."""
-    if working is None or SEGMENT_RANK.get(stage, 0) >= ENDS_AT.get(working, 0):
+    if working is None or working not in ENDS_AT or reached(stage, ENDS_AT[working]):
         return None
     return working
 
@@ -65,6 +146,16 @@ def video_percent(segments: list[Segment]) -> float:
     if total <= 0:
         return 0.0
     return 100 * sum(s.media_seconds * segment_progress(s) for s in segments) / total
+
+
+def percent_after(state: str, percent: float, segments: list[Segment]) -> float:
+    """A video's percent once an event is in: never back while in flight (99 at most until
+    completed); a completed one is done; a failed one is what its segments finished."""
+    if state == "completed":
+        return percent
+    if state == "failed":
+        return settled_percent(segments)
+    return max(percent, min(99.0, video_percent(segments)))
 
 
 def settled_percent(segments: list[Segment]) -> float:

@@ -26,7 +26,8 @@ from reel.settings import Settings
 from reel.stack.procs import free_port
 from reel.storage import Storage
 from reel.submit import produce, submit, wait
-from services.tracker import store
+from services.tracker import db
+from services.tracker import project as projection
 from tests.e2e.client import cli
 
 pytestmark = pytest.mark.usefixtures("fleet")
@@ -147,19 +148,20 @@ def fresh_database(settings: Settings) -> str:
 
 def project(url: str, events: list[tuple[str, dict[str, Any]]]) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        store.migrate(conn)
+        db.migrate(conn)
         with conn.transaction():
             for topic, ev in events:
-                if store.record_event(conn, topic, ev):
-                    store.apply(conn, topic, ev)
+                if db.record_event(conn, topic, ev):
+                    projection.apply(conn, topic, ev)
 
 
 def snapshot(url: str) -> dict[str, Any]:
     """The projection of finished videos, without bookkeeping columns."""
     with psycopg.connect(url) as conn:
         videos = conn.execute(
-            "SELECT video_id, generation, state, state_rank, percent, profile, segment_count, has_audio, "
-            "outputs::text, error, split_at, completed_at, failed_at FROM videos WHERE state_rank >= 4 "
+            "SELECT video_id, generation, state, percent, profile, segment_count, has_audio, "
+            "outputs::text, error, split_at, completed_at, failed_at FROM videos "
+            "WHERE state IN ('completed', 'failed') "
             "ORDER BY video_id").fetchall()  # fmt: skip
         done = [v[0] for v in videos]
         segments = conn.execute(

@@ -1,9 +1,20 @@
+from datetime import UTC, datetime, timedelta
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.tracker.projection import (
+    VIDEO_STATES,
+    Beat,
     Segment,
     all_uploaded,
     current_work,
+    later,
+    merge_beat,
+    merge_segment,
+    merge_video,
+    percent_after,
     segment_progress,
     settled_percent,
     stalled,
@@ -42,3 +53,70 @@ def test_a_failed_videos_percent_is_its_finished_work_whatever_the_heartbeats_sa
     segs = [Segment("transcoded", 10.0), Segment("pulled", 10.0, working="transcoder", work_percent=50.0)]
     assert video_percent(segs) == pytest.approx(100 * (9 + 5) / 20)  # live: the heartbeat counts
     assert settled_percent(segs) == pytest.approx(100 * (9 + 1) / 20)  # failed: only finished stages
+
+
+# -- merging events into rows, in any order -------------------------------------------
+VIDEO_EVENTS = [  # (generation, state, fields) as the tracker's events set them
+    (0, "queued", {"profile": "tiny", "request_id": "r"}), (0, "splitting", {}),
+    (0, "transcoding", {"segment_count": 3, "duration": 6.0}), (0, "stitching", {}),
+    (0, "failed", {"error": "stitch gate: 240p.mp4: a gap", "error_kind": "stitch_gate"}),
+    (1, "queued", {"profile": "tiny", "request_id": "r"}), (1, "transcoding", {"segment_count": 3, "duration": 6.0}),
+    (1, "completed", {"outputs": [{"kind": "mp4"}]}),
+]  # fmt: skip
+
+
+def fold_video(events: list[tuple[int, str, dict]]) -> dict | None:
+    row = None
+    for generation, state, fields in events:
+        row = merge_video(row, generation, state, fields) or row
+    return row
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.permutations(VIDEO_EVENTS))
+def test_a_video_row_is_the_same_whatever_order_its_events_arrive_in(events: list) -> None:
+    got = fold_video(events)
+    assert got == fold_video(VIDEO_EVENTS)
+    assert got is not None and got["generation"] == 1 and got["state"] == "completed" and got["percent"] == 100.0
+    assert got["error"] is None and got["error_kind"] is None  # the failed generation left nothing behind
+
+
+def test_an_older_generations_event_changes_nothing() -> None:
+    newer = merge_video(None, 2, "queued", {"profile": "tiny"})
+    assert merge_video(newer, 1, "failed", {"error": "late"}) is None
+    assert later(VIDEO_STATES, "completed", "failed") == "failed"  # a failure after completion is kept
+
+
+SEGMENT_EVENTS = [("requested", {"attempt": 1, "worker": "splitter-0"}),
+                  ("pulled", {"attempt": 1, "worker": "puller-0"}),
+                  ("transcoded", {"attempt": 2, "worker": "transcoder-1"}), ("planned", {"media_seconds": 4.0}),
+                  ("uploaded", {"attempt": 2, "worker": "pusher-0"})]  # fmt: skip
+T0 = datetime(2026, 12, 1, tzinfo=UTC)
+BEATS = [Beat(1, "transcoder-0", "transcoder", 40.0, False, T0, None),
+         Beat(2, "transcoder-1", "transcoder", 10.0, True, T0 + timedelta(seconds=5), None),
+         Beat(1, "transcoder-0", None, 60.0, False, T0 + timedelta(seconds=2), "MediaError: x")]  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.permutations([*SEGMENT_EVENTS, *BEATS]))
+def test_a_segment_row_is_the_same_whatever_order_its_events_and_beats_arrive_in(events: list) -> None:
+    def fold(items: list) -> dict:
+        row = None
+        for item in items:
+            row = merge_beat(row, item) if isinstance(item, Beat) else merge_segment(row, item[0], **item[1])
+        assert row is not None
+        return row
+
+    got = fold(events)
+    assert got == fold([*SEGMENT_EVENTS, *BEATS])
+    assert (got["stage"], got["worker"], got["attempt"], got["media_seconds"]) == ("uploaded", "pusher-0", 2, 4.0)
+    assert (got["working"], got["work_percent"], got["last_beat"]) == ("transcoder", 10.0, T0 + timedelta(seconds=5))
+    assert got["retrying"] and got["error"] == "MediaError: x"
+
+
+def test_percent_never_goes_back_in_flight_and_settles_on_failure() -> None:
+    segs = [Segment("transcoded", 10.0), Segment("pulled", 10.0, working="transcoder", work_percent=50.0)]
+    assert percent_after("transcoding", 80.0, segs) == 80.0  # an older, higher reading stands
+    assert percent_after("transcoding", 10.0, segs) == pytest.approx(70.0)
+    assert percent_after("failed", 80.0, segs) == pytest.approx(50.0)  # what was finished
+    assert percent_after("completed", 100.0, []) == 100.0

@@ -1,0 +1,91 @@
+"""What the status endpoint and the metrics read from the projection."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from services.tracker.db import ts
+from services.tracker.projection import FINISHED, STAGE_OF_EVENT
+
+
+def video(conn: psycopg.Connection, video_id: str) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute("SELECT * FROM videos WHERE video_id = %s", (video_id,)).fetchone()
+        if row is None:
+            return None
+        segs = cur.execute(
+            "SELECT track, segment_index, stage, attempt, worker, working, work_percent, media_seconds, "
+            "retrying, last_beat, error, updated_at FROM segments WHERE video_id = %s AND generation = %s "
+            "ORDER BY track DESC, segment_index",
+            (video_id, row["generation"]),
+        ).fetchall()
+        row["callbacks"] = cur.execute(
+            "SELECT c.outcome, c.url, c.state, c.attempts, c.last_error, c.delivered_at, c.next_attempt_at, "
+            "COALESCE(json_agg(json_build_object('attempt', a.attempt, 'at', a.at, 'status', a.status, "
+            "'error', a.error) ORDER BY a.attempt) FILTER (WHERE a.attempt IS NOT NULL), '[]') AS tries "
+            "FROM callbacks c LEFT JOIN callback_attempts a USING (idempotency_key) "
+            "WHERE c.video_id = %s GROUP BY c.idempotency_key ORDER BY c.created_at",
+            (video_id,),
+        ).fetchall()
+    row["segments"] = segs
+    return row
+
+
+def playable(conn: psycopg.Connection, video_id: str) -> dict[str, Any] | None:
+    """What the playback routes need: generation, state, duration, outputs."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute("SELECT generation, state, duration, outputs FROM videos WHERE video_id = %s",
+                           (video_id,)).fetchone()  # fmt: skip
+
+
+def videos(conn: psycopg.Connection, state: str | None, limit: int, before: tuple[datetime, str] | None) -> list[dict]:
+    sql = "SELECT video_id, generation, state, percent, profile, error, updated_at FROM videos WHERE true"
+    args: list[Any] = []
+    if state:
+        sql += " AND state = %s"
+        args.append(state)
+    if before:
+        sql += " AND (updated_at, video_id) < (%s, %s)"
+        args += list(before)
+    sql += " ORDER BY updated_at DESC, video_id DESC LIMIT %s"
+    args.append(limit)
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(sql, args).fetchall()
+
+
+def counts(conn: psycopg.Connection) -> dict[str, Any]:
+    """Videos by state; segments and media-seconds of unfinished videos by stage."""
+    by_state: dict[str, int] = dict(conn.execute("SELECT state, count(*) FROM videos GROUP BY state").fetchall())
+    unfinished = ("FROM segments s JOIN videos v USING (video_id) "
+                  "WHERE v.generation = s.generation AND v.state <> ALL(%s) GROUP BY 1")  # fmt: skip
+    finished = (list(FINISHED),)
+    by_stage: dict[str, int] = dict(conn.execute(f"SELECT s.stage, count(*) {unfinished}", finished))
+    backlog: dict[str, float] = dict(conn.execute(f"SELECT s.stage, sum(s.media_seconds) {unfinished}", finished))
+    return {"videos": by_state, "segments": by_stage, "backlog_seconds": backlog}
+
+
+def stage_seconds(conn: psycopg.Connection, topic: str, ev: dict[str, Any]) -> tuple[str, float] | None:
+    """(stage, seconds) from the event before this one (STAGE_OF_EVENT), if it arrived."""
+    if topic not in STAGE_OF_EVENT:
+        return None
+    stage, before = STAGE_OF_EVENT[topic]
+    sql = "SELECT max(produced_at) FROM events WHERE video_id = %s AND generation = %s AND topic = %s"
+    args: list[Any] = [ev["video_id"], ev["generation"], before]
+    if topic.startswith("segment."):
+        sql += " AND track = %s AND segment_index IS NOT DISTINCT FROM %s"
+        args += [ev["track"], ev["segment_index"]]
+    row = conn.execute(sql, args).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return stage, max(0.0, (ts(ev["produced_at"]) - row[0]).total_seconds())
+
+
+def video_seconds(conn: psycopg.Connection, ev: dict[str, Any]) -> float | None:
+    row = conn.execute("SELECT requested_at FROM videos WHERE video_id = %s", (ev["video_id"],)).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return max(0.0, (ts(ev["produced_at"]) - row[0]).total_seconds())
