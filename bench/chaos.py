@@ -13,7 +13,6 @@ import json
 import os
 import random
 import signal
-import subprocess
 import threading
 import time
 import uuid
@@ -21,9 +20,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from devstack.clips import synthetic
 from reel.attempts import COMPLETED, Attempts
 from reel.contract import Registry
 from reel.kafka import read_to_end
+from reel.pipeline import PIPELINE, WORKER_KINDS
 from reel.segment import SegmentTask
 from reel.settings import Settings
 from reel.storage import Storage
@@ -31,9 +32,8 @@ from reel.submit import submit, wait
 
 LENGTHS_S = (6, 10, 14, 20, 30, 45)
 KILL_EVERY_S = 5.0
-KINDS = ("splitter", "puller", "transcoder", "pusher")
-TASK_TOPICS = ("video.split", "segment.requested", "segment.pulled", "segment.transcoded", "segment.uploaded",
-               "video.completed")  # fmt: skip
+KINDS = WORKER_KINDS
+TASK_TOPICS = tuple(t for s in PIPELINE for t in s.outputs if t != "video.failed")  # a task's outputs
 
 
 def make_clips(work: Path) -> list[Path]:
@@ -41,9 +41,7 @@ def make_clips(work: Path) -> list[Path]:
     for n in LENGTHS_S:
         clip = work / f"chaos-{n}s.mp4"
         if not clip.exists():
-            subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", f"testsrc2=size=640x360:rate=25:duration={n}",
-                            "-f", "lavfi", "-i", f"sine=frequency=330:duration={n}", "-c:v", "libx264",
-                            "-preset", "ultrafast", "-c:a", "aac", "-y", str(clip)], check=True)  # fmt: skip
+            synthetic(clip, size="640x360", seconds=n)
         out.append(clip)
     return out
 
@@ -85,8 +83,13 @@ def audit(settings: Settings, ends: dict[str, dict[str, Any]], since_ms: int) ->
     """Duplicates, dead letters and re-encoded seconds of these videos, from Kafka and the markers."""
     ids = {e["video_id"] for e in ends.values()}
     registry = Registry()
-    topics = [*TASK_TOPICS, "segment.requested.dlq", "segment.pulled.dlq", "segment.transcoded.dlq",
-              "video.requested.dlq"]  # fmt: skip
+    topics = [
+        *TASK_TOPICS,
+        "segment.requested.dlq",
+        "segment.pulled.dlq",
+        "segment.transcoded.dlq",
+        "video.requested.dlq",
+    ]
     per_task: Counter[tuple[Any, ...]] = Counter()
     dead, transcoded = [], []
     for m in read_to_end(settings.kafka_bootstrap, topics, since_ms=since_ms):
@@ -106,8 +109,11 @@ def audit(settings: Settings, ends: dict[str, dict[str, Any]], since_ms: int) ->
         seg = SegmentTask.of(ev)
         seconds = seg.length_s if ev["track"] == "video" else seg.total_s
         redone += len(lost_attempts) * seconds
-    return {"duplicated": sum(n - 1 for n in per_task.values() if n > 1), "dead_lettered": dead,
-            "re_encoded_media_seconds": round(redone, 1)}  # fmt: skip
+    return {
+        "duplicated": sum(n - 1 for n in per_task.values() if n > 1),
+        "dead_lettered": dead,
+        "re_encoded_media_seconds": round(redone, 1),
+    }
 
 
 def main(settings: Settings, work: Path) -> dict[str, Any]:
@@ -131,18 +137,30 @@ def main(settings: Settings, work: Path) -> dict[str, Any]:
         elif calm[name]["topic"] == "video.completed" and outputs_of(storage, end) != outputs_of(storage, calm[name]):
             lost.append(f"{name}: outputs differ from the undisturbed run")
     found = audit(settings, chaos, since_ms - 5000)
-    return {"videos": len(clips), "media_seconds": sum(LENGTHS_S), "kill_every_s": KILL_EVERY_S,
-            "kills": dict(kills), "undisturbed_s": round(calm_s, 1), "chaos_s": round(chaos_s, 1),
-            "slowdown": round(chaos_s / calm_s, 2), "lost": lost, **found}  # fmt: skip
+    return {
+        "videos": len(clips),
+        "media_seconds": sum(LENGTHS_S),
+        "kill_every_s": KILL_EVERY_S,
+        "kills": dict(kills),
+        "undisturbed_s": round(calm_s, 1),
+        "chaos_s": round(chaos_s, 1),
+        "slowdown": round(chaos_s / calm_s, 2),
+        "lost": lost,
+        **found,
+    }
 
 
 def report(r: dict[str, Any]) -> str:
-    rows = [("videos (media seconds)", f"{r['videos']} ({r['media_seconds']} s)"),
-            ("kills", ", ".join(f"{k} {n}" for k, n in sorted(r["kills"].items())) or "none"),
-            ("undisturbed / under kills", f"{r['undisturbed_s']} s / {r['chaos_s']} s ({r['slowdown']}x)"),
-            ("lost", str(len(r["lost"])) + (f": {r['lost']}" if r["lost"] else "")),
-            ("duplicated", str(r["duplicated"])),
-            ("dead-lettered", str(len(r["dead_lettered"])) + "".join(f"\n    {d['topic']}: {d['reason']}"
-                                                                     for d in r["dead_lettered"])),
-            ("re-encoded media-seconds", str(r["re_encoded_media_seconds"]))]  # fmt: skip
+    rows = [
+        ("videos (media seconds)", f"{r['videos']} ({r['media_seconds']} s)"),
+        ("kills", ", ".join(f"{k} {n}" for k, n in sorted(r["kills"].items())) or "none"),
+        ("undisturbed / under kills", f"{r['undisturbed_s']} s / {r['chaos_s']} s ({r['slowdown']}x)"),
+        ("lost", str(len(r["lost"])) + (f": {r['lost']}" if r["lost"] else "")),
+        ("duplicated", str(r["duplicated"])),
+        (
+            "dead-lettered",
+            str(len(r["dead_lettered"])) + "".join(f"\n    {d['topic']}: {d['reason']}" for d in r["dead_lettered"]),
+        ),
+        ("re-encoded media-seconds", str(r["re_encoded_media_seconds"])),
+    ]
     return "\n".join(f"{k:28} {v}" for k, v in rows)

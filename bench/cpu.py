@@ -28,7 +28,7 @@ def component(pid: int, comm: str) -> str:
         return "seaweedfs"
     if comm.startswith("postgres"):
         return "postgres"
-    if "reel.supervisor" in cmd:
+    if "devstack.supervisor" in cmd:
         return "supervisor"
     return "other"
 

@@ -10,7 +10,6 @@ video.requested (source already uploaded) to video.completed, with a fresh reque
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import time
 import uuid
@@ -19,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from bench import cpu
-from reel import clips, ladder
-from reel.contract import Registry
+from devstack import clips
+from devstack.baseline import ladder_command, psnr
+from reel import ladder
+from reel.contract import TOPIC_SCHEMAS, Registry
 from reel.kafka import read_to_end
+from reel.media import flags
 from reel.parallel import in_threads
 from reel.settings import Settings
 from reel.storage import Storage, sha256_file
@@ -60,41 +62,15 @@ def make_source(cache: Path) -> Path:
     out = cache / "bench-source-1080p.mp4"
     if not out.exists():
         film = clips.big_buck_bunny_film()
-        subprocess.run(["ffmpeg", "-v", "error", "-ss", str(SOURCE_START_S), "-t", str(SOURCE_SECONDS),
-                        "-i", str(film), "-vf", "scale=1920:1080", "-c:v", "libx264", "-preset", "veryfast",
-                        "-crf", "18", "-c:a", "copy", "-y", str(out)], check=True)  # fmt: skip
+        cut = flags(f"ffmpeg -v error -ss {SOURCE_START_S} -t {SOURCE_SECONDS} -i")
+        encode = flags("-vf scale=1920:1080 -c:v libx264 -preset veryfast -crf 18 -c:a copy -y")
+        subprocess.run([*cut, str(film), *encode, str(out)], check=True)
     return out
-
-
-def baseline_args(source: Path, profile: ladder.Profile, rends: list[ladder.Rendition], gop: int,
-                  out: Path) -> list[str]:  # fmt: skip
-    n = len(rends)
-    graph = f"[0:v]split={n}" + "".join(f"[s{i}]" for i in range(n)) + ";"
-    graph += ";".join(f"[s{i}]scale={r.width}:{r.height}[o{i}]" for i, r in enumerate(rends))
-    args = ["ffmpeg", "-v", "error", "-i", str(source), "-filter_complex", graph]
-    for i, r in enumerate(rends):
-        args += ["-map", f"[o{i}]", "-map", "0:a:0", "-c:v", profile.codec, "-preset", profile.preset,
-                 "-profile:v", "high", "-b:v", str(r.bitrate), "-maxrate", str(int(r.bitrate * 1.07)),
-                 "-bufsize", str(2 * r.bitrate), "-g", str(gop), "-keyint_min", str(gop),
-                 "-sc_threshold", "0", "-c:a", "aac", "-b:a", str(profile.audio.bitrate), "-ac", "2",
-                 "-movflags", "+faststart", "-y", str(out / f"{r.name}.mp4")]  # fmt: skip
-    return args
-
-
-def psnr(encoded: Path, source: Path, r: ladder.Rendition) -> float:
-    """PSNR of a rung against the source scaled to it, over the whole film: every join
-    counts (a 30 s window once flattered reel by 0.2-0.5 dB at 480p and 360p)."""
-    graph = f"[1:v]scale={r.width}:{r.height}[ref];[0:v][ref]psnr"
-    out = subprocess.run(["ffmpeg", "-hide_banner", "-i", str(encoded), "-i", str(source), "-lavfi", graph,
-                          "-f", "null", "-"], capture_output=True, text=True, check=True)  # fmt: skip
-    m = re.search(r"average:([0-9.]+)", out.stderr)
-    return float(m.group(1)) if m else float("nan")
 
 
 def events_of(settings: Settings, video_id: str, since_ms: int) -> dict[str, list[dict[str, Any]]]:
     """Every committed event of one video, by topic (read back from Kafka)."""
-    topics = ["video.requested", "video.split", "segment.requested", "segment.pulled", "segment.transcoded",
-              "segment.uploaded", "video.completed", "task.progress"]  # fmt: skip
+    topics = [t for t in TOPIC_SCHEMAS if t != "video.failed"]
     registry = Registry()
     out: dict[str, list[dict[str, Any]]] = {t: [] for t in topics}
     for msg in read_to_end(settings.kafka_bootstrap, topics, since_ms=since_ms - 5000):
@@ -116,24 +92,35 @@ def stage_times(ev: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     requested = at(ev["video.requested"][0])
     split = at(ev["video.split"][0])
     completed = at(ev["video.completed"][0])
-    by = {t: {key(e): e for e in ev[t]} for t in ("segment.requested", "segment.pulled",
-                                                   "segment.transcoded", "segment.uploaded")}  # fmt: skip
+    by = {
+        t: {key(e): e for e in ev[t]}
+        for t in ("segment.requested", "segment.pulled", "segment.transcoded", "segment.uploaded")
+    }
     starts = {(e["stage"], key(e)): at(e) for e in ev["task.progress"] if e["state"] == "started"}
     sums = {"pull": 0.0, "transcode": 0.0, "push": 0.0, "queueing": 0.0}
     for k, req in by["segment.requested"].items():
         pulled, coded, up = by["segment.pulled"][k], by["segment.transcoded"][k], by["segment.uploaded"][k]
-        hops = (("puller", req, pulled, "pull"), ("transcoder", pulled, coded, "transcode"),
-                ("pusher", coded, up, "push"))  # fmt: skip
+        hops = (
+            ("puller", req, pulled, "pull"),
+            ("transcoder", pulled, coded, "transcode"),
+            ("pusher", coded, up, "push"),
+        )
         for stage, before, after, name in hops:
             began = starts.get((stage, k), at(before))
             sums[name] += at(after) - began
             sums["queueing"] += began - at(before)
     last_uploaded = max(at(e) for e in ev["segment.uploaded"])
-    return {"probe_split_s": split - requested, "stitch_s": completed - last_uploaded,
-            "sum_pull_s": sums["pull"], "sum_transcode_s": sums["transcode"], "sum_push_s": sums["push"],
-            "sum_queueing_s": sums["queueing"], "segments": len(by["segment.requested"]),
-            "transcoded_in_this_generation": all(e["generation"] == 0 for e in ev["segment.transcoded"])
-            and len(by["segment.transcoded"]) == len(by["segment.requested"])}  # fmt: skip
+    return {
+        "probe_split_s": split - requested,
+        "stitch_s": completed - last_uploaded,
+        "sum_pull_s": sums["pull"],
+        "sum_transcode_s": sums["transcode"],
+        "sum_push_s": sums["push"],
+        "sum_queueing_s": sums["queueing"],
+        "segments": len(by["segment.requested"]),
+        "transcoded_in_this_generation": all(e["generation"] == 0 for e in ev["segment.transcoded"])
+        and len(by["segment.transcoded"]) == len(by["segment.requested"]),
+    }
 
 
 def run_reel(settings: Settings, source: Path, out: Path) -> tuple[dict[str, Any], Run]:
@@ -170,53 +157,72 @@ def report(result: dict[str, Any]) -> str:
     width = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, width, strict=True)) for row in rows]
     pairs = result.get("pairs", [])
-    lines.append(f"speed-up: {result['speedup']:.2f}x (median of {len(pairs)} pairs: "
-                 + ", ".join(f"{p['baseline_wall_s']:.0f}/{p['reel_wall_s']:.0f}s={p['speedup']:.2f}x" for p in pairs)
-                 + ")")  # fmt: skip
+    lines.append(
+        f"speed-up: {result['speedup']:.2f}x (median of {len(pairs)} pairs: "
+        + ", ".join(f"{p['baseline_wall_s']:.0f}/{p['reel_wall_s']:.0f}s={p['speedup']:.2f}x" for p in pairs)
+        + ")"
+    )
     parts = result["reel"].get("cpu_s_by_component") or {}
-    lines.append("reel CPU-s by component (own + ffmpeg children): " + ", ".join(
-        f"{k}={v['own']:.0f}+{v['children']:.0f}" for k, v in parts.items()))  # fmt: skip
+    lines.append(
+        "reel CPU-s by component (own + ffmpeg children): "
+        + ", ".join(f"{k}={v['own']:.0f}+{v['children']:.0f}" for k, v in parts.items())
+    )
     lines.append(f"CPU-s: baseline {b['cpu_s']:.0f}, reel {r['cpu_s']:.0f}")
     st = result["stages"]
     lines.append("reel stages (s): " + ", ".join(f"{k}={v:.1f}" for k, v in st.items() if isinstance(v, float)))
     a = result["amdahl"]
-    lines.append(f"serial fraction {a['serial_fraction']:.3f}; projected speed-up vs baseline: "
-                 f"8 workers {a['speedup_8']:.2f}x, 32 workers {a['speedup_32']:.2f}x")  # fmt: skip
-    lines.append(f"per-segment overhead (pull + push) {result['overhead_per_segment_s']:.2f}s; "
-                 f"waiting for a transcoder, summed over segments: {st['sum_queueing_s']:.0f}s")  # fmt: skip
+    lines.append(
+        f"serial fraction {a['serial_fraction']:.3f}; projected speed-up vs baseline: "
+        f"8 workers {a['speedup_8']:.2f}x, 32 workers {a['speedup_32']:.2f}x"
+    )
+    lines.append(
+        f"per-segment overhead (pull + push) {result['overhead_per_segment_s']:.2f}s; "
+        f"waiting for a transcoder, summed over segments: {st['sum_queueing_s']:.0f}s"
+    )
     return "\n".join(lines)
 
 
 def one_pair(settings: Settings, source: Path, rends: list[ladder.Rendition], work: Path) -> dict[str, Any]:
     """The baseline, then reel, back to back: wall times, CPU and where reel's time went."""
     profile, gop = ladder.load("default"), 48
-    _, base = timed(lambda: subprocess.run(baseline_args(source, profile, rends, gop, work / "baseline"),
-                                           check=True))  # fmt: skip
+    _, base = timed(lambda: subprocess.run(ladder_command(source, profile, rends, gop, work / "baseline"), check=True))
     ids, reel_run = run_reel(settings, source, work / "reel")
     events = events_of(settings, ids["video_id"], ids["since_ms"])
     stages = stage_times(events)
     # From video.requested to video.completed, by the events' own clocks.
     reel_run.wall_s = (events["video.completed"][0]["produced_at"] - events["video.requested"][0]["produced_at"]) / 1000
     result: dict[str, Any] = {
-        "source": {"film": "Big Buck Bunny", "from_s": SOURCE_START_S, "seconds": SOURCE_SECONDS,
-                   "size": "1920x1080"},
-        "baseline": {"wall_s": base.wall_s, "cpu": base.cpu_utilisation, "psnr": {}, "size": {},
-                     "cpu_s": base.wall_s * base.cpu_utilisation * CORES},
-        "reel": {"wall_s": reel_run.wall_s, "cpu": reel_run.cpu_utilisation, "psnr": {}, "size": {},
-                 "video_id": ids["video_id"], "formats": REEL_FORMATS,
-                 "cpu_s_by_component": reel_run.by_component,
-                 "cpu_s": reel_run.wall_s * reel_run.cpu_utilisation * CORES},
-        "stages": stages, "speedup": base.wall_s / reel_run.wall_s,
-    }  # fmt: skip
+        "source": {"film": "Big Buck Bunny", "from_s": SOURCE_START_S, "seconds": SOURCE_SECONDS, "size": "1920x1080"},
+        "baseline": {
+            "wall_s": base.wall_s,
+            "cpu": base.cpu_utilisation,
+            "psnr": {},
+            "size": {},
+            "cpu_s": base.wall_s * base.cpu_utilisation * CORES,
+        },
+        "reel": {
+            "wall_s": reel_run.wall_s,
+            "cpu": reel_run.cpu_utilisation,
+            "psnr": {},
+            "size": {},
+            "video_id": ids["video_id"],
+            "formats": REEL_FORMATS,
+            "cpu_s_by_component": reel_run.by_component,
+            "cpu_s": reel_run.wall_s * reel_run.cpu_utilisation * CORES,
+        },
+        "stages": stages,
+        "speedup": base.wall_s / reel_run.wall_s,
+    }
     serial = stages["probe_split_s"] + stages["stitch_s"]
     parallel = reel_run.wall_s - serial
     workers = 2
     work_total = parallel * workers  # the parallel part as one worker would do it
     result["amdahl"] = {
-        "serial_s": serial, "serial_fraction": serial / (serial + work_total),
+        "serial_s": serial,
+        "serial_fraction": serial / (serial + work_total),
         "speedup_8": base.wall_s / (serial + work_total / 8),
         "speedup_32": base.wall_s / (serial + work_total / 32),
-    }  # fmt: skip
+    }
     # Overhead: what a segment costs besides its encode (pull, check and place). Queueing is
     # reported apart: most of it is waiting for a busy transcoder, not pipeline cost.
     result["overhead_per_segment_s"] = (stages["sum_pull_s"] + stages["sum_push_s"]) / max(1, stages["segments"])
@@ -234,11 +240,15 @@ def main(settings: Settings, work: Path, pairs: int = 3) -> dict[str, Any]:
     (work / "reel").mkdir(exist_ok=True)
     runs = [one_pair(settings, source, rends, work) for _ in range(pairs)]
     result = sorted(runs, key=lambda r: r["speedup"])[len(runs) // 2]
-    result["pairs"] = [{"baseline_wall_s": r["baseline"]["wall_s"], "reel_wall_s": r["reel"]["wall_s"],
-                        "speedup": r["speedup"]} for r in runs]  # fmt: skip
+    result["pairs"] = [
+        {"baseline_wall_s": r["baseline"]["wall_s"], "reel_wall_s": r["reel"]["wall_s"], "speedup": r["speedup"]}
+        for r in runs
+    ]
     # Quality and sizes of the last pair's outputs (reel's are bit-exact from run to run).
     cells = [(r, side) for r in rends for side in ("baseline", "reel")]
-    scores = in_threads(lambda c: psnr(work / c[1] / f"{c[0].name}.mp4", source, c[0]), cells, workers=CORES)
+    scores = in_threads(
+        lambda c: psnr(work / c[1] / f"{c[0].name}.mp4", source, c[0].width, c[0].height), cells, workers=CORES
+    )
     for (r, side), score in zip(cells, scores, strict=True):
         result[side]["psnr"][r.name] = score
         result[side]["size"][r.name] = (work / side / f"{r.name}.mp4").stat().st_size

@@ -11,7 +11,6 @@ is not what bounds the tracker.
 from __future__ import annotations
 
 import statistics
-import subprocess
 import threading
 import time
 import uuid
@@ -22,6 +21,7 @@ from typing import Any
 import psycopg
 
 from bench.pipeline import events_of
+from devstack.clips import synthetic
 from reel.contract import Registry
 from reel.settings import Settings
 from reel.storage import Storage
@@ -36,9 +36,7 @@ CLONE_NS = uuid.UUID("0c6f7f0e-2b55-4a43-8d7b-6c1b0f3f4a10")
 def one_real_run(settings: Settings, work: Path) -> list[tuple[str, dict[str, Any]]]:
     clip = work / "projection-clip.mp4"
     if not clip.exists():
-        subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=30",
-                        "-f", "lavfi", "-i", "sine=duration=30", "-c:v", "libx264", "-preset", "ultrafast",
-                        "-c:a", "aac", "-y", str(clip)], check=True)  # fmt: skip
+        synthetic(clip, size="640x360", seconds=30)
     sub = submit(settings, Storage.from_settings(settings), clip, "tiny", request_id=str(uuid.uuid4()))
     end = wait(settings, sub.video_id, sub.submitted_ms, timeout=600)
     assert end["topic"] == "video.completed", end
@@ -54,8 +52,12 @@ def clones(events: list[tuple[str, dict[str, Any]]], n: int) -> list[Record]:
     for i in range(n):
         vid = str(uuid.uuid5(CLONE_NS, str(i)))
         for topic, e in events:
-            clone = {**e, "video_id": vid, "event_id": str(uuid.uuid5(CLONE_NS, f"{i}/{e['event_id']}")),
-                     "produced_at": e["produced_at"] + i * 37}  # fmt: skip
+            clone = {
+                **e,
+                "video_id": vid,
+                "event_id": str(uuid.uuid5(CLONE_NS, f"{i}/{e['event_id']}")),
+                "produced_at": e["produced_at"] + i * 37,
+            }
             rows.append((clone["produced_at"] - t0, topic, registry.encode_for_topic(topic, clone)))
     rows.sort(key=lambda r: r[0])
     return [Record(topic, 0, offset, value) for offset, (_, topic, value) in enumerate(rows)]
@@ -81,9 +83,15 @@ def project_all(settings: Settings, records: list[Record]) -> dict[str, Any]:
             videos = conn.execute("SELECT count(*) FROM videos WHERE state = 'completed'").fetchone()
         assert projector.projected == len(records) and videos and videos[0] == VIDEOS
         times.sort()
-        return {"events": len(records), "videos": VIDEOS, "batch": batch, "seconds": round(wall, 2),
-                "events_per_s": round(len(records) / wall), "batch_ms_p50": round(1000 * statistics.median(times), 1),
-                "batch_ms_p95": round(1000 * times[int(0.95 * (len(times) - 1))], 1)}  # fmt: skip
+        return {
+            "events": len(records),
+            "videos": VIDEOS,
+            "batch": batch,
+            "seconds": round(wall, 2),
+            "events_per_s": round(len(records) / wall),
+            "batch_ms_p50": round(1000 * statistics.median(times), 1),
+            "batch_ms_p95": round(1000 * times[int(0.95 * (len(times) - 1))], 1),
+        }
     finally:
         with psycopg.connect(settings.postgres_url, autocommit=True) as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -98,7 +106,9 @@ def main(settings: Settings, work: Path) -> dict[str, Any]:
 
 
 def report(result: dict[str, Any]) -> str:
-    return (f"projected {result['events']} events of {result['videos']} videos "
-            f"({result['events_per_video']} each) in {result['seconds']} s: "
-            f"{result['events_per_s']} events/s; batch of {result['batch']}: "
-            f"p50 {result['batch_ms_p50']} ms, p95 {result['batch_ms_p95']} ms")  # fmt: skip
+    return (
+        f"projected {result['events']} events of {result['videos']} videos "
+        f"({result['events_per_video']} each) in {result['seconds']} s: "
+        f"{result['events_per_s']} events/s; batch of {result['batch']}: "
+        f"p50 {result['batch_ms_p50']} ms, p95 {result['batch_ms_p95']} ms"
+    )

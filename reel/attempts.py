@@ -56,8 +56,9 @@ class Attempts:
         return Attempt(attempt_id, number, key, marker)
 
     def finish(self, attempt: Attempt, state: str, reason: str = "", kind: str = "") -> None:
-        marker = Marker(attempt.attempt_id, state, attempt.marker.worker, attempt.marker.started_at,
-                        reason[:2000], kind)  # fmt: skip
+        marker = Marker(
+            attempt.attempt_id, state, attempt.marker.worker, attempt.marker.started_at, reason[:2000], kind
+        )
         self._write(attempt.key, marker)
 
     # -- failed videos -------------------------------------------------------------

@@ -34,10 +34,18 @@ class Checkpoints:
         self.storage, self.bucket, self.registry, self.stage = storage, bucket, registry, stage
 
     def save(self, event: dict[str, Any], outputs: list[Output]) -> None:
-        saved = [{"topic": o.topic, "key": o.key, "schema": o.schema, "partition": o.partition,
-                  "value": base64.b64encode(self.registry.encode(o.schema or schema_for_topic(o.topic),
-                                                                o.record)).decode()}
-                 for o in outputs]  # fmt: skip
+        saved = [
+            {
+                "topic": o.topic,
+                "key": o.key,
+                "schema": o.schema,
+                "partition": o.partition,
+                "value": base64.b64encode(
+                    self.registry.encode(o.schema or schema_for_topic(o.topic), o.record)
+                ).decode(),
+            }
+            for o in outputs
+        ]
         self.storage.put_bytes(self.bucket, keys.checkpoint(self.stage, event), json.dumps(saved).encode())
 
     def load(self, event: dict[str, Any]) -> list[Output] | None:
@@ -46,8 +54,12 @@ class Checkpoints:
         if not self.storage.exists(self.bucket, key):
             return None
         saved = json.loads(self.storage.get_bytes(self.bucket, key))
-        return [Output(o["topic"], o["key"], self.registry.decode(base64.b64decode(o["value"])), o["schema"],
-                       o["partition"]) for o in saved]  # fmt: skip
+        return [
+            Output(
+                o["topic"], o["key"], self.registry.decode(base64.b64decode(o["value"])), o["schema"], o["partition"]
+            )
+            for o in saved
+        ]
 
     def reusable(self, event: dict[str, Any]) -> list[Output] | None:
         """The saved outputs if every object they point at still exists, else None."""

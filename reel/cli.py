@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import typer
 from rich.console import Console, Group
@@ -19,16 +20,26 @@ from reel import ladder
 from reel import settings as settings_mod
 from reel.download import GetError, Wanted, digest
 from reel.download import get as download
-from reel.stack import StackError, down, status, up
 from reel.storage import Storage
 from reel.submit import SubmitError, parse_formats, submit
 from reel.submit import wait as wait_for
 
 # No locals in tracebacks: they would print the settings' credentials.
-app = typer.Typer(help="reel: distributed video transcoding over Kafka.", no_args_is_help=True,
-                  pretty_exceptions_show_locals=False)  # fmt: skip
+app = typer.Typer(
+    help="reel: distributed video transcoding over Kafka.", no_args_is_help=True, pretty_exceptions_show_locals=False
+)
 err = Console(stderr=True)
 out = Console()
+
+
+def _devstack() -> ModuleType:
+    """The embedded stack: a development tool, installed with the `stack` extra."""
+    try:
+        import devstack
+    except ImportError as exc:
+        err.print(f"reel: the embedded stack is not installed ({exc}); run: pip install 'reel[stack]'")
+        raise typer.Exit(1) from None
+    return devstack
 
 
 @app.command("up")
@@ -37,9 +48,10 @@ def up_cmd(
 ) -> None:
     """Start the embedded stack (Kafka, SeaweedFS, Postgres) and the services. Idempotent."""
     s = settings_mod.load()
+    stack = _devstack()
     try:
-        up(s, with_services=services, say=lambda m: err.print(m, highlight=False))
-    except StackError as exc:
+        stack.up(s, with_services=services, say=lambda m: err.print(m, highlight=False))
+    except stack.StackError as exc:
         err.print(f"reel up: {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     out.print(f"stack is up (state in {s.home})")
@@ -48,18 +60,21 @@ def up_cmd(
 @app.command("down")
 def down_cmd() -> None:
     """Stop everything `reel up` started."""
-    down(settings_mod.load(), say=lambda m: err.print(m, highlight=False))
+    _devstack().down(settings_mod.load(), say=lambda m: err.print(m, highlight=False))
 
 
 @app.command("ps")
 def ps_cmd() -> None:
     """Show what runs where: pids, addresses, health."""
     table = Table("part", "pid", "address", "state", "log")
-    for row in status(settings_mod.load()):
+    for row in _devstack().status(settings_mod.load()):
         table.add_row(
-            str(row["name"]), str(row["pid"] or "-"), str(row.get("address", "")),
-            str(row["state"]), str(row.get("log", "")),
-        )  # fmt: skip
+            str(row["name"]),
+            str(row["pid"] or "-"),
+            str(row.get("address", "")),
+            str(row["state"]),
+            str(row.get("log", "")),
+        )
     out.print(table)
 
 
@@ -81,8 +96,9 @@ def submit_cmd(
         size = file.stat().st_size if file.is_file() else 0
         with Progress(*Progress.get_default_columns(), DownloadColumn(), console=err) as bar:
             job = bar.add_task(f"upload {file.name}", total=size)
-            sub = submit(s, storage, file, profile, formats, request_id, callback_url,
-                         progress=lambda n: bar.advance(job, n))  # fmt: skip
+            sub = submit(
+                s, storage, file, profile, formats, request_id, callback_url, progress=lambda n: bar.advance(job, n)
+            )
     except SubmitError as exc:
         err.print(f"reel submit: {exc}", highlight=False)
         raise typer.Exit(2) from None
@@ -106,9 +122,15 @@ def _follow(s: settings_mod.Settings, storage: Storage, video_id: str, since_ms:
             err.print(f"failed in {event['stage']}: {event['reason']}", highlight=False)
             raise typer.Exit(1) from None
         # An HLS playlist plays only as the tracker serves it (its URIs signed): no URL here.
-        outputs = [{**o, "url": None if o["kind"].startswith("hls") else
-                    storage.presign_get(o["object"]["bucket"], o["object"]["key"])}
-                   for o in event["outputs"]]  # fmt: skip
+        outputs = [
+            {
+                **o,
+                "url": None
+                if o["kind"].startswith("hls")
+                else storage.presign_get(o["object"]["bucket"], o["object"]["key"]),
+            }
+            for o in event["outputs"]
+        ]
         _print_outputs(outputs)
         err.print("(HLS plays from the tracker's links: reel status ID, once it runs)")
     else:
@@ -182,8 +204,12 @@ def _render(view: dict) -> Group:
     head = f"{view['video_id']}  {view['state']}  {view['percent']:.0f}%"
     if view.get("error"):
         head += f"  [red]{view['error']['stage']}: {view['error']['reason']}[/red]"
-    bars = Progress(TextColumn("{task.description:>14}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                    TextColumn("{task.fields[state]}"))  # fmt: skip
+    bars = Progress(
+        TextColumn("{task.description:>14}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[state]}"),
+    )
     bars.add_task("total", total=100, completed=view["percent"], state=view["state"])
     done = {"planned": 0, "requested": 0, "pulled": 10, "transcoded": 90, "uploaded": 100}
     for seg in view["segments"]:
@@ -244,8 +270,11 @@ def get_cmd(
     view = _tracker(f"/videos/{video_id}")
     if view["state"] != "completed":
         why = f": {view['error']['reason']}" if view.get("error") else f" ({view['percent']:.0f}% done)"
-        err.print(f"reel get: video {view['video_id']} is {view['state']}{why}; only a completed video "
-                  "can be downloaded", highlight=False, soft_wrap=True)  # fmt: skip
+        err.print(
+            f"reel get: video {view['video_id']} is {view['state']}{why}; only a completed video can be downloaded",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(2)
     s = settings_mod.load()
     storage = Storage.from_settings(s)
@@ -259,8 +288,9 @@ def get_cmd(
         with Progress(*columns, console=err) as bars:
 
             def start(todo: list[Wanted], already: int) -> Callable[[Wanted], Callable[[int], None]]:
-                total = bars.add_task(f"{len(todo)} files" + (f" ({already} there)" if already else ""),
-                                      total=sum(w.size for w in todo))  # fmt: skip
+                total = bars.add_task(
+                    f"{len(todo)} files" + (f" ({already} there)" if already else ""), total=sum(w.size for w in todo)
+                )
 
                 def track(w: Wanted) -> Callable[[int], None]:
                     one = bars.add_task(w.path[-24:], total=w.size, visible=w.size >= 1 << 20)
@@ -280,8 +310,11 @@ def get_cmd(
     except Exception as exc:  # noqa: BLE001 - storage or disk: say it, keep the parts for a resume
         err.print(f"reel get: {exc}; run it again to resume", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    out.print(f"{fetched + kept} files in {target} ({fetched} downloaded, {kept} already there), "
-              "each matching the manifest's sha256", highlight=False)  # fmt: skip
+    out.print(
+        f"{fetched + kept} files in {target} ({fetched} downloaded, {kept} already there), "
+        "each matching the manifest's sha256",
+        highlight=False,
+    )
 
 
 @app.command("list")
@@ -293,8 +326,14 @@ def list_cmd(
     query = f"/videos?limit={limit}" + (f"&state={state}" if state else "")
     table = Table("video", "state", "percent", "profile", "updated", "error")
     for v in _tracker(query)["videos"]:
-        table.add_row(v["video_id"], v["state"], f"{v['percent']:.0f}%", v["profile"] or "",
-                      v["updated_at"][:19], v["error"] or "")  # fmt: skip
+        table.add_row(
+            v["video_id"],
+            v["state"],
+            f"{v['percent']:.0f}%",
+            v["profile"] or "",
+            v["updated_at"][:19],
+            v["error"] or "",
+        )
     out.print(table)
 
 

@@ -20,12 +20,11 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from reel import PROJECT_ROOT
 from reel.pipeline import DLQ_SUFFIX, dead_letter_topics
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
-SCHEMAS_DIR = PROJECT_ROOT / "schemas"
+SCHEMAS_DIR = Path(__file__).parent / "schemas"  # a link to the repository's schemas/, packaged with reel
 
 # One topic <-> one event type. Dead letters of every topic use dead.letter.
 TOPIC_SCHEMAS: dict[str, str] = {
@@ -171,9 +170,22 @@ def task_key(video_id: str, track: str, segment_index: int | None) -> str:
 
 
 # What a segment task carries at every stage, so no stage needs a lookup.
-TASK_FIELDS = ("source", "profile", "formats", "fps_num", "fps_den", "gop_frames", "start_frame",
-               "frame_count", "segment_count", "total_frames", "video_start", "has_audio",
-               "display_width", "display_height")  # fmt: skip
+TASK_FIELDS = (
+    "source",
+    "profile",
+    "formats",
+    "fps_num",
+    "fps_den",
+    "gop_frames",
+    "start_frame",
+    "frame_count",
+    "segment_count",
+    "total_frames",
+    "video_start",
+    "has_audio",
+    "display_width",
+    "display_height",
+)
 
 
 def task_fields(event: dict[str, Any]) -> dict[str, Any]:

@@ -66,8 +66,11 @@ def check_destination(dest: Path, wanted: list[Wanted], manifest: bytes) -> list
     if not dest.exists():
         return wanted
     ours = {w.path for w in wanted} | {w.path + PART for w in wanted} | {"manifest.json"}
-    foreign = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*")
-                     if p.is_file() and p.relative_to(dest).as_posix() not in ours)  # fmt: skip
+    foreign = sorted(
+        p.relative_to(dest).as_posix()
+        for p in dest.rglob("*")
+        if p.is_file() and p.relative_to(dest).as_posix() not in ours
+    )
     if foreign:
         more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
         raise GetError(f"{dest} holds other files ({', '.join(foreign[:3])}{more}): choose an empty or new folder")
@@ -101,9 +104,14 @@ def fetch(storage: Storage, bucket: str, w: Wanted, dest: Path, progress: Callab
 
 
 def get(
-    storage: Storage, bucket: str, manifest_bytes: bytes, dest: Path, rungs: list[str], fmt: str | None,
+    storage: Storage,
+    bucket: str,
+    manifest_bytes: bytes,
+    dest: Path,
+    rungs: list[str],
+    fmt: str | None,
     on_start: Callable[[list[Wanted], int], Callable[[Wanted], Callable[[int], None]]],
-) -> tuple[int, int]:  # fmt: skip
+) -> tuple[int, int]:
     """Download what is asked into dest. on_start(todo, already) returns, for each file, its
     progress callback. Returns (files fetched, files already there and verified)."""
     manifest = json.loads(manifest_bytes)

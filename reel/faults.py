@@ -10,7 +10,8 @@ Two ways to arm them:
   instead of dying (logged first), until the test kills it or removes the line: the work
   is then provably unfinished when the test strikes.
 
-Points of the worker loop: before-work, after-produce, after-commit. Stages name their
+Points of the worker loop: before-work, after-produce, before-bury (a committed
+video.failed's tombstone), after-commit. Stages name their
 own (mid-work, mid-pull, mid-encode, mid-encode-audio, mid-place, mid-join, mid-upload,
 mid-batch); a multipart upload has mid-part, between two parts. REEL_FAULT_LOG, when set,
 gets one line per kill, written before dying: "<point> <pid> [<arm-id>]", so a test can
@@ -115,6 +116,9 @@ def _hold(path: str, point: str, arm_id: str) -> None:
 def _children() -> list[int]:
     pids: list[int] = []
     for task in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{task}/children") as f:
-            pids += [int(p) for p in f.read().split()]
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids += [int(p) for p in f.read().split()]
+        except FileNotFoundError:  # the thread ended since the listing
+            continue
     return pids

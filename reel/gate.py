@@ -66,5 +66,8 @@ def check_hls_sync(video_starts: dict[str, float], audio_start: float, sample_ra
     """Each rendition starts where the audio does (a player aligns them by timestamp),
     within one AAC frame: the audio's priming sits before its first sample."""
     aac = AAC_FRAME / sample_rate
-    return [f"HLS {name} starts {start - audio_start:+.3f}s from its audio" for name, start in video_starts.items()
-            if abs(start - audio_start) > aac + 1e-3]  # fmt: skip
+    return [
+        f"HLS {name} starts {start - audio_start:+.3f}s from its audio"
+        for name, start in video_starts.items()
+        if abs(start - audio_start) > aac + 1e-3
+    ]

@@ -1,4 +1,5 @@
-"""Kafka client settings (notes/kafka.md) and consumer-group lag."""
+"""Kafka client settings (exactly once: read_committed, manual offsets, idempotent and
+transactional producers; fast reconnects) and consumer-group lag."""
 
 from __future__ import annotations
 
@@ -102,9 +103,15 @@ def read_to_end(bootstrap: str, topics: list[str], since_ms: int | None = None, 
     for a read_committed reader - so a slow first fetch cannot cut the read short the way
     "stop after N quiet seconds" does.
     """
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reel-reader-{uuid.uuid4()}",
-                  "isolation.level": "read_committed", "enable.auto.commit": False,
-                  "enable.partition.eof": True})  # fmt: skip
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reel-reader-{uuid.uuid4()}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
     try:
         meta = c.list_topics(timeout=10).topics
         parts = [TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in meta[t].partitions]

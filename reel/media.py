@@ -24,6 +24,12 @@ from reel.redact import redact
 TAIL_LINES = 4  # ffmpeg runs at -v error: its last few lines are the failure in its own words
 
 
+def flags(line: str) -> list[str]:
+    """ffmpeg options written as on a command line, e.g. flags(f"-g {gop} -sc_threshold 0").
+    Only for options and values without spaces: paths stay list items of their own."""
+    return line.split()
+
+
 class MediaError(Exception):
     """ffmpeg or ffprobe failed; the message carries the tool's own last lines."""
 
@@ -150,8 +156,7 @@ def parse_probe(data: dict) -> Probe:
 def probe(source: str | Path, timeout: float = 60.0) -> Probe:
     """Headers only: format and streams. Never enumerates packets (over a URL that
     would read the whole file)."""
-    cmd = ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
-           str(source)]  # fmt: skip
+    cmd = ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(source)]
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
@@ -181,8 +186,7 @@ def run_ffmpeg(
     Raises FfmpegTimeout past `timeout`, FfmpegCancelled when `cancel` is set, and
     MediaError with ffmpeg's last lines when it exits non-zero.
     """
-    cmd = ["nice", "-n", str(nice), "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-v", "error",
-           "-progress", "pipe:1", *args]  # fmt: skip
+    cmd = [*flags(f"nice -n {nice} ffmpeg -hide_banner -nostdin -nostats -v error -progress pipe:1"), *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     assert proc.stdout is not None and proc.stderr is not None
@@ -226,11 +230,13 @@ class Packet:
     key: bool
 
 
+PACKET_FIELDS = "packet=pts_time,dts_time,duration_time,flags"
+
+
 def packets(path: str | Path, stream: str = "v:0", timeout: float = 120.0) -> list[Packet]:
     """Every packet of one stream of a local file, in file order. Local files only:
     over a URL this reads the whole object."""
-    cmd = ["ffprobe", "-v", "error", "-select_streams", stream, "-show_entries",
-           "packet=pts_time,dts_time,duration_time,flags", "-of", "json", str(path)]  # fmt: skip
+    cmd = [*flags(f"ffprobe -v error -select_streams {stream} -of json"), "-show_entries", PACKET_FIELDS, str(path)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise MediaError(f"ffprobe failed: {_last_lines(result.stderr)}")
@@ -247,8 +253,8 @@ def packets(path: str | Path, stream: str = "v:0", timeout: float = 120.0) -> li
 
 def first_pts(path: str | Path, stream: str = "v:0", timeout: float = 60.0) -> float:
     """The earliest presentation time among a stream's first packets (a playlist too)."""
-    cmd = ["ffprobe", "-v", "error", "-select_streams", stream, "-read_intervals", "%+#8",
-           "-show_entries", "packet=pts_time", "-of", "json", str(path)]  # fmt: skip
+    cmd = [*flags(f"ffprobe -v error -select_streams {stream} -read_intervals %+#8 -of json"), "-show_entries"]
+    cmd += ["packet=pts_time", str(path)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     times = [_float(p.get("pts_time")) for p in json.loads(result.stdout or "{}").get("packets", [])]
     if result.returncode != 0 or not any(t is not None for t in times):

@@ -6,9 +6,11 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 TASKS = Counter("reel_tasks_total", "Tasks finished by a worker", ["stage", "outcome"])
 TASK_SECONDS = Histogram(
-    "reel_task_seconds", "Wall time of one task", ["stage"],
+    "reel_task_seconds",
+    "Wall time of one task",
+    ["stage"],
     buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
-)  # fmt: skip
+)
 IN_FLIGHT = Gauge("reel_tasks_in_flight", "Tasks being worked on", ["stage"])
 DEAD_LETTERS = Counter("reel_dead_letters_total", "Records sent to a dead-letter topic", ["topic", "kind"])
 UP = Gauge("reel_service_up", "1 while the service runs", ["service", "slot"])
@@ -31,14 +33,18 @@ VIDEO_FAILURES = Counter(
 VIDEOS_COMPLETED = Counter("reel_videos_completed_total", "Videos completed")
 CALLBACKS = Counter("reel_callbacks_total", "Callback POST attempts by outcome", ["outcome"])
 VIDEO_SECONDS = Histogram(
-    "reel_video_seconds", "From video.requested to video.completed or video.failed", ["outcome"],
+    "reel_video_seconds",
+    "From video.requested to video.completed or video.failed",
+    ["outcome"],
     buckets=(5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200),
-)  # fmt: skip
+)
 STAGE_SECONDS = Histogram(
-    "reel_stage_seconds", "Per segment (or video, for split and stitch): time from the event before a "
-    "stage to the stage's own event, queueing included", ["stage"],
+    "reel_stage_seconds",
+    "Per segment (or video, for split and stitch): time from the event before a "
+    "stage to the stage's own event, queueing included",
+    ["stage"],
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
-)  # fmt: skip
+)
 LAG = Gauge("reel_consumer_lag", "Records not yet committed by a consumer group, all partitions", ["group"])
 UPLOAD_PARTS = Counter(
     "reel_upload_parts_total", "Multipart upload parts: sent, or reused from a resumed upload", ["outcome"]

@@ -66,21 +66,16 @@ def attempt_number(markers: Iterable[Marker]) -> int:
     return counted(markers) + 1
 
 
-@dataclass(frozen=True)
-class Escalation:
-    kind: Kind
-    reason: str
-    failed: int
-
-
-def escalation(markers: list[Marker], max_attempts: int) -> Escalation | None:
+def escalation(markers: list[Marker], max_attempts: int) -> GivenUp | None:
     """Give the task up, and why, once max_attempts attempts failed or died."""
     failed = counted(markers)
     if failed < max_attempts:
         return None
     last = _last_counted(markers)
     kind = Kind(last.kind) if last is not None and last.kind == Kind.ENVIRONMENT.value else Kind.ATTEMPTS_EXHAUSTED
-    return Escalation(kind, f"{failed} attempts failed or died; last: {last_reason(markers)}", failed)
+    return GivenUp(
+        kind, "attempts-exhausted", f"{failed} attempts failed or died; last: {last_reason(markers)}", failed
+    )
 
 
 def _last_counted(markers: list[Marker]) -> Marker | None:
@@ -95,17 +90,50 @@ def last_reason(markers: list[Marker]) -> str:
     return "the worker died mid-task (killed or out of memory)"
 
 
-def dead_letter(
-    *, topic: str, partition: int, offset: int, key: bytes | None, value: bytes, event: dict[str, Any] | None,
-    kind: Kind, error_kind: str, reason: str, failed: int, producer: str,
-) -> dict[str, Any]:  # fmt: skip
+@dataclass(frozen=True)
+class Input:
+    """Where a task's input record was read, and its bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True)
+class GivenUp:
+    """Why an input is given up: the kind, the loop's finer word, the reason, how often."""
+
+    kind: Kind
+    error_kind: str  # malformed | unknown-schema | permanent | attempts-exhausted
+    reason: str
+    failed: int
+
+
+def dead_letter(source: Input, event: dict[str, Any] | None, why: GivenUp, producer: str) -> dict[str, Any]:
     """The dead letter of an input: where it was, the original bytes, why and how often."""
     e = event or {}
     env = envelope(
-        video_id=e.get("video_id", "unknown"), producer=producer, generation=e.get("generation", 0),
-        track=e.get("track", "video"), segment_index=e.get("segment_index"),
-        event_id=str(uuid.uuid5(EVENT_NS, f"{topic}/{partition}/{offset}/dead-letter")),
-    )  # fmt: skip
-    return {**env, "original_topic": topic, "original_partition": partition, "original_offset": offset,
-            "original_key": key, "original_value": value, "reason": reason, "kind": kind.value,
-            "error_kind": error_kind, "failed_attempts": failed}  # fmt: skip
+        video_id=e.get("video_id", "unknown"),
+        producer=producer,
+        generation=e.get("generation", 0),
+        track=e.get("track", "video"),
+        segment_index=e.get("segment_index"),
+        event_id=str(uuid.uuid5(EVENT_NS, f"{source.topic}/{source.partition}/{source.offset}/dead-letter")),
+    )
+    where = {
+        "original_topic": source.topic,
+        "original_partition": source.partition,
+        "original_offset": source.offset,
+        "original_key": source.key,
+        "original_value": source.value,
+    }
+    return {
+        **env,
+        **where,
+        "reason": why.reason,
+        "kind": why.kind.value,
+        "error_kind": why.error_kind,
+        "failed_attempts": why.failed,
+    }

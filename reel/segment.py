@@ -18,8 +18,13 @@ class SegmentTask:
 
     @classmethod
     def of(cls, ev: dict[str, Any]) -> SegmentTask:
-        return cls(Fraction(ev["fps_num"], ev["fps_den"]), ev["start_frame"], ev["frame_count"], ev["total_frames"],
-                   ev["video_start"])  # fmt: skip
+        return cls(
+            Fraction(ev["fps_num"], ev["fps_den"]),
+            ev["start_frame"],
+            ev["frame_count"],
+            ev["total_frames"],
+            ev["video_start"],
+        )
 
     @property
     def start_s(self) -> float:

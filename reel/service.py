@@ -8,13 +8,16 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
 from reel import faults, logs, metrics
+from reel.pipeline import StageSpec
 from reel.settings import Settings, load
 from reel.storage import Storage
-from reel.worker import Stage, Worker
+from reel.task import Deps, Output, Stage, Task
+from reel.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +59,18 @@ def check_connections(settings: Settings) -> None:
     Storage.from_settings(settings).ping()
 
 
-def run_stage(name: str, make_stage: Callable[[Settings, Storage], Stage]) -> None:
-    """A worker service: the shared loop around this service's handler."""
-    proc = start(name)
+def run_stage(
+    spec: StageSpec,
+    handle: Callable[[Task, Any], list[Output]],
+    deps: Callable[[Settings, Storage], Any] = Deps,
+    media_seconds: Callable[[dict[str, Any]], float] = lambda _e: 0.0,
+) -> None:
+    """A worker service, the composition root of every stage: settings, clients, the
+    handler's dependencies (`deps(settings, storage)`), the shared loop around it."""
+    proc = start(spec.name)
     check_connections(proc.settings)
     storage = Storage.from_settings(proc.settings)
-    stage = make_stage(proc.settings, storage)
+    given = deps(proc.settings, storage)
+    stage = Stage.of(spec, lambda task: handle(task, given), media_seconds=media_seconds)
     log.info("%s ready", proc.worker_id)
     sys.exit(Worker(stage, proc.settings, storage, proc.stopping).run())

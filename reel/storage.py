@@ -146,14 +146,20 @@ class Storage:
         origin than the page's. False where the server has no per-bucket CORS (MinIO sets
         it server-wide, MINIO_API_CORS_ALLOW_ORIGIN)."""
         rules = "".join(f"<AllowedOrigin>{o}</AllowedOrigin>" for o in origins)
-        body = (f"<CORSConfiguration><CORSRule>{rules}<AllowedMethod>GET</AllowedMethod>"
-                "<AllowedMethod>HEAD</AllowedMethod><AllowedHeader>*</AllowedHeader>"
-                "<ExposeHeader>Content-Length</ExposeHeader><ExposeHeader>Content-Range</ExposeHeader>"
-                "<MaxAgeSeconds>3600</MaxAgeSeconds></CORSRule></CORSConfiguration>").encode()  # fmt: skip
+        body = (
+            f"<CORSConfiguration><CORSRule>{rules}<AllowedMethod>GET</AllowedMethod>"
+            "<AllowedMethod>HEAD</AllowedMethod><AllowedHeader>*</AllowedHeader>"
+            "<ExposeHeader>Content-Length</ExposeHeader><ExposeHeader>Content-Range</ExposeHeader>"
+            "<MaxAgeSeconds>3600</MaxAgeSeconds></CORSRule></CORSConfiguration>"
+        ).encode()
         md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
         try:  # minio-py has no bucket-CORS call: the signed request is made by its own executor
-            self._retry(lambda: self.client._execute("PUT", bucket, body=body, headers={"Content-MD5": md5},
-                                                     query_params={"cors": ""}), "put bucket cors")  # fmt: skip
+            self._retry(
+                lambda: self.client._execute(
+                    "PUT", bucket, body=body, headers={"Content-MD5": md5}, query_params={"cors": ""}
+                ),
+                "put bucket cors",
+            )
         except S3Error as exc:
             if exc.code not in ("NotImplemented", "MethodNotAllowed"):
                 raise
@@ -313,9 +319,14 @@ class MultipartUpload:
     lists its parts and uploads only those whose ETag is not the MD5 of the local part."""
 
     def __init__(
-        self, storage: Storage, bucket: str, key: str, path: Path, sha256: str,
+        self,
+        storage: Storage,
+        bucket: str,
+        key: str,
+        path: Path,
+        sha256: str,
         part_size: int = PART_SIZE,
-    ) -> None:  # fmt: skip
+    ) -> None:
         if part_size < MIN_PART:
             raise ValueError("S3 parts are at least 5 MiB (except the last)")
         self.storage = storage
@@ -350,7 +361,7 @@ class MultipartUpload:
                     self.key,
                     upload_id,
                     part_number_marker=marker,
-                ),  # fmt: skip
+                ),
                 "list parts",
             )
             for part in res.parts:
@@ -386,7 +397,7 @@ class MultipartUpload:
                         None,
                         upload_id,
                         number,
-                    ),  # fmt: skip
+                    ),
                     f"upload part {number}",
                 )
                 self.uploaded += 1
@@ -400,8 +411,14 @@ class MultipartUpload:
             lambda: self.client._complete_multipart_upload(self.bucket, self.key, upload_id, parts),
             "complete upload",
         )
-        log.info("uploaded %s/%s in %d parts: %d sent, %d reused from an earlier upload",
-                 self.bucket, self.key, len(local), self.uploaded, self.reused)  # fmt: skip
+        log.info(
+            "uploaded %s/%s in %d parts: %d sent, %d reused from an earlier upload",
+            self.bucket,
+            self.key,
+            len(local),
+            self.uploaded,
+            self.reused,
+        )
 
     def abort_all(self) -> int:
         """Abort every open upload of this key (a 'whole pod lost' drill)."""

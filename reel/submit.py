@@ -54,10 +54,15 @@ def parse_formats(text: str) -> list[str]:
 
 
 def submit(
-    settings: Settings, storage: Storage, path: Path, profile: str = "default",
-    formats: list[str] | None = None, request_id: str | None = None,
-    callback_url: str | None = None, progress: Callable[[int], None] | None = None,
-) -> Submission:  # fmt: skip
+    settings: Settings,
+    storage: Storage,
+    path: Path,
+    profile: str = "default",
+    formats: list[str] | None = None,
+    request_id: str | None = None,
+    callback_url: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Submission:
     formats = formats or list(FORMATS)
     if not path.is_file():
         raise SubmitError(f"no such file: {path}")
@@ -78,9 +83,12 @@ def submit(
     now = int(time.time() * 1000)
     record = {
         **envelope(video_id=vid, producer="reel-submit", event_id=str(uuid.uuid5(ID_NS, vid))),
-        "request_id": request_id, "profile": profile, "formats": formats, "callback_url": callback_url,
+        "request_id": request_id,
+        "profile": profile,
+        "formats": formats,
+        "callback_url": callback_url,
         "source": {"bucket": settings.bucket_sources, "key": key, "etag": sha, "size": path.stat().st_size},
-    }  # fmt: skip
+    }
     produce(settings, "video.requested", vid, record)
     storage.put_bytes(settings.bucket_work, marker, json.dumps({"at": now, "source": key}).encode())
     return Submission(vid, True, now)
@@ -96,14 +104,21 @@ def produce(settings: Settings, topic: str, key: str, record: dict[str, Any]) ->
 def wait(settings: Settings, video_id: str, since_ms: int, timeout: float) -> dict[str, Any]:
     """The video's video.completed or video.failed event, read from Kafka."""
     registry = Registry()
-    consumer = Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap, "group.id": f"reel-wait-{uuid.uuid4()}",
-        "isolation.level": "read_committed", "enable.auto.commit": False,
-    })  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"reel-wait-{uuid.uuid4()}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
     try:
         meta = consumer.list_topics(timeout=10).topics
-        wanted = [TopicPartition(t, p, since_ms - 5000) for t in ("video.completed", "video.failed")
-                  for p in meta[t].partitions]  # fmt: skip
+        wanted = [
+            TopicPartition(t, p, since_ms - 5000)
+            for t in ("video.completed", "video.failed")
+            for p in meta[t].partitions
+        ]
         consumer.assign(consumer.offsets_for_times(wanted, timeout=10))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

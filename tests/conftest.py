@@ -11,13 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from reel import PROJECT_ROOT, clips, settings
+from devstack import clips, down, up
+from reel import PROJECT_ROOT, settings
 from reel.settings import Settings
-from reel.stack import down, up
 from reel.storage import Storage
 
-TEST_PORTS = {"REEL_KAFKA_PORT": "29092", "REEL_S3_PORT": "26333", "REEL_PG_PORT": "25432",
-              "REEL_TRACKER_PORT": "28081"}  # fmt: skip
+TEST_PORTS = {
+    "REEL_KAFKA_PORT": "29092",
+    "REEL_S3_PORT": "26333",
+    "REEL_PG_PORT": "25432",
+    "REEL_TRACKER_PORT": "28081",
+}
 # Credentials no other string in the suite contains, so a test can look for them wherever
 # reel writes (tests/e2e/test_no_secrets.py).
 PLANTED_KEYS = {"REEL_S3_ACCESS_KEY": "AKREELPLANTED7Q3X", "REEL_S3_SECRET_KEY": "planted-secret-v8Lw2NfT0qZc"}

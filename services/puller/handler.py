@@ -13,6 +13,7 @@ from pathlib import Path
 from reel import keys, media
 from reel.contract import task_fields, task_key
 from reel.faults import fault_point
+from reel.media import flags
 from reel.parallel import alongside
 from reel.scratch import scratch
 from reel.segment import SegmentTask
@@ -28,13 +29,13 @@ def span_args(url: str, start: float, length: float, out: Path) -> list[str]:
     container's start, which would take a probe of the source to learn). Source
     timestamps are kept (-copyts), so the end is an absolute output -to: a duration
     would count from that keyframe, which may lie tens of seconds earlier."""
-    return ["-copyts", "-seek_timestamp", "1", "-ss", f"{start:.6f}", "-i", url, "-map", "0:v:0", "-c", "copy",
-            "-to", f"{start + length + MARGIN_S:.6f}", "-strict", "experimental", "-f", "mp4",
-            "-y", str(out)]  # fmt: skip
+    end = start + length + MARGIN_S
+    copy = flags(f"-map 0:v:0 -c copy -to {end:.6f} -strict experimental -f mp4 -y")
+    return [*flags(f"-copyts -seek_timestamp 1 -ss {start:.6f} -i"), url, *copy, str(out)]
 
 
 def audio_args(url: str, out: Path) -> list[str]:
-    return ["-copyts", "-i", url, "-map", "0:a:0", "-c", "copy", "-f", "matroska", "-y", str(out)]
+    return ["-copyts", "-i", url, *flags("-map 0:a:0 -c copy -f matroska -y"), str(out)]
 
 
 def span_start_of(out: Path, seg: SegmentTask) -> float:
@@ -46,8 +47,9 @@ def span_start_of(out: Path, seg: SegmentTask) -> float:
     span_start = probe.video.start_time
     span_end = span_start + (probe.video.duration or 0.0)
     if span_end < min(seg.start_s + seg.length_s, seg.video_start + seg.total_s) - 2 * seg.frame_s:
-        raise Permanent(f"source is truncated: its video ends at {span_end - seg.video_start:.2f}s "
-                        f"of {seg.total_s:.2f}s")  # fmt: skip
+        raise Permanent(
+            f"source is truncated: its video ends at {span_end - seg.video_start:.2f}s of {seg.total_s:.2f}s"
+        )
     if span_start > seg.start_s + 0.5 * seg.frame_s:
         raise RuntimeError(f"span starts at {span_start:.3f}s, after the segment ({seg.start_s:.3f}s)")
     return span_start
@@ -78,10 +80,12 @@ def handle(task: Task, deps: Deps) -> list[Output]:
             seg = SegmentTask.of(ev)
             start, length = seg.start_s, seg.length_s
             media.run_ffmpeg(
-                span_args(url, start, length, out), timeout=120 + 4 * length, cancel=task.cancel,
+                span_args(url, start, length, out),
+                timeout=120 + 4 * length,
+                cancel=task.cancel,
                 on_progress=lambda s: task.report(100 * s / (length + MARGIN_S)),
                 nice=0,  # a stream copy: short, and it feeds the encoders
-            )  # fmt: skip
+            )
             fault_point("mid-pull")
             check = partial(span_start_of, out, seg)
         key = keys.work(ev, task.attempt.attempt_id, name)
@@ -90,8 +94,7 @@ def handle(task: Task, deps: Deps) -> list[Output]:
         with alongside(deps.storage.put_file, deps.settings.bucket_work, key, out) as upload:
             span_start = check()
         ref = upload.result()
-    record = {**task.envelope("segment.pulled"), **task_fields(ev), "span": ref.as_record(),
-              "span_start": span_start}  # fmt: skip
+    record = {**task.envelope("segment.pulled"), **task_fields(ev), "span": ref.as_record(), "span_start": span_start}
     key = task_key(ev["video_id"], ev["track"], ev["segment_index"])
     # The splitter chose a transcoder's partition (its lane) to balance the fleet's load.
     lane = ev.get("lane", -1)

@@ -20,8 +20,12 @@ from services.pusher.stitch import GateFailed, stitch
 def handle(task: Task, deps: Deps) -> list[Output]:
     ev = task.event
     profile = ladder.load(ev["profile"], deps.settings.profiles_dir)
-    uploaded = {**task.envelope("segment.uploaded"), "profile": ev["profile"],
-                "segment_count": ev["segment_count"], "renditions": place(deps, ev)}  # fmt: skip
+    uploaded = {
+        **task.envelope("segment.uploaded"),
+        "profile": ev["profile"],
+        "segment_count": ev["segment_count"],
+        "renditions": place(deps, ev),
+    }
     outputs = [Output("segment.uploaded", ev["video_id"], uploaded)]
     rends = ladder.renditions(profile, ev["display_width"], ev["display_height"])
     if all_in(deps, ev, rends):
@@ -35,12 +39,22 @@ def assemble(task: Task, deps: Deps, profile: Profile, rends: list[Rendition]) -
             done = publish(task, deps, stitch(task, deps, profile, rends, tmp))
     except GateFailed as exc:
         return failed(task, f"stitch gate: {exc}", Kind.STITCH_GATE)
-    record = {**task.envelope("video.completed", segment_index=None, track="video"),
-              "manifest": done.manifest.as_record(), "outputs": done.listed, "callback_url": None}  # fmt: skip
+    record = {
+        **task.envelope("video.completed", segment_index=None, track="video"),
+        "manifest": done.manifest.as_record(),
+        "outputs": done.listed,
+        "callback_url": None,
+    }
     return Output("video.completed", task.event["video_id"], record)
 
 
 def failed(task: Task, reason: str, kind: Kind) -> Output:
-    record = {**task.envelope("video.failed", segment_index=None, track="video"), "stage": "pusher",
-              "reason": reason, "kind": kind.value, "detail": None, "callback_url": None}  # fmt: skip
+    record = {
+        **task.envelope("video.failed", segment_index=None, track="video"),
+        "stage": "pusher",
+        "reason": reason,
+        "kind": kind.value,
+        "detail": None,
+        "callback_url": None,
+    }
     return Output("video.failed", task.event["video_id"], record)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-BITEXACT = ["-fflags", "+bitexact"]
+from reel.media import flags
+
+BITEXACT = flags("-fflags +bitexact")
 
 
 def concat_list(parts: list[Path]) -> str:
@@ -32,11 +34,11 @@ HLS_TS_OFFSET_S = 1.0
 
 def hls_args(src: Path, stream: str, out_dir: Path, fmp4: bool, hls_time: float = 2.0) -> list[str]:
     """One media playlist from one stream of a joined file; fMP4 segments for HEVC."""
-    args = ["-i", str(src), "-map", f"0:{stream}:0", "-c", "copy", "-output_ts_offset", f"{HLS_TS_OFFSET_S}",
-            "-f", "hls", "-hls_time", f"{hls_time}", "-hls_playlist_type", "vod", *BITEXACT]  # fmt: skip
+    args = ["-i", str(src), *flags(f"-map 0:{stream}:0 -c copy -output_ts_offset {HLS_TS_OFFSET_S} -f hls")]
+    args += [*flags(f"-hls_time {hls_time} -hls_playlist_type vod"), *BITEXACT]
     if fmp4:
-        args += ["-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
-                 "-hls_segment_filename", str(out_dir / "seg_%05d.m4s")]  # fmt: skip
+        args += [*flags("-hls_segment_type fmp4 -hls_fmp4_init_filename init.mp4 -hls_segment_filename")]
+        args.append(str(out_dir / "seg_%05d.m4s"))
     else:
         args += ["-hls_segment_filename", str(out_dir / "seg_%05d.ts")]
     return [*args, "-y", str(out_dir / "index.m3u8")]

@@ -56,11 +56,16 @@ def bitrates(playlist: Path) -> tuple[int, int]:
 def master_playlist(variants: list[Variant], audio_uri: str | None) -> str:
     lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
     if audio_uri:
-        lines.append('#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio",NAME="audio",DEFAULT=YES,'
-                     f'AUTOSELECT=YES,URI="{audio_uri}"')  # fmt: skip
+        lines.append(
+            f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio",NAME="audio",DEFAULT=YES,AUTOSELECT=YES,URI="{audio_uri}"'
+        )
     for v in sorted(variants, key=lambda v: -v.peak_bps):
-        attrs = [f"BANDWIDTH={v.peak_bps}", f"AVERAGE-BANDWIDTH={v.average_bps}",
-                 f'CODECS="{v.codecs}"', f"RESOLUTION={v.width}x{v.height}"]  # fmt: skip
+        attrs = [
+            f"BANDWIDTH={v.peak_bps}",
+            f"AVERAGE-BANDWIDTH={v.average_bps}",
+            f'CODECS="{v.codecs}"',
+            f"RESOLUTION={v.width}x{v.height}",
+        ]
         if audio_uri:
             attrs.append('AUDIO="audio"')
         lines += ["#EXT-X-STREAM-INF:" + ",".join(attrs), v.uri]

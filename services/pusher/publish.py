@@ -38,12 +38,20 @@ def publish(task: Task, deps: Deps, stitched: Stitched) -> Published:
         return ref
 
     refs = in_threads(put, files)  # many small HLS segments: in parallel
-    listed = [{"kind": f.kind, "rung": f.rung, "object": ref.as_record()}
-              for f, ref in zip(files, refs, strict=True) if f.kind in LISTED]  # fmt: skip
+    listed = [
+        {"kind": f.kind, "rung": f.rung, "object": ref.as_record()}
+        for f, ref in zip(files, refs, strict=True)
+        if f.kind in LISTED
+    ]
     rows = [_row(f, ref, stitched) for f, ref in zip(files, refs, strict=True)]  # every object
-    manifest = {"video_id": vid, "generation": ev["generation"], "profile": ev["profile"],
-                "duration": stitched.duration, "playback": playback(deps.settings, vid, formats),
-                "outputs": rows}  # fmt: skip
+    manifest = {
+        "video_id": vid,
+        "generation": ev["generation"],
+        "profile": ev["profile"],
+        "duration": stitched.duration,
+        "playback": playback(deps.settings, vid, formats),
+        "outputs": rows,
+    }
     mref = deps.storage.put_bytes(bucket, keys.manifest(vid), json.dumps(manifest, indent=2).encode())
     return Published(mref, [*listed, {"kind": "manifest", "rung": None, "object": mref.as_record()}])
 
@@ -54,8 +62,14 @@ def _row(f: OutputFile, ref: ObjectRef, stitched: Stitched) -> dict[str, Any]:
         assert f.rung is not None
         mp4 = stitched.mp4s[f.rung]
         r = mp4.rendition
-        row |= {"codec": stitched.codec, "width": r.width, "height": r.height, "target_bitrate": r.bitrate,
-                "bitrate": mp4.bitrate, "duration": stitched.duration}  # fmt: skip
+        row |= {
+            "codec": stitched.codec,
+            "width": r.width,
+            "height": r.height,
+            "target_bitrate": r.bitrate,
+            "bitrate": mp4.bitrate,
+            "duration": stitched.duration,
+        }
     return row
 
 

@@ -71,7 +71,7 @@ def stitch(task: Task, deps: Deps, profile: Profile, rends: list[Rendition], tmp
     joins = list(itertools.accumulate(counts, initial=0))
     done = in_threads(
         lambda r: _rung(ev, profile, r, parts_of[r.name], joins, audio, tmp, hls, files), rends, workers=2
-    )  # fmt: skip (in ladder order: the master playlist is bit-exact)
+    )  # in ladder order: the master playlist is bit-exact
     if hls:
         _master(out, [v for v, _ in done if v is not None], rends, audio, profile, files)
     top = out / "mp4" / f"{rends[0].name}.mp4"
@@ -94,9 +94,16 @@ def _audio(deps: Deps, ev: dict[str, Any], profile: Profile, hls: bool, tmp: Pat
 
 
 def _rung(
-    ev: dict[str, Any], profile: Profile, r: Rendition, parts: list[Path], joins: list[int],
-    audio: Audio | None, tmp: Path, hls: bool, files: list[OutputFile],
-) -> tuple[Variant | None, Mp4]:  # fmt: skip
+    ev: dict[str, Any],
+    profile: Profile,
+    r: Rendition,
+    parts: list[Path],
+    joins: list[int],
+    audio: Audio | None,
+    tmp: Path,
+    hls: bool,
+    files: list[OutputFile],
+) -> tuple[Variant | None, Mp4]:
     """One rung: join its segments with the audio, gate it, package its HLS playlist
     (when HLS is asked for)."""
     out = tmp / "out"
@@ -131,14 +138,20 @@ def _rung(
 
 def _hls_files(folder: Path, rung: str) -> list[OutputFile]:
     """A rendition's playlist (we named it index.m3u8) and every segment ffmpeg wrote beside it."""
-    return [OutputFile(p, f"hls/{rung}/{p.name}", "hls-playlist" if p.name == "index.m3u8" else "hls-segment", rung)
-            for p in sorted(folder.iterdir())]  # fmt: skip
+    return [
+        OutputFile(p, f"hls/{rung}/{p.name}", "hls-playlist" if p.name == "index.m3u8" else "hls-segment", rung)
+        for p in sorted(folder.iterdir())
+    ]
 
 
 def _master(
-    out: Path, variants: list[Variant], rends: list[Rendition], audio: Audio | None, profile: Profile,
+    out: Path,
+    variants: list[Variant],
+    rends: list[Rendition],
+    audio: Audio | None,
+    profile: Profile,
     files: list[OutputFile],
-) -> None:  # fmt: skip
+) -> None:
     """The master playlist, and the gate: it plays, and every rendition starts with its audio."""
     master = out / "hls" / "master.m3u8"
     master.write_text(master_playlist(variants, "audio/index.m3u8" if audio is not None else None))

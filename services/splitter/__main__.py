@@ -1,8 +1,4 @@
-"""Run the splitter: python -m services.splitter
-
-The composition root: the clients and the stage are built here, nowhere else."""
-
-from __future__ import annotations
+"""Run the splitter: python -m services.splitter"""
 
 from confluent_kafka.admin import AdminClient
 
@@ -11,15 +7,14 @@ from reel.pipeline import SPLITTER, TRANSCODER
 from reel.service import run_stage
 from reel.settings import Settings
 from reel.storage import Storage
-from reel.task import Stage
 from services.splitter.handler import Deps, handle
 
 
-def make_stage(settings: Settings, storage: Storage) -> Stage:
+def deps(settings: Settings, storage: Storage) -> Deps:
+    """Its plan follows the live transcoders: their consumer group, asked of the broker."""
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    deps = Deps(settings, storage, lambda: member_partitions(admin, TRANSCODER.group, TRANSCODER.input))
-    return Stage.of(SPLITTER, lambda t: handle(t, deps))
+    return Deps(settings, storage, lambda: member_partitions(admin, TRANSCODER.group, TRANSCODER.input))
 
 
 if __name__ == "__main__":
-    run_stage(SPLITTER.name, make_stage)
+    run_stage(SPLITTER, handle, deps)

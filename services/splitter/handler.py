@@ -11,6 +11,7 @@ from typing import Any
 from reel import keys, ladder, media, task
 from reel.contract import Registry, task_key
 from reel.faults import fault_point
+from reel.media import flags
 from reel.scratch import scratch
 from reel.settings import Settings
 from reel.storage import ObjectMissing
@@ -54,11 +55,14 @@ def check_limits(settings: Settings, video: media.VideoStream, duration: float) 
     if duration <= 0:
         raise Permanent("source has zero duration")
     if duration > settings.max_duration_s:
-        raise Permanent(f"source lasts {duration:.0f}s, over the limit of {settings.max_duration_s:.0f}s",
-                        Kind.UNSUPPORTED_INPUT)  # fmt: skip
+        raise Permanent(
+            f"source lasts {duration:.0f}s, over the limit of {settings.max_duration_s:.0f}s", Kind.UNSUPPORTED_INPUT
+        )
     if max(video.width, video.height) > settings.max_dimension:
-        raise Permanent(f"source is {video.width}x{video.height}, over the limit of "
-                        f"{settings.max_dimension} pixels a side", Kind.UNSUPPORTED_INPUT)  # fmt: skip
+        raise Permanent(
+            f"source is {video.width}x{video.height}, over the limit of {settings.max_dimension} pixels a side",
+            Kind.UNSUPPORTED_INPUT,
+        )
 
 
 def probe_source(url: str) -> media.Probe:
@@ -106,8 +110,8 @@ def source_samples(deps: Deps, src: dict[str, Any], probe: media.Probe) -> list[
 
 
 def remux_args(url: str, out: Path, fmt: str) -> list[str]:
-    return ["-fflags", "+genpts", "-i", url, "-map", "0:v:0", "-map", "0:a:0?", "-c", "copy",
-            "-strict", "experimental", "-f", fmt, "-y", str(out)]  # fmt: skip
+    copy = flags(f"-map 0:v:0 -map 0:a:0? -c copy -strict experimental -f {fmt} -y")
+    return [*flags("-fflags +genpts -i"), url, *copy, str(out)]
 
 
 def handle(task: Task, deps: Deps) -> list[Output]:
@@ -144,19 +148,34 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     width, height = ladder.display_size(video.width, video.height, video.sample_aspect, video.rotation)
     has_audio = probe.audio is not None
     common: dict[str, Any] = {
-        "source": src, "profile": profile.name, "formats": formats,
-        "fps_num": fps.numerator, "fps_den": fps.denominator, "gop_frames": gop,
-    }  # fmt: skip
-    task_common = {**common, "segment_count": len(segments), "total_frames": total,
-                   "video_start": video.start_time, "has_audio": has_audio,
-                   "display_width": width, "display_height": height}  # fmt: skip
+        "source": src,
+        "profile": profile.name,
+        "formats": formats,
+        "fps_num": fps.numerator,
+        "fps_den": fps.denominator,
+        "gop_frames": gop,
+    }
+    task_common = {
+        **common,
+        "segment_count": len(segments),
+        "total_frames": total,
+        "video_start": video.start_time,
+        "has_audio": has_audio,
+        "display_width": width,
+        "display_height": height,
+    }
     split = {
-        **task.envelope("video.split"), **common, "frame_count": total,
-        "duration": total / float(fps), "width": width, "height": height,
-        "has_audio": has_audio, "video_start": video.start_time, "workers": workers,
-        "segments": [{"index": x.index, "start_frame": x.start_frame, "frame_count": x.frame_count}
-                     for x in segments],
-    }  # fmt: skip
+        **task.envelope("video.split"),
+        **common,
+        "frame_count": total,
+        "duration": total / float(fps),
+        "width": width,
+        "height": height,
+        "has_audio": has_audio,
+        "video_start": video.start_time,
+        "workers": workers,
+        "segments": [{"index": x.index, "start_frame": x.start_frame, "frame_count": x.frame_count} for x in segments],
+    }
     vid = ev["video_id"]
     outputs = [Output("video.split", vid, split)]
     weights = segment_costs(segments, fps, source_samples(deps, src, probe))
@@ -164,8 +183,13 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     lane = lanes(costs + ([(-1, total * AUDIO_COST)] if has_audio else []), fleet)
     for seg in dispatch_order(segments):
         env = task.envelope("segment.requested", seg.index, segment_index=seg.index, track="video")
-        rec = {**env, **task_common, "start_frame": seg.start_frame, "frame_count": seg.frame_count,
-               "lane": lane.get(seg.index, -1)}  # fmt: skip
+        rec = {
+            **env,
+            **task_common,
+            "start_frame": seg.start_frame,
+            "frame_count": seg.frame_count,
+            "lane": lane.get(seg.index, -1),
+        }
         outputs.append(Output("segment.requested", task_key(vid, "video", seg.index), rec))
     if has_audio:
         env = task.envelope("segment.requested", -1, segment_index=None, track="audio")

@@ -46,8 +46,13 @@ def reuse_generation(task: Task, deps: Deps, registry: Registry) -> list[Output]
                 reused += 1
                 continue
         outputs.append(restamp(task, out, n))
-    log.info("generation %d: %d tasks reused from generation %d, %d requested again", ev["generation"],
-             reused, failed["generation"], sum(o.topic == "segment.requested" for o in outputs))  # fmt: skip
+    log.info(
+        "generation %d: %d tasks reused from generation %d, %d requested again",
+        ev["generation"],
+        reused,
+        failed["generation"],
+        sum(o.topic == "segment.requested" for o in outputs),
+    )
     return outputs
 
 

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import threading
+import time
 
 import uvicorn
 
@@ -45,6 +46,9 @@ def main() -> int:
     server = uvicorn.Server(config)
     threading.Thread(target=server.run, name="http", daemon=True).start()
     projector.ready.wait(60)
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:  # "ready" means it answers
+        time.sleep(0.05)
     log.info("%s ready on http://127.0.0.1:%d", proc.worker_id, s.tracker_port)
     proc.stopping.wait()
     server.should_exit = True

@@ -44,8 +44,9 @@ def _valid_id(video_id: str) -> str:
     try:
         return str(uuid.UUID(video_id))
     except ValueError as exc:
-        raise RequestValidationError([{"loc": ["path", "video_id"], "msg": "not a video id (a UUID)",
-                                       "type": "value_error"}]) from exc  # fmt: skip
+        raise RequestValidationError(
+            [{"loc": ["path", "video_id"], "msg": "not a video id (a UUID)", "type": "value_error"}]
+        ) from exc
 
 
 def status_view(row: dict[str, Any], links: Links, now: datetime) -> dict[str, Any]:
@@ -58,29 +59,53 @@ def status_view(row: dict[str, Any], links: Links, now: datetime) -> dict[str, A
             state = "stalled"
         elif s["retrying"] and s["stage"] != "uploaded":
             state = f"retrying (attempt {s['attempt']})"
-        segments.append({
-            "track": s["track"], "index": None if s["segment_index"] < 0 else s["segment_index"],
-            "stage": s["stage"], "state": state, "attempt": s["attempt"], "worker": s["worker"],
-            "working": current_work(s["stage"], s["working"]), "percent": round(float(s["work_percent"]), 1),
-            "media_seconds": round(float(s["media_seconds"]), 3), "error": s["error"],
-        })  # fmt: skip
+        segments.append(
+            {
+                "track": s["track"],
+                "index": None if s["segment_index"] < 0 else s["segment_index"],
+                "stage": s["stage"],
+                "state": state,
+                "attempt": s["attempt"],
+                "worker": s["worker"],
+                "working": current_work(s["stage"], s["working"]),
+                "percent": round(float(s["work_percent"]), 1),
+                "media_seconds": round(float(s["media_seconds"]), 3),
+                "error": s["error"],
+            }
+        )
     outputs = [{**o, "url": output_url(links, o)} for o in row["outputs"] or []]
     playback = None
     if row["state"] == "completed":  # links that play, each living `expires_at`
         hls = any(o["kind"] == "hls-master" for o in outputs)
-        playback = {"hls": links.playlist() if hls else None, "watch": links.watch() if hls else None,
-                    "expires_at": datetime.fromtimestamp(links.expires, UTC).isoformat()}  # fmt: skip
+        playback = {
+            "hls": links.playlist() if hls else None,
+            "watch": links.watch() if hls else None,
+            "expires_at": datetime.fromtimestamp(links.expires, UTC).isoformat(),
+        }
     times = {k: row[k] and row[k].isoformat() for k in ("requested_at", "split_at", "completed_at", "failed_at")}
     return {
-        "video_id": row["video_id"], "generation": row["generation"], "state": row["state"],
-        "percent": round(float(row["percent"]), 1), "profile": row["profile"], "source": row["source"],
-        "duration": row["duration"], "error": row["error"] and {"stage": row["error_stage"], "reason": row["error"],
-                                                      "kind": row["error_kind"] or "unknown"},
-        "timings": times, "segments": segments, "outputs": outputs, "playback": playback,
-        "callbacks": [{**c, "delivered_at": c["delivered_at"] and c["delivered_at"].isoformat(),
-                       "next_attempt_at": c["state"] == "pending" and c["next_attempt_at"].isoformat() or None}
-                      for c in row.get("callbacks", [])],
-    }  # fmt: skip
+        "video_id": row["video_id"],
+        "generation": row["generation"],
+        "state": row["state"],
+        "percent": round(float(row["percent"]), 1),
+        "profile": row["profile"],
+        "source": row["source"],
+        "duration": row["duration"],
+        "error": row["error"]
+        and {"stage": row["error_stage"], "reason": row["error"], "kind": row["error_kind"] or "unknown"},
+        "timings": times,
+        "segments": segments,
+        "outputs": outputs,
+        "playback": playback,
+        "callbacks": [
+            {
+                **c,
+                "delivered_at": c["delivered_at"] and c["delivered_at"].isoformat(),
+                "next_attempt_at": c["state"] == "pending" and c["next_attempt_at"].isoformat() or None,
+            }
+            for c in row.get("callbacks", [])
+        ],
+    }
 
 
 def create_app(settings: Settings, storage: Storage) -> FastAPI:
@@ -157,10 +182,11 @@ def create_app(settings: Settings, storage: Storage) -> FastAPI:
             rows = reads.videos(conn, state, limit, before)
         last = rows[-1] if len(rows) == limit else None
         return {
-            "videos": [{**r, "updated_at": r["updated_at"].isoformat(), "percent": round(float(r["percent"]), 1)}
-                       for r in rows],
+            "videos": [
+                {**r, "updated_at": r["updated_at"].isoformat(), "percent": round(float(r["percent"]), 1)} for r in rows
+            ],
             "next_cursor": last and _encode_cursor(last["updated_at"], last["video_id"]),
-        }  # fmt: skip
+        }
 
     @app.post("/videos/{video_id}/retry", status_code=202)
     def retry(video_id: str, segment: int | None = None) -> dict[str, Any]:
@@ -218,5 +244,6 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         when, vid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
         return datetime.fromisoformat(when), vid
     except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestValidationError([{"loc": ["query", "cursor"], "msg": "not a cursor from this API",
-                                       "type": "value_error"}]) from exc  # fmt: skip
+        raise RequestValidationError(
+            [{"loc": ["query", "cursor"], "msg": "not a cursor from this API", "type": "value_error"}]
+        ) from exc

@@ -61,14 +61,21 @@ def body(video: dict[str, Any]) -> dict[str, Any]:
         return v.isoformat() if v else None
 
     return {
-        "video_id": video["video_id"], "generation": video["generation"], "state": video["state"],
-        "request_id": video["request_id"], "profile": video["profile"], "duration": video["duration"],
-        "outputs": [{"kind": o["kind"], "rung": o["rung"], "bucket": o["object"]["bucket"],
-                     "key": o["object"]["key"]} for o in video["outputs"] or []],
-        "error": video["error"] and {"stage": video["error_stage"], "reason": video["error"],
-                                     "kind": video.get("error_kind") or "unknown"},
-        "completed_at": when(video["completed_at"]), "failed_at": when(video["failed_at"]),
-    }  # fmt: skip
+        "video_id": video["video_id"],
+        "generation": video["generation"],
+        "state": video["state"],
+        "request_id": video["request_id"],
+        "profile": video["profile"],
+        "duration": video["duration"],
+        "outputs": [
+            {"kind": o["kind"], "rung": o["rung"], "bucket": o["object"]["bucket"], "key": o["object"]["key"]}
+            for o in video["outputs"] or []
+        ],
+        "error": video["error"]
+        and {"stage": video["error_stage"], "reason": video["error"], "kind": video.get("error_kind") or "unknown"},
+        "completed_at": when(video["completed_at"]),
+        "failed_at": when(video["failed_at"]),
+    }
 
 
 # -- queue (inside the projection's transaction) ----------------------------------------
@@ -87,20 +94,27 @@ def enqueue(conn: psycopg.Connection, video_id: str) -> None:
     conn.execute(
         "INSERT INTO callbacks (idempotency_key, video_id, generation, outcome, url, body) "
         "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING",
-        (key, row["video_id"], row["generation"], row["state"], row["callback_url"],
-         json.dumps(body(row))),
-    )  # fmt: skip
+        (key, row["video_id"], row["generation"], row["state"], row["callback_url"], json.dumps(body(row))),
+    )
 
 
 # -- delivery --------------------------------------------------------------------------
 def post(url: str, key: str, outcome: str, payload: bytes, secret: str) -> tuple[int | None, str | None]:
     """One attempt: (HTTP status or None, error text or None)."""
     ts = int(time.time())
-    request = urllib.request.Request(url, data=payload, method="POST", headers={
-        "Content-Type": "application/json", "User-Agent": "reel-tracker", "Idempotency-Key": key,
-        "X-Reel-Event": f"video.{outcome}", "X-Reel-Timestamp": str(ts),
-        "X-Reel-Signature": sign(secret, ts, payload),
-    })  # fmt: skip
+    request = urllib.request.Request(
+        url,
+        data=payload,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "reel-tracker",
+            "Idempotency-Key": key,
+            "X-Reel-Event": f"video.{outcome}",
+            "X-Reel-Timestamp": str(ts),
+            "X-Reel-Signature": sign(secret, ts, payload),
+        },
+    )
     try:
         with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as resp:
             return resp.status, None
@@ -124,8 +138,10 @@ def deliver_due(conn: psycopg.Connection, settings: Settings, limit: int = 10) -
             payload = json.dumps(cb["body"], sort_keys=True).encode()
             status, error = post(cb["url"], cb["idempotency_key"], cb["outcome"], payload, settings.callback_secret)
             ok = status is not None and 200 <= status < 300
-            cur.execute("INSERT INTO callback_attempts (idempotency_key, attempt, status, error) "
-                        "VALUES (%s, %s, %s, %s)", (cb["idempotency_key"], attempt, status, error))  # fmt: skip
+            cur.execute(
+                "INSERT INTO callback_attempts (idempotency_key, attempt, status, error) VALUES (%s, %s, %s, %s)",
+                (cb["idempotency_key"], attempt, status, error),
+            )
             if ok:
                 state, outcome = "delivered", "delivered"
             elif attempt >= settings.callback_max_attempts:
@@ -139,7 +155,7 @@ def deliver_due(conn: psycopg.Connection, settings: Settings, limit: int = 10) -
                 "delivered_at = CASE WHEN %s THEN now() END, "
                 "next_attempt_at = now() + make_interval(secs => %s) WHERE idempotency_key = %s",
                 (state, attempt, error, ok, backoff_s(attempt, settings.callback_backoff_s), cb["idempotency_key"]),
-            )  # fmt: skip
+            )
             metrics.CALLBACKS.labels(outcome).inc()
     return len(due)
 

@@ -46,11 +46,16 @@ class Projector:
         # autocommit: each batch is exactly one explicit transaction (conn.transaction()).
         with psycopg.connect(self.settings.postgres_url, autocommit=True) as conn:
             db.migrate(conn)
-            consumer = Consumer({
-                "bootstrap.servers": self.settings.kafka_bootstrap, "group.id": TRACKER_GROUP,
-                "isolation.level": "read_committed", "enable.auto.commit": False,
-                "auto.offset.reset": "earliest", "client.id": "tracker",
-            })  # fmt: skip
+            consumer = Consumer(
+                {
+                    "bootstrap.servers": self.settings.kafka_bootstrap,
+                    "group.id": TRACKER_GROUP,
+                    "isolation.level": "read_committed",
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                    "client.id": "tracker",
+                }
+            )
             try:
                 self._assign(conn, consumer)
                 self.ready.set()
@@ -70,8 +75,11 @@ class Projector:
         """Topics written in transactions end with a commit marker that takes an offset; the
         position steps past it only on a later fetch. Saved when idle, or the tracker would
         show a lag of 1 per such partition forever (as the workers' idle commit does)."""
-        ahead = {(tp.topic, tp.partition): tp.offset for tp in consumer.position(consumer.assignment())
-                 if tp.offset >= 0 and tp.offset > self.stored.get((tp.topic, tp.partition), -1)}  # fmt: skip
+        ahead = {
+            (tp.topic, tp.partition): tp.offset
+            for tp in consumer.position(consumer.assignment())
+            if tp.offset >= 0 and tp.offset > self.stored.get((tp.topic, tp.partition), -1)
+        }
         if ahead:
             with conn.transaction():
                 db.save_offsets(conn, ahead)
@@ -81,14 +89,19 @@ class Projector:
         stored = db.offsets(conn)
         self.stored = dict(stored)
         meta = consumer.list_topics(timeout=30).topics
-        parts = [TopicPartition(t, p, stored.get((t, p), OFFSET_BEGINNING))
-                 for t in all_topics() if t in meta for p in meta[t].partitions]  # fmt: skip
+        parts = [
+            TopicPartition(t, p, stored.get((t, p), OFFSET_BEGINNING))
+            for t in all_topics()
+            if t in meta
+            for p in meta[t].partitions
+        ]
         consumer.assign(parts)
         log.info("tracking %d partitions of %d topics", len(parts), len(all_topics()))
 
     def _batch(self, conn: psycopg.Connection, msgs: list) -> None:
-        self.project(conn, [Record(m.topic(), m.partition(), m.offset(), m.value() or b"")
-                            for m in msgs if m.error() is None])  # fmt: skip
+        self.project(
+            conn, [Record(m.topic(), m.partition(), m.offset(), m.value() or b"") for m in msgs if m.error() is None]
+        )
 
     def project(self, conn: psycopg.Connection, records: list[Record]) -> None:
         """One batch in one transaction: the events, and the offsets that cover them."""

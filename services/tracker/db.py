@@ -20,8 +20,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def migrate(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(4242)")  # one migrator at a time
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, "
-                     "applied_at timestamptz DEFAULT now())")  # fmt: skip
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz DEFAULT now())"
+        )
         done = {r[0] for r in conn.execute("SELECT name FROM schema_migrations")}
         for path in sorted(MIGRATIONS.glob("*.sql")):
             if path.name not in done:
@@ -53,7 +54,17 @@ def record_event(conn: psycopg.Connection, topic: str, ev: dict[str, Any]) -> bo
         "INSERT INTO events (event_id, topic, video_id, generation, track, segment_index, attempt, "
         "produced_at, producer, body) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
         "ON CONFLICT (event_id) DO NOTHING",
-        (ev["event_id"], topic, ev["video_id"], ev["generation"], ev["track"], ev["segment_index"],
-         ev["attempt"], ts(ev["produced_at"]), ev["producer"], Jsonb(body)),
-    )  # fmt: skip
+        (
+            ev["event_id"],
+            topic,
+            ev["video_id"],
+            ev["generation"],
+            ev["track"],
+            ev["segment_index"],
+            ev["attempt"],
+            ts(ev["produced_at"]),
+            ev["producer"],
+            Jsonb(body),
+        ),
+    )
     return cur.rowcount == 1

@@ -36,19 +36,20 @@ SEGMENT_KEY = ("video_id", "generation", "track", "segment_index")
 
 def apply(conn: psycopg.Connection, topic: str, ev: dict[str, Any]) -> None:
     """Project one new event."""
+    at = ts(ev["produced_at"])
     if topic == "video.requested":
-        video(conn, ev, "queued", profile=ev["profile"], source=ev["source"], request_id=ev["request_id"],
-              callback_url=ev["callback_url"], requested_at=ts(ev["produced_at"]))  # fmt: skip
+        request = {k: ev[k] for k in ("profile", "source", "request_id", "callback_url")}
+        video(conn, ev, "queued", **request, requested_at=at)
     elif topic == "video.split":
-        video(conn, ev, "transcoding", segment_count=len(ev["segments"]), has_audio=ev["has_audio"],
-              duration=ev["duration"], split_at=ts(ev["produced_at"]))  # fmt: skip
+        plan = {"segment_count": len(ev["segments"]), "has_audio": ev["has_audio"], "duration": ev["duration"]}
+        video(conn, ev, "transcoding", **plan, split_at=at)
         fps = ev["fps_num"] / ev["fps_den"]
         for s in ev["segments"]:
-            segment(conn, {**ev, "track": "video", "segment_index": s["index"]}, "planned",
-                    media_seconds=s["frame_count"] / fps)  # fmt: skip
+            unit = {**ev, "track": "video", "segment_index": s["index"]}
+            segment(conn, unit, "planned", media_seconds=s["frame_count"] / fps)
         if ev["has_audio"]:
-            segment(conn, {**ev, "track": "audio", "segment_index": None}, "planned",
-                    media_seconds=ev["duration"] * AUDIO_WEIGHT)  # fmt: skip
+            audio = {**ev, "track": "audio", "segment_index": None}
+            segment(conn, audio, "planned", media_seconds=ev["duration"] * AUDIO_WEIGHT)
     elif topic in TOPIC_STAGE:
         segment(conn, ev, TOPIC_STAGE[topic], attempt=ev["attempt"], worker=ev["producer"])
         if topic == "segment.uploaded":
@@ -56,10 +57,10 @@ def apply(conn: psycopg.Connection, topic: str, ev: dict[str, Any]) -> None:
     elif topic == "task.progress":
         _progress(conn, ev)
     elif topic == "video.completed":
-        video(conn, ev, "completed", outputs=ev["outputs"], completed_at=ts(ev["produced_at"]))
+        video(conn, ev, "completed", outputs=ev["outputs"], completed_at=at)
     elif topic == "video.failed":
-        video(conn, ev, "failed", error=ev["reason"], error_stage=ev["stage"], error_kind=ev["kind"],
-              failed_at=ts(ev["produced_at"]))  # fmt: skip
+        why = {"error": ev["reason"], "error_stage": ev["stage"], "error_kind": ev["kind"]}
+        video(conn, ev, "failed", **why, failed_at=at)
     elif topic.endswith(".dlq"):
         segment(conn, ev, "requested", error=f"dead-lettered: {ev['reason']}")
     if topic in ("video.requested", "video.completed", "video.failed"):
@@ -69,8 +70,9 @@ def apply(conn: psycopg.Connection, topic: str, ev: dict[str, Any]) -> None:
 
 def video(conn: psycopg.Connection, ev: dict[str, Any], state: str, **fields: Any) -> None:
     with conn.cursor(row_factory=dict_row) as cur:
-        old = cur.execute(f"SELECT {', '.join(VIDEO_COLUMNS)} FROM videos WHERE video_id = %s FOR UPDATE",
-                          (ev["video_id"],)).fetchone()  # fmt: skip
+        old = cur.execute(
+            f"SELECT {', '.join(VIDEO_COLUMNS)} FROM videos WHERE video_id = %s FOR UPDATE", (ev["video_id"],)
+        ).fetchone()
     row = merge_video(old, ev["generation"], state, fields)
     if row is not None:
         _write(conn, "videos", {"video_id": ev["video_id"]}, row)
@@ -86,8 +88,15 @@ def _progress(conn: psycopg.Connection, ev: dict[str, Any]) -> None:
         video(conn, ev, "splitting")
         return
     working = None if ev["state"] in ("handed_back", "failed") else ev["stage"]
-    beat = Beat(ev["attempt"], ev["worker"], working, ev["percent"], ev["attempt"] > 1, ts(ev["produced_at"]),
-                ev["message"] if ev["state"] == "failed" else None)  # fmt: skip
+    beat = Beat(
+        ev["attempt"],
+        ev["worker"],
+        working,
+        ev["percent"],
+        ev["attempt"] > 1,
+        ts(ev["produced_at"]),
+        ev["message"] if ev["state"] == "failed" else None,
+    )
     key = _segment_key(ev)
     _write(conn, "segments", key, merge_beat(_segment(conn, key), beat))
 
@@ -100,8 +109,9 @@ def _segment_key(ev: dict[str, Any]) -> dict[str, Any]:
 def _segment(conn: psycopg.Connection, key: dict[str, Any]) -> Row | None:
     where = " AND ".join(f"{c} = %s" for c in SEGMENT_KEY)
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(f"SELECT {', '.join(SEGMENT_COLUMNS)} FROM segments WHERE {where} FOR UPDATE",
-                           [key[c] for c in SEGMENT_KEY]).fetchone()  # fmt: skip
+        return cur.execute(
+            f"SELECT {', '.join(SEGMENT_COLUMNS)} FROM segments WHERE {where} FOR UPDATE", [key[c] for c in SEGMENT_KEY]
+        ).fetchone()
 
 
 def _write(conn: psycopg.Connection, table: str, key: dict[str, Any], row: Row) -> None:
@@ -109,8 +119,11 @@ def _write(conn: psycopg.Connection, table: str, key: dict[str, Any], row: Row) 
     cols = [*key, *row]
     values = [*key.values(), *(Jsonb(v) if isinstance(v, dict | list) else v for v in row.values())]
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in row)
-    conn.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}) "
-                 f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}, updated_at = now()", values)  # fmt: skip
+    conn.execute(
+        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}) "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}, updated_at = now()",
+        values,
+    )
 
 
 def _segments(conn: psycopg.Connection, ev: dict[str, Any]) -> tuple[str, float, list[Segment]] | None:

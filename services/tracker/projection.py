@@ -21,8 +21,12 @@ from reel import pipeline
 VIDEO_STATES = ("queued", "splitting", "transcoding", "stitching", "completed", "failed")
 SEGMENT_STAGES = ("planned", "requested", "pulled", "transcoded", "uploaded")
 FINISHED = ("completed", "failed")
-TOPIC_STAGE = {"segment.requested": "requested", "segment.pulled": "pulled",
-               "segment.transcoded": "transcoded", "segment.uploaded": "uploaded"}  # fmt: skip
+TOPIC_STAGE = {
+    "segment.requested": "requested",
+    "segment.pulled": "pulled",
+    "segment.transcoded": "transcoded",
+    "segment.uploaded": "uploaded",
+}
 # The worker group that consumes each input topic (for lag), and, for each event, the
 # event before it whose time to it is that stage's duration (queueing included).
 GROUP_INPUTS = pipeline.group_inputs()
@@ -33,11 +37,33 @@ DONE_AT = {"planned": 0.0, "requested": 0.0, "pulled": 0.1, "transcoded": 0.9, "
 WORKING = {"puller": (0.0, 0.1), "transcoder": (0.1, 0.9), "pusher": (0.9, 1.0)}
 AUDIO_WEIGHT = 0.1  # the audio track is encoded once, cheaply: a tenth of its duration in cost
 # What one generation of a video records (the rest is the video's own).
-GENERATION_COLUMNS = ("profile", "source", "request_id", "callback_url", "segment_count", "has_audio", "duration",
-                      "outputs", "error", "error_stage", "error_kind", "requested_at", "split_at", "completed_at",
-                      "failed_at")  # fmt: skip
-SEGMENT_DEFAULTS = {"attempt": 1, "worker": None, "working": None, "work_percent": 0.0, "media_seconds": 0.0,
-                    "retrying": False, "last_beat": None, "error": None}  # fmt: skip
+GENERATION_COLUMNS = (
+    "profile",
+    "source",
+    "request_id",
+    "callback_url",
+    "segment_count",
+    "has_audio",
+    "duration",
+    "outputs",
+    "error",
+    "error_stage",
+    "error_kind",
+    "requested_at",
+    "split_at",
+    "completed_at",
+    "failed_at",
+)
+SEGMENT_DEFAULTS = {
+    "attempt": 1,
+    "worker": None,
+    "working": None,
+    "work_percent": 0.0,
+    "media_seconds": 0.0,
+    "retrying": False,
+    "last_beat": None,
+    "error": None,
+}
 
 
 def later(order: tuple[str, ...], a: str, b: str) -> str:
@@ -62,8 +88,11 @@ def merge_video(old: Row | None, generation: int, state: str, fields: dict[str, 
     if old is None or generation > old["generation"]:
         row = {"generation": generation, "state": state, "percent": 0.0, **dict.fromkeys(GENERATION_COLUMNS), **fields}
     else:
-        row = {**old, "state": later(VIDEO_STATES, old["state"], state),
-               **{k: v for k, v in fields.items() if v is not None}}  # fmt: skip
+        row = {
+            **old,
+            "state": later(VIDEO_STATES, old["state"], state),
+            **{k: v for k, v in fields.items() if v is not None},
+        }
     if row["state"] == "completed":  # done, whatever its segments' rows say
         row["percent"] = 100.0
     return row
@@ -99,16 +128,27 @@ class Beat:
 def merge_beat(old: Row | None, beat: Beat) -> Row:
     """A segment row after a heartbeat: the latest beat says who works on it and how far."""
     if old is None:
-        return {"stage": "planned", **SEGMENT_DEFAULTS, "attempt": beat.attempt, "worker": beat.worker,
-                "working": beat.working, "work_percent": beat.work_percent, "retrying": beat.retrying,
-                "last_beat": beat.at, "error": beat.error}  # fmt: skip
+        return {
+            "stage": "planned",
+            **SEGMENT_DEFAULTS,
+            "attempt": beat.attempt,
+            "worker": beat.worker,
+            "working": beat.working,
+            "work_percent": beat.work_percent,
+            "retrying": beat.retrying,
+            "last_beat": beat.at,
+            "error": beat.error,
+        }
     newer = old["last_beat"] is None or beat.at >= old["last_beat"]
-    return {**old, "attempt": max(old["attempt"], beat.attempt),
-            "working": beat.working if newer else old["working"],
-            "work_percent": beat.work_percent if newer else old["work_percent"],
-            "retrying": old["retrying"] or beat.retrying,
-            "last_beat": beat.at if newer else old["last_beat"],
-            "error": beat.error if beat.error is not None else old["error"]}  # fmt: skip
+    return {
+        **old,
+        "attempt": max(old["attempt"], beat.attempt),
+        "working": beat.working if newer else old["working"],
+        "work_percent": beat.work_percent if newer else old["work_percent"],
+        "retrying": old["retrying"] or beat.retrying,
+        "last_beat": beat.at if newer else old["last_beat"],
+        "error": beat.error if beat.error is not None else old["error"],
+    }
 
 
 @dataclass(frozen=True)

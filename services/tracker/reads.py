@@ -38,8 +38,9 @@ def video(conn: psycopg.Connection, video_id: str) -> dict[str, Any] | None:
 def playable(conn: psycopg.Connection, video_id: str) -> dict[str, Any] | None:
     """What the playback routes need: generation, state, duration, outputs."""
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute("SELECT generation, state, duration, outputs FROM videos WHERE video_id = %s",
-                           (video_id,)).fetchone()  # fmt: skip
+        return cur.execute(
+            "SELECT generation, state, duration, outputs FROM videos WHERE video_id = %s", (video_id,)
+        ).fetchone()
 
 
 def videos(conn: psycopg.Connection, state: str | None, limit: int, before: tuple[datetime, str] | None) -> list[dict]:
@@ -60,8 +61,10 @@ def videos(conn: psycopg.Connection, state: str | None, limit: int, before: tupl
 def counts(conn: psycopg.Connection) -> dict[str, Any]:
     """Videos by state; segments and media-seconds of unfinished videos by stage."""
     by_state: dict[str, int] = dict(conn.execute("SELECT state, count(*) FROM videos GROUP BY state").fetchall())
-    unfinished = ("FROM segments s JOIN videos v USING (video_id) "
-                  "WHERE v.generation = s.generation AND v.state <> ALL(%s) GROUP BY 1")  # fmt: skip
+    unfinished = (
+        "FROM segments s JOIN videos v USING (video_id) "
+        "WHERE v.generation = s.generation AND v.state <> ALL(%s) GROUP BY 1"
+    )
     finished = (list(FINISHED),)
     by_stage: dict[str, int] = dict(conn.execute(f"SELECT s.stage, count(*) {unfinished}", finished))
     backlog: dict[str, float] = dict(conn.execute(f"SELECT s.stage, sum(s.media_seconds) {unfinished}", finished))

@@ -21,8 +21,10 @@ def check_segment_retry(row: dict[str, Any], segment: int) -> None:
     """A segment retry reuses the work that only exhausted attempts leave (any other
     failure removes it), and names a segment of the failed generation."""
     if row["error_kind"] not in KEEPS_WORK:
-        raise Conflict(f"video {row['video_id']} failed at the {row['error_stage']}: {row['error']}; "
-                       "nothing of it is kept to reuse: retry it whole")  # fmt: skip
+        raise Conflict(
+            f"video {row['video_id']} failed at the {row['error_stage']}: {row['error']}; "
+            "nothing of it is kept to reuse: retry it whole"
+        )
     indices = sorted(s["segment_index"] for s in row["segments"] if s["track"] == "video")
     if segment not in indices:
         known = f"{indices[0]}..{indices[-1]}" if indices else "none"
@@ -49,8 +51,13 @@ def claim_retry(conn: psycopg.Connection, video_id: str, segment: int | None = N
     if first is None:  # failed before its request was seen: nothing to re-drive from
         raise LookupError(f"no video.requested recorded for {video_id}")
     generation = int(row[0])
-    return {**first[0], "generation": generation, "attempt": 1, "producer": "tracker-retry",
-            "event_id": str(uuid.uuid5(uuid.UUID(video_id), f"retry/{generation}")),
-            "produced_at": int(time.time() * 1000),
-            "reuse_generation": None if segment is None else generation - 1,
-            "redo_segments": [] if segment is None else [segment]}  # fmt: skip
+    return {
+        **first[0],
+        "generation": generation,
+        "attempt": 1,
+        "producer": "tracker-retry",
+        "event_id": str(uuid.uuid5(uuid.UUID(video_id), f"retry/{generation}")),
+        "produced_at": int(time.time() * 1000),
+        "reuse_generation": None if segment is None else generation - 1,
+        "redo_segments": [] if segment is None else [segment],
+    }

@@ -8,8 +8,9 @@ from fractions import Fraction
 from pathlib import Path
 
 from reel.ladder import AudioSpec, Profile, Rendition
+from reel.media import flags
 
-BITEXACT = ["-fflags", "+bitexact"]  # repeatable bytes: upload parts can be reused
+BITEXACT = flags("-fflags +bitexact")  # repeatable bytes: upload parts can be reused
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,7 @@ def video_codec_args(
     """Encoder flags for one rung; rate_pass = (1 or 2, stats file) for a two-pass encode
     (which needs no warm start: its second pass knows the whole segment)."""
     rate, maxrate, bufsize = r.bitrate, int(r.bitrate * 1.07), r.bitrate * 2
-    common = ["-b:v", str(rate), "-maxrate", str(maxrate), "-bufsize", str(bufsize),
-              "-pix_fmt", "yuv420p", "-preset", profile.preset]  # fmt: skip
+    common = flags(f"-b:v {rate} -maxrate {maxrate} -bufsize {bufsize} -pix_fmt yuv420p -preset {profile.preset}")
     if profile.hevc:
         # ffmpeg's -threads does not bound x265's own pools: set them for bit-exact output.
         params = (
@@ -54,16 +54,21 @@ def video_codec_args(
         )
         params += f":pass={rate_pass[0]}:stats={rate_pass[1]}" if rate_pass else f":{warm_start(fps)}"
         return ["-c:v", "libx265", *common, "-tag:v", "hvc1", "-x265-params", params]
-    passes = (["-pass", str(rate_pass[0]), "-passlogfile", str(rate_pass[1])] if rate_pass
-              else ["-x264-params", warm_start(fps)])  # fmt: skip
-    return ["-c:v", "libx264", *common, "-profile:v", "high", "-g", str(gop),
-            "-keyint_min", str(gop), "-sc_threshold", "0", "-threads", "1", *passes]  # fmt: skip
+    passes = ["-pass", str(rate_pass[0]), "-passlogfile", str(rate_pass[1])] if rate_pass else []
+    x264 = flags(f"-profile:v high -g {gop} -keyint_min {gop} -sc_threshold 0 -threads 1")
+    return ["-c:v", "libx264", *common, *x264, *(passes or ["-x264-params", warm_start(fps)])]
 
 
 def segment_runs(
-    span: Path, at: Cut, frames: int, fps: Fraction, renditions: list[Rendition],
-    profile: Profile, gop: int, outputs: list[Path],
-) -> list[list[str]]:  # fmt: skip
+    span: Path,
+    at: Cut,
+    frames: int,
+    fps: Fraction,
+    renditions: list[Rendition],
+    profile: Profile,
+    gop: int,
+    outputs: list[Path],
+) -> list[list[str]]:
     """The ffmpeg run(s) for a segment: decode once, every rung from it.
 
     Each segment restarts rate control. Over a short segment x264's one-pass ABR does
@@ -77,22 +82,20 @@ def segment_runs(
     # there (duplicating into gaps of a variable-rate or damaged source, dropping extras).
     # At the end of a file the fps filter drops a last frame whose duration it does not
     # know; tpad repeats it, and -frames:v takes exactly N either way.
-    grid = (f"fps=fps={fps.numerator}/{fps.denominator}:start_time={at.first_at:.6f},"
-            "tpad=stop_mode=clone:stop=2")  # fmt: skip
+    grid = f"fps=fps={fps.numerator}/{fps.denominator}:start_time={at.first_at:.6f},tpad=stop_mode=clone:stop=2"
     graph = [f"[0:v:0]{grid},setpts=PTS-STARTPTS,split={n}" + "".join(f"[s{i}]" for i in range(n))]
     graph += [f"[s{i}]scale={r.width}:{r.height},setsar=1[o{i}]" for i, r in enumerate(renditions)]
-    head = ["-threads", "1", "-ss", f"{at.seek:.6f}", "-i", str(span),
-            "-filter_complex", ";".join(graph), "-filter_complex_threads", "1"]  # fmt: skip
+    head = [*flags(f"-threads 1 -ss {at.seek:.6f} -i"), str(span), "-filter_complex", ";".join(graph)]
+    head += flags("-filter_complex_threads 1")
     two_pass = frames / float(fps) < profile.two_pass_below_s
     runs = []
     for rate_pass in (1, 2) if two_pass else (0,):
         args = list(head)
         for i, (r, out) in enumerate(zip(renditions, outputs, strict=True)):
             stats = (rate_pass, out.with_suffix(".pass")) if rate_pass else None
-            target = ["-f", "null", "-"] if rate_pass == 1 else ["-f", "mp4", "-y", str(out)]
-            args += ["-map", f"[o{i}]", "-frames:v", str(frames), "-an",
-                     *video_codec_args(profile, r, gop, stats, fps), *BITEXACT, "-flags:v", "+bitexact",
-                     *target]  # fmt: skip
+            target = flags("-f null -") if rate_pass == 1 else [*flags("-f mp4 -y"), str(out)]
+            args += [*flags(f"-map [o{i}] -frames:v {frames} -an"), *video_codec_args(profile, r, gop, stats, fps)]
+            args += [*BITEXACT, *flags("-flags:v +bitexact"), *target]
         runs.append(args)
     return runs
 
@@ -101,9 +104,7 @@ def audio_args(src: Path, offset: float, duration: float, spec: AudioSpec, out: 
     """Encode the audio once. `offset` = audio start - video start (source seconds):
     the output timeline starts at the first video frame; aresample pads silence when
     audio starts late and trims what comes before the first frame."""
-    chain = (f"asetpts=PTS+({offset:.6f}/TB),"
-             f"aresample={spec.sample_rate}:async=1:first_pts=0")  # fmt: skip
-    return ["-threads", "1", "-i", str(src), "-map", "0:a:0", "-af", chain,
-            "-t", f"{duration:.6f}", "-c:a", "aac", "-b:a", str(spec.bitrate),
-            "-ac", str(spec.channels), "-ar", str(spec.sample_rate),
-            *BITEXACT, "-flags:a", "+bitexact", "-f", "mp4", "-y", str(out)]  # fmt: skip
+    chain = f"asetpts=PTS+({offset:.6f}/TB),aresample={spec.sample_rate}:async=1:first_pts=0"
+    encode = flags(f"-t {duration:.6f} -c:a aac -b:a {spec.bitrate} -ac {spec.channels} -ar {spec.sample_rate}")
+    head = [*flags("-threads 1 -i"), str(src), *flags("-map 0:a:0 -af"), chain, *encode, *BITEXACT]
+    return [*head, *flags("-flags:a +bitexact -f mp4 -y"), str(out)]

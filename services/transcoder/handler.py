@@ -45,11 +45,13 @@ def transcode_video(task: Task, deps: Deps, span: Path, tmp: Path) -> list[dict[
     seg = SegmentTask.of(ev)
     fps, start, length = seg.fps, seg.start_s, seg.length_s
     outs = [tmp / f"{r.name}.mp4" for r in rends]
-    runs = segment_runs(span, cut(start, ev["span_start"], fps), ev["frame_count"], fps, rends,
-                        profile, ev["gop_frames"], outs)  # fmt: skip
+    runs = segment_runs(
+        span, cut(start, ev["span_start"], fps), ev["frame_count"], fps, rends, profile, ev["gop_frames"], outs
+    )
     for n, args in enumerate(runs):
-        media.run_ffmpeg(args, timeout=encode_timeout(length), cancel=task.cancel,
-                         on_progress=_progress(task, length, n, len(runs)))  # fmt: skip
+        media.run_ffmpeg(
+            args, timeout=encode_timeout(length), cancel=task.cancel, on_progress=_progress(task, length, n, len(runs))
+        )
 
     def check_and_upload(item: tuple[Rendition, Path]) -> dict[str, Any]:
         r, out = item
@@ -58,8 +60,14 @@ def transcode_video(task: Task, deps: Deps, span: Path, tmp: Path) -> list[dict[
         if problems:
             raise RuntimeError(f"segment {ev['segment_index']} {r.name}: {'; '.join(problems)}")
         ref = deps.storage.put_file(deps.settings.bucket_work, keys.work(ev, task.attempt.attempt_id, out.name), out)
-        return {"rung": r.name, "codec": "hevc" if profile.hevc else "h264", "width": r.width,
-                "height": r.height, "bitrate": r.bitrate, "object": ref.as_record()}  # fmt: skip
+        return {
+            "rung": r.name,
+            "codec": "hevc" if profile.hevc else "h264",
+            "width": r.width,
+            "height": r.height,
+            "bitrate": r.bitrate,
+            "object": ref.as_record(),
+        }
 
     # The rungs are independent: checked and uploaded side by side, while this worker's core is free.
     return in_threads(check_and_upload, list(zip(rends, outs, strict=True)))
@@ -72,16 +80,21 @@ def transcode_audio(task: Task, deps: Deps, src: Path, tmp: Path) -> list[dict[s
     duration = seg.total_s
     out = tmp / "audio.m4a"
     offset = ev["span_start"] - ev["video_start"]
-    media.run_ffmpeg(audio_args(src, offset, duration, spec, out), timeout=encode_timeout(duration),
-                     cancel=task.cancel, on_progress=_progress(task, duration, point="mid-encode-audio"))  # fmt: skip
+    media.run_ffmpeg(
+        audio_args(src, offset, duration, spec, out),
+        timeout=encode_timeout(duration),
+        cancel=task.cancel,
+        on_progress=_progress(task, duration, point="mid-encode-audio"),
+    )
     # A source's audio may end before its video: only its start and its bound are known here.
     problems = gate.check_audio(media.packets(out, "a:0"), spec.sample_rate, duration, seg.fps, at_most=True)
     if problems:
         raise RuntimeError(f"audio: {'; '.join(problems)}")
     key = keys.work(ev, task.attempt.attempt_id, out.name)
     ref = deps.storage.put_file(deps.settings.bucket_work, key, out)
-    return [{"rung": "audio", "codec": "aac", "width": 0, "height": 0, "bitrate": spec.bitrate,
-             "object": ref.as_record()}]  # fmt: skip
+    return [
+        {"rung": "audio", "codec": "aac", "width": 0, "height": 0, "bitrate": spec.bitrate, "object": ref.as_record()}
+    ]
 
 
 def handle(task: Task, deps: Deps) -> list[Output]:

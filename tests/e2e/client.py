@@ -20,17 +20,33 @@ API = f"http://127.0.0.1:{E2E_ENV['REEL_TRACKER_PORT']}"
 
 
 def cli(
-    settings: Settings, *args: str, tracker_port: int = int(E2E_ENV["REEL_TRACKER_PORT"]), merged: bool = False,
+    settings: Settings,
+    *args: str,
+    tracker_port: int = int(E2E_ENV["REEL_TRACKER_PORT"]),
+    merged: bool = False,
     **env: str,
-) -> subprocess.CompletedProcess[str]:  # fmt: skip
+) -> subprocess.CompletedProcess[str]:
     """merged: stderr into stdout, as a terminal shows both; env: more REEL_ settings."""
-    env = {**os.environ, "REEL_HOME": str(settings.home), "REEL_KAFKA_PORT": str(settings.kafka_port),
-           "REEL_S3_PORT": str(settings.s3_port), "REEL_S3_ACCESS_KEY": settings.s3_access_key,
-           "REEL_S3_SECRET_KEY": settings.s3_secret_key, "REEL_TRACKER_PORT": str(tracker_port),
-           "COLUMNS": "200", **env}  # fmt: skip
-    return subprocess.run([sys.executable, "-m", "reel.cli", *args], env=env, text=True, cwd=PROJECT_ROOT,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merged else subprocess.PIPE,
-                          timeout=600)  # fmt: skip
+    env = {
+        **os.environ,
+        "REEL_HOME": str(settings.home),
+        "REEL_KAFKA_PORT": str(settings.kafka_port),
+        "REEL_S3_PORT": str(settings.s3_port),
+        "REEL_S3_ACCESS_KEY": settings.s3_access_key,
+        "REEL_S3_SECRET_KEY": settings.s3_secret_key,
+        "REEL_TRACKER_PORT": str(tracker_port),
+        "COLUMNS": "200",
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "reel.cli", *args],
+        env=env,
+        text=True,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merged else subprocess.PIPE,
+        timeout=600,
+    )
 
 
 def status_when(video_id: str, state: str, timeout: float = 60) -> dict[str, Any]:

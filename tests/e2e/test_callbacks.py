@@ -5,7 +5,6 @@ accepted delivery. The receiver is a real HTTP server on loopback, in the test."
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 import urllib.request
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from devstack.clips import synthetic
 from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import submit, wait
@@ -59,8 +59,15 @@ def receiver() -> Iterator[Receiver]:
             key = self.headers["Idempotency-Key"]
             seen[key] = seen.get(key, 0) + 1
             answer = 500 if seen[key] <= rec.fail_first else 200
-            rec.received.append({"headers": dict(self.headers), "raw": raw, "body": json.loads(raw),
-                                 "answer": answer, "at": time.time()})  # fmt: skip
+            rec.received.append(
+                {
+                    "headers": dict(self.headers),
+                    "raw": raw,
+                    "body": json.loads(raw),
+                    "answer": answer,
+                    "at": time.time(),
+                }
+            )
             self.send_response(answer)
             self.end_headers()
 
@@ -83,16 +90,14 @@ def status(video_id: str) -> dict[str, Any]:
 def assert_signed(delivery: dict[str, Any]) -> None:
     h = delivery["headers"]
     assert verify(SECRET, int(h["X-Reel-Timestamp"]), delivery["raw"], h["X-Reel-Signature"], time.time())
-    assert not verify("another-secret", int(h["X-Reel-Timestamp"]), delivery["raw"], h["X-Reel-Signature"],
-                      time.time())  # fmt: skip
+    assert not verify("another-secret", int(h["X-Reel-Timestamp"]), delivery["raw"], h["X-Reel-Signature"], time.time())
 
 
 def test_completion_callback_survives_a_receiver_that_fails_twice(
     receiver: Receiver, e2e_settings: Settings, tmp_path: Path
 ) -> None:
     clip = tmp_path / "clip.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=5",
-                    "-c:v", "libx264", "-preset", "ultrafast", str(clip)], check=True)  # fmt: skip
+    synthetic(clip, audio=False)
     storage = Storage.from_settings(e2e_settings)
     sub = submit(e2e_settings, storage, clip, "tiny", request_id=str(uuid.uuid4()), callback_url=receiver.url)
     assert wait(e2e_settings, sub.video_id, sub.submitted_ms, timeout=300)["topic"] == "video.completed"
@@ -132,5 +137,8 @@ def test_failure_callback_carries_the_reason(receiver: Receiver, e2e_settings: S
     assert delivery["headers"]["Idempotency-Key"] == f"{sub.video_id}/0/failed"
     body = delivery["body"]
     assert body["state"] == "failed"
-    assert body["error"] == {"stage": end["stage"], "reason": end["reason"], "kind": "bad_input"} == {
-        "stage": end["stage"], "reason": end["reason"], "kind": end["kind"]}  # fmt: skip
+    assert (
+        body["error"]
+        == {"stage": end["stage"], "reason": end["reason"], "kind": "bad_input"}
+        == {"stage": end["stage"], "reason": end["reason"], "kind": end["kind"]}
+    )

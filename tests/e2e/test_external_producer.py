@@ -29,29 +29,53 @@ def single_object(schema_file: Path, record: dict) -> bytes:
 
 
 def test_a_hand_built_event_completes(stack_env: dict[str, str], bunny: Path) -> None:
-    s3 = Minio(f"127.0.0.1:{stack_env['REEL_S3_PORT']}", access_key=stack_env["REEL_S3_ACCESS_KEY"],
-               secret_key=stack_env["REEL_S3_SECRET_KEY"],
-               secure=False, region="us-east-1")  # fmt: skip
+    s3 = Minio(
+        f"127.0.0.1:{stack_env['REEL_S3_PORT']}",
+        access_key=stack_env["REEL_S3_ACCESS_KEY"],
+        secret_key=stack_env["REEL_S3_SECRET_KEY"],
+        secure=False,
+        region="us-east-1",
+    )
     key = f"partner/{uuid.uuid4()}/bunny.mp4"
     s3.fput_object("reel-sources", key, str(bunny))
     video_id = str(uuid.uuid4())
     record = {
-        "event_id": str(uuid.uuid4()), "video_id": video_id, "generation": 0, "track": "video",
-        "segment_index": None, "attempt": 1, "produced_at": int(time.time() * 1000),
-        "producer": "partner-app", "trace_id": None, "request_id": None, "callback_url": None,
-        "source": {"bucket": "reel-sources", "key": key, "size": bunny.stat().st_size,
-                   "etag": hashlib.sha256(bunny.read_bytes()).hexdigest()},
-        "profile": "tiny", "formats": ["hls"],
-    }  # fmt: skip
+        "event_id": str(uuid.uuid4()),
+        "video_id": video_id,
+        "generation": 0,
+        "track": "video",
+        "segment_index": None,
+        "attempt": 1,
+        "produced_at": int(time.time() * 1000),
+        "producer": "partner-app",
+        "trace_id": None,
+        "request_id": None,
+        "callback_url": None,
+        "source": {
+            "bucket": "reel-sources",
+            "key": key,
+            "size": bunny.stat().st_size,
+            "etag": hashlib.sha256(bunny.read_bytes()).hexdigest(),
+        },
+        "profile": "tiny",
+        "formats": ["hls"],
+    }
     bootstrap = f"127.0.0.1:{stack_env['REEL_KAFKA_PORT']}"
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
-    producer.produce("video.requested", key=video_id.encode(),
-                     value=single_object(SCHEMAS / "video.requested.avsc", record))  # fmt: skip
+    producer.produce(
+        "video.requested", key=video_id.encode(), value=single_object(SCHEMAS / "video.requested.avsc", record)
+    )
     assert producer.flush(30) == 0
 
     completed = json.loads((SCHEMAS / "video.completed.avsc").read_text())
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"partner-{uuid.uuid4()}",
-                         "isolation.level": "read_committed", "enable.auto.commit": False})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"partner-{uuid.uuid4()}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
     parts = consumer.list_topics("video.completed", timeout=10).topics["video.completed"].partitions
     consumer.assign([TopicPartition("video.completed", p, 0) for p in parts])
     deadline = time.monotonic() + 300

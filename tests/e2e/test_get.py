@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from devstack.clips import synthetic
 from reel.settings import Settings
 from reel.storage import Storage, sha256_file
 from reel.submit import submit, wait
@@ -25,9 +25,7 @@ pytestmark = pytest.mark.usefixtures("fleet")
 @pytest.fixture(scope="module")
 def video(e2e_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     source = tmp_path_factory.mktemp("get") / "clip.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=8",
-                    "-f", "lavfi", "-i", "sine=duration=8", "-c:v", "libx264", "-preset", "ultrafast",
-                    "-c:a", "aac", "-shortest", str(source)], check=True)  # fmt: skip
+    synthetic(source, size="640x360", seconds=8)
     storage = Storage.from_settings(e2e_settings)
     sub = submit(e2e_settings, storage, source, "tiny", request_id=str(uuid.uuid4()))
     end = wait(e2e_settings, sub.video_id, sub.submitted_ms, timeout=300)
@@ -94,13 +92,22 @@ def test_a_download_cut_in_the_middle_resumes_where_it_stopped(
     # Across runs: no retry in place, so the cut ends the run and leaves its parts ...
     proxy = TcpProxy(e2e_settings.s3_port, cut_after=largest // 2)
     try:
-        cut = cli(e2e_settings, "get", video["id"], str(tmp_path / "b"), REEL_S3_ENDPOINT=f"127.0.0.1:{proxy.port}",
-                  REEL_STORAGE_RETRY_S="0")  # fmt: skip
+        cut = cli(
+            e2e_settings,
+            "get",
+            video["id"],
+            str(tmp_path / "b"),
+            REEL_S3_ENDPOINT=f"127.0.0.1:{proxy.port}",
+            REEL_STORAGE_RETRY_S="0",
+        )
     finally:
         proxy.close()
     assert cut.returncode == 1 and "run it again to resume" in cut.stderr, cut.stderr
-    parts = {p.relative_to(tmp_path / "b").as_posix()[: -len(".part")]: p.stat().st_size
-             for p in (tmp_path / "b").rglob("*.part") if p.stat().st_size > 0}  # fmt: skip
+    parts = {
+        p.relative_to(tmp_path / "b").as_posix()[: -len(".part")]: p.stat().st_size
+        for p in (tmp_path / "b").rglob("*.part")
+        if p.stat().st_size > 0
+    }
     assert parts, "the cut left no partial file"
     proxy = TcpProxy(e2e_settings.s3_port)  # ... which the next run takes up from their last byte
     try:
@@ -119,12 +126,18 @@ def test_a_rung_or_a_format_alone(video: dict[str, Any], e2e_settings: Settings,
     vid = video["id"]
     mp4 = cli(e2e_settings, "get", vid, str(tmp_path / "mp4"), "--format", "mp4", "--rung", "240p")
     assert mp4.returncode == 0, mp4.stderr
-    assert sorted(p.relative_to(tmp_path / "mp4").as_posix() for p in (tmp_path / "mp4").rglob("*")
-                  if p.is_file()) == ["manifest.json", "mp4/240p.mp4", "poster.jpg"]  # fmt: skip
+    assert sorted(p.relative_to(tmp_path / "mp4").as_posix() for p in (tmp_path / "mp4").rglob("*") if p.is_file()) == [
+        "manifest.json",
+        "mp4/240p.mp4",
+        "poster.jpg",
+    ]
     hls = cli(e2e_settings, "get", vid, str(tmp_path / "hls"), "--format", "hls", "--rung", "360p")
     assert hls.returncode == 0, hls.stderr
-    got = {p.relative_to(tmp_path / "hls").as_posix().split("/")[1] for p in (tmp_path / "hls" / "hls").rglob("*")
-           if p.is_file()}  # fmt: skip
+    got = {
+        p.relative_to(tmp_path / "hls").as_posix().split("/")[1]
+        for p in (tmp_path / "hls" / "hls").rglob("*")
+        if p.is_file()
+    }
     assert got == {"360p", "audio"}  # its rendition and the shared audio, not the master naming the others
 
 

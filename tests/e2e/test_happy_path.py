@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
-from reel import clips, ladder
+from devstack import clips
+from devstack.baseline import rung_command
+from reel import ladder
 from reel.contract import Registry
 from reel.kafka import read_to_end
 from reel.settings import Settings
@@ -29,10 +31,7 @@ pytestmark = pytest.mark.usefixtures("fleet")
 def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """8 s of 640x360 at 30 fps with B-frames and a 3 s source GOP, stereo AAC."""
     out = tmp_path_factory.mktemp("clips") / "synthetic.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=8",
-                    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=8",
-                    "-ac", "2", "-c:v", "libx264", "-preset", "veryfast", "-g", "90", "-bf", "2",
-                    "-c:a", "aac", "-b:a", "128k", "-shortest", str(out)], check=True)  # fmt: skip
+    clips.synthetic(out, size="640x360", rate=30, seconds=8, preset="veryfast", extra=("-g", "90", "-bf", "2"))
     return out
 
 
@@ -60,17 +59,6 @@ def download(storage: Storage, bucket: str, prefix: str, dest: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(storage.get_bytes(bucket, key))
     return dest
-
-
-def one_command(source: Path, r: ladder.Rendition, profile: ladder.Profile, gop: int, out: Path) -> Path:
-    """What a user would run instead, for the same rung and target."""
-    subprocess.run(["ffmpeg", "-v", "error", "-i", str(source), "-vf", f"scale={r.width}:{r.height},setsar=1",
-                    "-c:v", "libx264", "-preset", profile.preset, "-profile:v", "high",
-                    "-b:v", str(r.bitrate), "-maxrate", str(int(r.bitrate * 1.07)),
-                    "-bufsize", str(2 * r.bitrate),
-                    "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-an", "-y", str(out)],
-                   check=True)  # fmt: skip
-    return out
 
 
 @pytest.mark.parametrize("name", ["bigbuckbunny", "bikes", "synthetic"])
@@ -113,7 +101,8 @@ def test_ladder_is_frame_exact_gapless_and_in_sync(
             assert mc.stream(mp4, "audio") is None
         rate = mc.video_bitrate(mp4)
         assert abs(rate - r.bitrate) <= 0.10 * r.bitrate, f"{r.name}: {rate:.0f} b/s vs {r.bitrate}"
-        baseline = one_command(source, r, profile, gop, tmp_path / f"one-{r.name}.mp4")
+        baseline = tmp_path / f"one-{r.name}.mp4"
+        subprocess.run(rung_command(source, r, profile, gop, baseline), check=True)
         ours, theirs = (mc.psnr(mp4, source, r.width, r.height), mc.psnr(baseline, source, r.width, r.height))
         assert ours >= theirs - 1.0, f"{r.name}: PSNR {ours:.2f} vs one command {theirs:.2f}"
 

@@ -33,10 +33,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from devstack.clips import synthetic
 from reel.attempts import COMPLETED, STARTED, Attempts
 from reel.checkpoints import object_refs
 from reel.contract import Registry
 from reel.kafka import read_to_end
+from reel.media import flags
 from reel.settings import Settings
 from reel.storage import PART_SIZE, Storage
 from reel.submit import submit, wait
@@ -45,16 +47,29 @@ from tests.e2e.conftest import E2E_ENV
 pytestmark = pytest.mark.usefixtures("fleet")
 
 ROUNDS = {
-    "mid-task": [("splitter", "mid-work"), ("puller", "mid-pull"), ("transcoder", "mid-encode"),
-                 ("pusher", "mid-place"), ("tracker", "mid-batch")],
-    "after-produce": [("splitter", "after-produce"), ("puller", "after-produce"),
-                      ("transcoder", "after-produce"), ("pusher", "mid-join")],
+    "mid-task": [
+        ("splitter", "mid-work"),
+        ("puller", "mid-pull"),
+        ("transcoder", "mid-encode"),
+        ("pusher", "mid-place"),
+        ("tracker", "mid-batch"),
+    ],
+    "after-produce": [
+        ("splitter", "after-produce"),
+        ("puller", "after-produce"),
+        ("transcoder", "after-produce"),
+        ("pusher", "mid-join"),
+    ],
     "audio-and-upload": [("transcoder", "mid-encode-audio"), ("pusher", "mid-upload")],
     "pusher-commit": [("pusher", "after-produce")],
-}  # fmt: skip
+}
 # Which topic shows a stage's redo: its output event carries the later attempt.
-OUTPUT_OF = {"splitter": "video.split", "puller": "segment.pulled", "transcoder": "segment.transcoded",
-             "pusher": "segment.uploaded"}  # fmt: skip
+OUTPUT_OF = {
+    "splitter": "video.split",
+    "puller": "segment.pulled",
+    "transcoder": "segment.transcoded",
+    "pusher": "segment.uploaded",
+}
 ONCE_PER_VIDEO = ["video.split", "video.completed"]
 TRACKER = f"http://127.0.0.1:{E2E_ENV['REEL_TRACKER_PORT']}"
 ONCE_PER_SEGMENT = ["segment.requested", "segment.pulled", "segment.transcoded", "segment.uploaded"]
@@ -63,9 +78,7 @@ ONCE_PER_SEGMENT = ["segment.requested", "segment.pulled", "segment.transcoded",
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("kill") / "clip.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=7",
-                    "-f", "lavfi", "-i", "sine=frequency=440:duration=7", "-c:v", "libx264", "-preset",
-                    "ultrafast", "-c:a", "aac", "-shortest", str(out)], check=True)  # fmt: skip
+    synthetic(out, seconds=7)
     return out
 
 
@@ -197,8 +210,11 @@ def test_losing_every_transcoder_at_once_loses_nothing(
     (home / "faults.armed").write_text(f"{arm} transcoder mid-encode video_id={sub.video_id} hold\n")
     try:
         deadline = time.monotonic() + 120
-        while not (held := [ln.split() for ln in (home / "faults.log").read_text().splitlines()
-                            if ln.split()[2:4] == [arm, "held"]]):  # fmt: skip
+        while not (
+            held := [
+                ln.split() for ln in (home / "faults.log").read_text().splitlines() if ln.split()[2:4] == [arm, "held"]
+            ]
+        ):
             assert time.monotonic() < deadline, "no transcoder ever got half way through an encode"
             time.sleep(0.05)
         pids = [s["pid"] for s in json.loads((home / "services.json").read_text()) if s["kind"] == "transcoder"]
@@ -236,7 +252,8 @@ def test_a_segment_that_kills_its_worker_every_time_is_escalated_then_retried(
     sub = submit(e2e_settings, storage, clip, "tiny", request_id=str(uuid.uuid4()))
     # Armed for this video only (its encodes are seconds away): the other one must flow.
     (home / "faults.armed").write_text(
-        "".join(f"{a} transcoder mid-encode segment=1 video_id={sub.video_id}\n" for a in arms))  # fmt: skip
+        "".join(f"{a} transcoder mid-encode segment=1 video_id={sub.video_id}\n" for a in arms)
+    )
     other = submit(e2e_settings, storage, clip, "tiny", request_id=str(uuid.uuid4()))
     try:
         end = wait(e2e_settings, sub.video_id, sub.submitted_ms, timeout=300)
@@ -286,10 +303,16 @@ def test_a_segment_that_kills_its_worker_every_time_is_escalated_then_retried(
 
 # One 360p rung at 16 Mb/s: six seconds of noise (which does not compress) make an MP4 of
 # about 12 MB, two 8 MiB parts; the tiny profile's outputs fit in one part.
-BULKY = {"name": "bulky", "description": "outputs of several multipart parts", "codec": "libx264",
-         "preset": "veryfast", "gop_seconds": 2, "two_pass_below_s": 0,
-         "rungs": [{"name": "360p", "height": 360, "bitrate": 16_000_000}],
-         "audio": {"codec": "aac", "bitrate": 96000, "channels": 2, "sample_rate": 48000}}  # fmt: skip
+BULKY = {
+    "name": "bulky",
+    "description": "outputs of several multipart parts",
+    "codec": "libx264",
+    "preset": "veryfast",
+    "gop_seconds": 2,
+    "two_pass_below_s": 0,
+    "rungs": [{"name": "360p", "height": 360, "bitrate": 16_000_000}],
+    "audio": {"codec": "aac", "bitrate": 96000, "channels": 2, "sample_rate": 48000},
+}
 
 
 def test_a_killed_upload_resumes_and_sends_only_the_missing_parts(e2e_settings: Settings, tmp_path: Path) -> None:
@@ -299,10 +322,11 @@ def test_a_killed_upload_resumes_and_sends_only_the_missing_parts(e2e_settings: 
     home = e2e_settings.home
     (Path(e2e_settings.profiles_dir) / "bulky.json").write_text(json.dumps(BULKY))
     noisy = tmp_path / "noisy.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i",
-                    "testsrc2=size=640x360:rate=25:duration=6,noise=alls=60:allf=t", "-f", "lavfi", "-i",
-                    "sine=frequency=440:duration=6", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "10",
-                    "-c:a", "aac", "-shortest", str(noisy)], check=True)  # fmt: skip
+    noise = "testsrc2=size=640x360:rate=25:duration=6,noise=alls=60:allf=t"  # does not compress
+    inputs = flags(f"ffmpeg -v error -f lavfi -i {noise} -f lavfi -i sine=frequency=440:duration=6")
+    subprocess.run(
+        [*inputs, *flags("-c:v libx264 -preset ultrafast -crf 10 -c:a aac -shortest"), str(noisy)], check=True
+    )
     undisturbed = manifest(e2e_settings, run(e2e_settings, noisy, profile="bulky"))
     big = [(rung, size) for kind, rung, size, _ in undisturbed if kind == "mp4" and size > PART_SIZE]
     assert big, f"no output spans two parts: {undisturbed}"
@@ -319,10 +343,17 @@ def test_a_killed_upload_resumes_and_sends_only_the_missing_parts(e2e_settings: 
 
     rung, size = big[0]
     key = f"{e2e_settings.bucket_outputs}/{end['video_id']}/mp4/{rung}.mp4"
-    said = [json.loads(line)["msg"] for log in (home / "logs").glob("pusher-*.log")
-            for line in log.read_text().splitlines() if key in line]  # fmt: skip
-    uploads = [tuple(map(int, m.groups())) for m in (re.search(r"in (\d+) parts: (\d+) sent, (\d+) reused", s)
-                                                     for s in said) if m]  # fmt: skip
+    said = [
+        json.loads(line)["msg"]
+        for log in (home / "logs").glob("pusher-*.log")
+        for line in log.read_text().splitlines()
+        if key in line
+    ]
+    uploads = [
+        tuple(map(int, m.groups()))
+        for m in (re.search(r"in (\d+) parts: (\d+) sent, (\d+) reused", s) for s in said)
+        if m
+    ]
     total = -(-size // PART_SIZE)
     # Only the resumed attempt completed the upload: it reused what the killed one sent.
     assert len(uploads) == 1, said

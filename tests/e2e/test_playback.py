@@ -6,7 +6,6 @@ another video are refused."""
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import sync_playwright
 
+from devstack.clips import synthetic
 from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import submit, wait
@@ -32,9 +32,16 @@ from tests.e2e.test_happy_path import split_of
 pytestmark = pytest.mark.usefixtures("fleet")
 CHROMIUM = Path("/usr/bin/chromium")
 # As root, without a GPU, on a machine whose network ends at loopback.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--autoplay-policy=no-user-gesture-required"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -49,10 +56,7 @@ def get(url: str) -> tuple[int, bytes]:
 def video(e2e_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """8 s at 640x360, 30 fps, stereo: four pipeline segments, three joins; completed."""
     source = tmp_path_factory.mktemp("play") / "clip.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=8",
-                    "-f", "lavfi", "-i", "sine=frequency=300:sample_rate=48000:duration=8", "-ac", "2",
-                    "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac", "-shortest", str(source)],
-                   check=True)  # fmt: skip
+    synthetic(source, size="640x360", rate=30, seconds=8, preset="veryfast")
     sub = submit(e2e_settings, Storage.from_settings(e2e_settings), source, "tiny", request_id=str(uuid.uuid4()))
     end = wait(e2e_settings, sub.video_id, sub.submitted_ms, timeout=300)
     assert end["topic"] == "video.completed", end.get("reason")
@@ -111,8 +115,12 @@ def test_playlists_refuse_missing_forged_expired_and_foreign_tokens(video: dict[
     foreign = sign(secret, Grant(str(uuid.uuid4()), 0, int(time.time()) + 600))
     forged = sign("not the tracker's key", Grant(vid, 0, int(time.time()) + 600))
     older = sign(secret, Grant(vid, 1, int(time.time()) + 600))
-    for token, says in ((expired, "expired"), (foreign, "signature"), (forged, "signature"),
-                        (older, "another generation")):  # fmt: skip
+    for token, says in (
+        (expired, "expired"),
+        (foreign, "signature"),
+        (forged, "signature"),
+        (older, "another generation"),
+    ):
         status, body = get(f"{route}?token={token}")
         assert status == 403 and says in json.loads(body)["error"], (status, body)
     fine = sign(secret, Grant(vid, 0, int(time.time()) + 600))
@@ -176,8 +184,9 @@ def test_a_browser_plays_it_across_the_joins_and_on_every_rung(video: dict[str, 
     widths = page.evaluate("reel.hls.levels.map(l => l.width)")
     assert sorted(widths) == [426, 640]
     for level, width in enumerate(widths):  # switch, and the picture is that rung's
-        page.evaluate(f"reel.hls.currentLevel = {level}; const v = document.getElementById('video');"
-                      "v.currentTime = 0; v.play()")  # fmt: skip
+        page.evaluate(
+            f"reel.hls.currentLevel = {level}; const v = document.getElementById('video');v.currentTime = 0; v.play()"
+        )
         until(page, f"document.getElementById('video').videoWidth === {width}")
         shown = page.evaluate("document.getElementById('video').getVideoPlaybackQuality().totalVideoFrames")
         until(page, f"document.getElementById('video').getVideoPlaybackQuality().totalVideoFrames > {shown}")

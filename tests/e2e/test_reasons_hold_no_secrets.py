@@ -11,7 +11,6 @@ tracker's answers are searched for the keys and for the parameters of a signatur
 from __future__ import annotations
 
 import json
-import subprocess
 import urllib.request
 import uuid
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from devstack.clips import synthetic
 from reel.contract import all_topics
 from reel.kafka import read_to_end
 from reel.settings import Settings
@@ -46,16 +46,17 @@ def failures(e2e_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
     refused = {**profile, "name": "refused-preset", "preset": "no-such-preset"}
     (Path(e2e_settings.profiles_dir) / "refused-preset.json").write_text(json.dumps(refused))
     whole = folder / "whole.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=4",
-                    "-c:v", "libx264", "-preset", "ultrafast", "-y", str(whole)], check=True)  # fmt: skip
+    synthetic(whole, seconds=4, audio=False)
     cases = {
         "splitter": (make_bad("text", folder), "tiny"),  # not media: ffprobe refuses its URL
         "puller": (make_bad("truncated", folder), "tiny"),  # the upload broke off halfway
         "transcoder": (whole, "refused-preset"),  # x264 refuses the preset, every attempt
     }
     storage = Storage.from_settings(e2e_settings)
-    subs = {stage: submit(e2e_settings, storage, path, prof, request_id=str(uuid.uuid4()))
-            for stage, (path, prof) in cases.items()}  # fmt: skip
+    subs = {
+        stage: submit(e2e_settings, storage, path, prof, request_id=str(uuid.uuid4()))
+        for stage, (path, prof) in cases.items()
+    }
     return {stage: wait(e2e_settings, s.video_id, s.submitted_ms, timeout=300) for stage, s in subs.items()}
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from reel import ladder, media
 from reel.contract import envelope
+from reel.media import flags
 from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import produce, wait
@@ -32,8 +33,8 @@ FPS, GOP, SEGMENTS, WIDTH, HEIGHT = 25, 50, 3, 320, 240
 
 def encode_segments(tmp: Path, profile: ladder.Profile) -> list[list[tuple[ladder.Rendition, Path]]]:
     span = tmp / "span.mp4"
-    media.run_ffmpeg(["-f", "lavfi", "-i", f"testsrc2=size={WIDTH}x{HEIGHT}:rate={FPS}", "-frames:v",
-                      str(GOP * SEGMENTS), "-c:v", "libx264", "-g", str(GOP), "-y", str(span)], timeout=60)  # fmt: skip
+    pattern = flags(f"-f lavfi -i testsrc2=size={WIDTH}x{HEIGHT}:rate={FPS} -frames:v {GOP * SEGMENTS}")
+    media.run_ffmpeg([*pattern, *flags(f"-c:v libx264 -g {GOP} -y"), str(span)], timeout=60)
     rends = ladder.renditions(profile, WIDTH, HEIGHT)
     out = []
     for i in range(SEGMENTS):
@@ -49,11 +50,21 @@ def transcoded_event(video_id: str, index: int, renditions: list[dict[str, Any]]
     return {
         **envelope(video_id=video_id, producer="test-transcoder", segment_index=index),
         "source": {"bucket": "reel-sources", "key": f"{video_id}/src.mp4", "etag": "e", "size": 1},
-        "profile": "tiny", "formats": ["mp4", "hls"], "fps_num": FPS, "fps_den": 1, "gop_frames": GOP,
-        "start_frame": index * GOP, "frame_count": GOP, "segment_count": SEGMENTS, "total_frames": total,
-        "video_start": 0.0, "has_audio": False, "display_width": WIDTH, "display_height": HEIGHT,
+        "profile": "tiny",
+        "formats": ["mp4", "hls"],
+        "fps_num": FPS,
+        "fps_den": 1,
+        "gop_frames": GOP,
+        "start_frame": index * GOP,
+        "frame_count": GOP,
+        "segment_count": SEGMENTS,
+        "total_frames": total,
+        "video_start": 0.0,
+        "has_audio": False,
+        "display_width": WIDTH,
+        "display_height": HEIGHT,
         "renditions": renditions,
-    }  # fmt: skip
+    }
 
 
 def test_a_failing_stitch_gate_fails_the_video_with_its_reason(
@@ -67,8 +78,16 @@ def test_a_failing_stitch_gate_fails_the_video_with_its_reason(
         renditions = []
         for r, path in rungs:
             ref = storage.put_file(e2e_settings.bucket_work, f"{video_id}/0/test/{i}/{r.name}.mp4", path)
-            renditions.append({"rung": r.name, "codec": "h264", "width": r.width, "height": r.height,
-                               "bitrate": r.bitrate, "object": ref.as_record()})  # fmt: skip
+            renditions.append(
+                {
+                    "rung": r.name,
+                    "codec": "h264",
+                    "width": r.width,
+                    "height": r.height,
+                    "bitrate": r.bitrate,
+                    "object": ref.as_record(),
+                }
+            )
         event = transcoded_event(video_id, i, renditions, total=GOP * SEGMENTS + FPS)
         produce(e2e_settings, "segment.transcoded", video_id, event)
 

@@ -19,11 +19,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from devstack.clips import synthetic
+from devstack.procs import free_port
 from reel import PROJECT_ROOT
 from reel.contract import Registry, all_topics, envelope
 from reel.kafka import read_to_end
 from reel.settings import Settings
-from reel.stack.procs import free_port
 from reel.storage import Storage
 from reel.submit import produce, submit, wait
 from services.tracker import db
@@ -63,9 +64,7 @@ def sse(path: str, timeout: float = 300) -> list[dict[str, Any]]:
 
 def test_status_follows_a_run_live(e2e_settings: Settings, tmp_path: Path) -> None:
     clip = tmp_path / "clip.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=8",
-                    "-f", "lavfi", "-i", "sine=duration=8", "-c:v", "libx264", "-preset", "ultrafast",
-                    "-c:a", "aac", str(clip)], check=True)  # fmt: skip
+    synthetic(clip, seconds=8)
     sub = submit(e2e_settings, Storage.from_settings(e2e_settings), clip, "tiny", request_id=str(uuid.uuid4()))
     updates = sse(f"/videos/{sub.video_id}/events")
     ranks = {"queued": 0, "splitting": 1, "transcoding": 2, "stitching": 3, "completed": 4}
@@ -98,8 +97,10 @@ def test_status_follows_a_run_live(e2e_settings: Settings, tmp_path: Path) -> No
     deadline = time.monotonic() + 60
     while True:
         m = metrics()
-        idle = all(m.get(f'reel_consumer_lag{{group="reel.{g}"}}') == 0.0
-                   for g in ("splitter", "puller", "transcoder", "pusher", "tracker"))  # fmt: skip
+        idle = all(
+            m.get(f'reel_consumer_lag{{group="reel.{g}"}}') == 0.0
+            for g in ("splitter", "puller", "transcoder", "pusher", "tracker")
+        )
         if idle or time.monotonic() > deadline:
             break
         time.sleep(1)
@@ -112,14 +113,22 @@ def test_status_follows_a_run_live(e2e_settings: Settings, tmp_path: Path) -> No
 def metrics() -> dict[str, float]:
     with urllib.request.urlopen(API + "/metrics/", timeout=10) as resp:
         text = resp.read().decode()
-    return {k: float(v) for k, _, v in (line.rpartition(" ") for line in text.splitlines())
-            if k and not k.startswith("#")}  # fmt: skip
+    return {
+        k: float(v) for k, _, v in (line.rpartition(" ") for line in text.splitlines()) if k and not k.startswith("#")
+    }
 
 
-@pytest.mark.parametrize("path,code", [
-    (f"/videos/{uuid.uuid4()}", 404), ("/videos/not-an-id", 422), ("/videos?state=bogus", 422),
-    ("/videos?limit=0", 422), ("/videos?cursor=garbage", 422), (f"/videos/{uuid.uuid4()}/events", 404),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "path,code",
+    [
+        (f"/videos/{uuid.uuid4()}", 404),
+        ("/videos/not-an-id", 422),
+        ("/videos?state=bogus", 422),
+        ("/videos?limit=0", 422),
+        ("/videos?cursor=garbage", 422),
+        (f"/videos/{uuid.uuid4()}/events", 404),
+    ],
+)
 def test_bad_ids_and_queries_get_clear_json_errors(path: str, code: int) -> None:
     status, body = get(path)
     assert status == code and body["error"]
@@ -162,13 +171,14 @@ def snapshot(url: str) -> dict[str, Any]:
             "SELECT video_id, generation, state, percent, profile, segment_count, has_audio, "
             "outputs::text, error, split_at, completed_at, failed_at FROM videos "
             "WHERE state IN ('completed', 'failed') "
-            "ORDER BY video_id").fetchall()  # fmt: skip
+            "ORDER BY video_id"
+        ).fetchall()
         done = [v[0] for v in videos]
         segments = conn.execute(
             "SELECT video_id, generation, track, segment_index, stage, attempt, worker, working, work_percent, "
             "retrying, last_beat FROM segments WHERE video_id = ANY(%s) ORDER BY 1, 2, 3, 4",
             (done,),
-        ).fetchall()  # fmt: skip (a retried video has rows in two generations)
+        ).fetchall()  # a retried video has rows in two generations
         events = conn.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone()
     return {"videos": videos, "segments": segments, "events": events}
 
@@ -222,13 +232,25 @@ def test_sigkill_mid_batch_loses_and_doubles_nothing(
     clean = fresh_database(e2e_settings)
     project(clean, recorded)
     url = fresh_database(e2e_settings)
-    env = {**os.environ, **stack_env, "DATABASE_URL": url, "REEL_TRACKER_PORT": str(free_port()),
-           "REEL_SLOT": "9", "REEL_FAULT_LOG": str(tmp_path / "faults"), "REEL_TRACKER_BATCH": "10"}  # fmt: skip
+    env = {
+        **os.environ,
+        **stack_env,
+        "DATABASE_URL": url,
+        "REEL_TRACKER_PORT": str(free_port()),
+        "REEL_SLOT": "9",
+        "REEL_FAULT_LOG": str(tmp_path / "faults"),
+        "REEL_TRACKER_BATCH": "10",
+    }
 
     def tracker(fault: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "services.tracker"], cwd=PROJECT_ROOT,
-                                env={**env, "REEL_FAULT": fault}, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.tracker"],
+            cwd=PROJECT_ROOT,
+            env={**env, "REEL_FAULT": fault},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     assert len(recorded) > 30  # several batches: some are committed before the kill
     killed = tracker("mid-batch@3")
@@ -252,10 +274,10 @@ def test_sigkill_mid_batch_loses_and_doubles_nothing(
 # -- the CLI on the tracker --------------------------------------------------------------
 def test_submit_wait_status_and_list_follow_the_tracker(e2e_settings: Settings, tmp_path: Path) -> None:
     clip = tmp_path / "clip.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=5",
-                    "-c:v", "libx264", "-preset", "ultrafast", str(clip)], check=True)  # fmt: skip
-    done = cli(e2e_settings, "submit", str(clip), "--profile", "tiny", "--request-id", str(uuid.uuid4()), "--wait",
-               merged=True)  # fmt: skip
+    synthetic(clip, audio=False)
+    done = cli(
+        e2e_settings, "submit", str(clip), "--profile", "tiny", "--request-id", str(uuid.uuid4()), "--wait", merged=True
+    )
     assert done.returncode == 0, done.stdout
     lines = done.stdout.splitlines()
     video_id = next(line for line in lines if re.fullmatch(r"[0-9a-f-]{36}", line))  # a line of its own
@@ -285,8 +307,17 @@ def test_submit_wait_status_and_list_follow_the_tracker(e2e_settings: Settings, 
     assert bad.returncode == 1 and "failed" in bad.stderr and "splitter" in bad.stderr, bad.stderr
 
     # No tracker: --wait falls back to the video's events on Kafka.
-    again = cli(e2e_settings, "submit", str(clip), "--profile", "tiny", "--request-id", str(uuid.uuid4()),
-                "--wait", tracker_port=free_port())  # fmt: skip
+    again = cli(
+        e2e_settings,
+        "submit",
+        str(clip),
+        "--profile",
+        "tiny",
+        "--request-id",
+        str(uuid.uuid4()),
+        "--wait",
+        tracker_port=free_port(),
+    )
     assert again.returncode == 0 and "following the video's events on Kafka" in again.stderr, again.stderr
     assert "hls-master" in again.stdout
 
@@ -302,17 +333,21 @@ def test_status_of_unknown_and_malformed_ids(e2e_settings: Settings) -> None:
 
 def test_retry_re_drives_a_failed_video_once_its_cause_is_removed(e2e_settings: Settings, tmp_path: Path) -> None:
     video_id, key = str(uuid.uuid4()), f"later/{uuid.uuid4()}.mp4"
-    request = {**envelope(video_id=video_id, producer="test"), "request_id": None, "profile": "tiny",
-               "formats": ["mp4"], "callback_url": None,
-               "source": {"bucket": e2e_settings.bucket_sources, "key": key, "etag": "", "size": 0}}  # fmt: skip
+    request = {
+        **envelope(video_id=video_id, producer="test"),
+        "request_id": None,
+        "profile": "tiny",
+        "formats": ["mp4"],
+        "callback_url": None,
+        "source": {"bucket": e2e_settings.bucket_sources, "key": key, "etag": "", "size": 0},
+    }
     since = int(time.time() * 1000)
     produce(e2e_settings, "video.requested", video_id, request)
     failed = wait(e2e_settings, video_id, since, timeout=120)
     assert failed["topic"] == "video.failed" and "does not exist" in failed["reason"]
 
     clip = tmp_path / "clip.mp4"  # the cause removed: the source is there now
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=5",
-                    "-c:v", "libx264", "-preset", "ultrafast", str(clip)], check=True)  # fmt: skip
+    synthetic(clip, audio=False)
     Storage.from_settings(e2e_settings).put_file(e2e_settings.bucket_sources, key, clip)
     deadline = time.monotonic() + 30
     while get(f"/videos/{video_id}")[1].get("state") != "failed":  # the tracker has seen the failure

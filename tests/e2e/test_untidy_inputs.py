@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from reel import clips
+from devstack import clips
 from reel.contract import Registry, envelope
 from reel.kafka import read_to_end
+from reel.media import flags
 from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import Submission, produce, submit, wait
@@ -41,9 +42,11 @@ def results(e2e_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
 
 def expected_frames(source: Path, fps: Fraction) -> int:
     """Frames after the frame-rate rule, counted by ffmpeg on its own: CFR at the nominal rate."""
-    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(source), "-map", "0:v:0", "-vf",
-                          f"fps={fps.numerator}/{fps.denominator}", "-f", "null", "-", "-progress", "pipe:1"],
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    count = flags(f"-map 0:v:0 -vf fps={fps.numerator}/{fps.denominator} -f null - -progress pipe:1")
+    out = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(source), *count], capture_output=True, text=True, check=True
+    )
+
     return int([ln for ln in out.stdout.splitlines() if ln.startswith("frame=")][-1][6:])
 
 
@@ -106,8 +109,11 @@ def test_fails_clearly(name: str, results: dict[str, Any], e2e_settings: Setting
     assert BAD[name][2] in event["reason"], event["reason"]
     vid = event["video_id"]
     assert len(events_for(e2e_settings, "video.failed", vid)) == 1  # one failure, not one per segment
-    dead = [e for t in ("video.requested.dlq", "segment.requested.dlq", "segment.pulled.dlq",
-                        "segment.transcoded.dlq") for e in events_for(e2e_settings, t, vid)]  # fmt: skip
+    dead = [
+        e
+        for t in ("video.requested.dlq", "segment.requested.dlq", "segment.pulled.dlq", "segment.transcoded.dlq")
+        for e in events_for(e2e_settings, t, vid)
+    ]
     assert len(dead) == 1 and dead[0]["error_kind"] == "permanent"  # the one record that failed it
     storage = Storage.from_settings(e2e_settings)
     deadline = time.monotonic() + 60  # segments in flight are skipped and cleared as they arrive
@@ -120,8 +126,14 @@ def request(settings: Settings, source_key: str, profile: str) -> dict[str, Any]
     """A video.requested built by hand, bypassing the CLI's checks; returns its outcome."""
     vid = str(uuid.uuid4())
     source = {"bucket": settings.bucket_sources, "key": source_key, "etag": "x", "size": 1}
-    record = {**envelope(video_id=vid, producer="test"), "request_id": None, "callback_url": None,
-              "formats": ["mp4"], "profile": profile, "source": source}  # fmt: skip
+    record = {
+        **envelope(video_id=vid, producer="test"),
+        "request_id": None,
+        "callback_url": None,
+        "formats": ["mp4"],
+        "profile": profile,
+        "source": source,
+    }
     since = int(time.time() * 1000)
     produce(settings, "video.requested", vid, record)
     return wait(settings, vid, since, timeout=120)

@@ -6,10 +6,12 @@ import random
 import subprocess
 from pathlib import Path
 
+from reel.media import flags
+
 V = "testsrc2=size={size}:rate={rate}:duration={d}"
 A = "sine=frequency=330:sample_rate=48000:duration={d}"
-X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
-AAC = ["-c:a", "aac", "-b:a", "96k"]
+X264 = flags("-c:v libx264 -preset ultrafast -pix_fmt yuv420p")
+AAC = flags("-c:a aac -b:a 96k")
 
 
 def lavfi(video: str, audio: str | None = None) -> list[str]:
@@ -37,13 +39,7 @@ GOOD: dict[str, tuple[str, list[str]]] = {
     ),
     "audio-early": (  # the first frame 0.5 s after the first sample (Matroska keeps it)
         "early.mkv",
-        [
-            *lavfi(V.format(size="320x240", rate=25, d=6), A.format(d=6.5)),
-            "-vf",
-            "setpts=PTS+0.5/TB",
-            *X264,
-            *AAC,
-        ],
+        [*lavfi(V.format(size="320x240", rate=25, d=6), A.format(d=6.5)), "-vf", "setpts=PTS+0.5/TB", *X264, *AAC],
     ),
     "audio-short": (
         "ashort.mp4",
@@ -55,18 +51,7 @@ GOOD: dict[str, tuple[str, list[str]]] = {
     "rotated-90": ("rotated.mp4", [*case(size="320x180"), *X264, *AAC]),  # + a display matrix, below
     "odd-size": (
         "odd.mp4",
-        [
-            *case(),
-            "-vf",
-            "scale=321:241",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv444p",
-            *AAC,
-        ],
+        [*case(), *flags("-vf scale=321:241 -c:v libx264 -preset ultrafast -pix_fmt yuv444p"), *AAC],
     ),
     "tiny-source": ("small.mp4", [*case(size="160x120"), *X264, *AAC]),
     "mpeg2-ps": ("mpeg2.mpg", [*case(), "-c:v", "mpeg2video", "-q:v", "4", "-c:a", "mp2", "-f", "vob"]),
@@ -77,19 +62,7 @@ GOOD: dict[str, tuple[str, list[str]]] = {
     ),
     "vp9-webm": (
         "vp9.webm",
-        [
-            *case(),
-            "-c:v",
-            "libvpx-vp9",
-            "-deadline",
-            "realtime",
-            "-cpu-used",
-            "8",
-            "-b:v",
-            "300k",
-            "-c:a",
-            "libopus",
-        ],
+        [*case(), *flags("-c:v libvpx-vp9 -deadline realtime -cpu-used 8 -b:v 300k -c:a libopus")],
     ),
     "hevc-mkv": (
         "hevc.mkv",
@@ -116,8 +89,8 @@ def make(name: str, folder: Path) -> Path:
         if name == "rotated-90":  # a phone's portrait video: 90 degrees in the display matrix
             plain = out.with_suffix(".plain.mp4")
             out.rename(plain)
-            subprocess.run(["ffmpeg", "-v", "error", "-i", str(plain), "-c", "copy",
-                            "-metadata:s:v:0", "rotate=90", "-y", str(out)], check=True)  # fmt: skip
+            rotate = flags("-c copy -metadata:s:v:0 rotate=90 -y")
+            subprocess.run(["ffmpeg", "-v", "error", "-i", str(plain), *rotate, str(out)], check=True)
     return out
 
 

@@ -30,11 +30,20 @@ def segment_requested(video_id: str, index: int, source_key: str = "clip.mp4") -
     return {
         **envelope(video_id=video_id, producer="test", segment_index=index),
         "source": {"bucket": "reel-sources", "key": source_key, "etag": "e", "size": 1},
-        "profile": "tiny", "formats": ["mp4"], "fps_num": 25, "fps_den": 1, "gop_frames": 50,
-        "start_frame": index * 50, "frame_count": 50, "segment_count": 1000,
-        "total_frames": 50_000, "video_start": 0.0, "has_audio": False,
-        "display_width": 320, "display_height": 240,
-    }  # fmt: skip
+        "profile": "tiny",
+        "formats": ["mp4"],
+        "fps_num": 25,
+        "fps_den": 1,
+        "gop_frames": 50,
+        "start_frame": index * 50,
+        "frame_count": 50,
+        "segment_count": 1000,
+        "total_frames": 50_000,
+        "video_start": 0.0,
+        "has_audio": False,
+        "display_width": 320,
+        "display_height": 240,
+    }
 
 
 @dataclass
@@ -66,8 +75,7 @@ class LoopRun:
     # -- inputs ----------------------------------------------------------------
     def produce(self, indices: range | list[int], source_key: str = "clip.mp4") -> None:
         """Inputs written transactionally, as the pipeline's own stages write them."""
-        p = Producer({"bootstrap.servers": self.settings.kafka_bootstrap,
-                      "transactional.id": f"test-{uuid.uuid4()}"})  # fmt: skip
+        p = Producer({"bootstrap.servers": self.settings.kafka_bootstrap, "transactional.id": f"test-{uuid.uuid4()}"})
         p.init_transactions(30)
         p.begin_transaction()
         for i in indices:
@@ -83,14 +91,26 @@ class LoopRun:
 
     # -- the fleet ---------------------------------------------------------------
     def start(self, slot: int, fault: str = "", **extra: str) -> subprocess.Popen[bytes]:
-        env = {**os.environ, **self.env, "REEL_SLOT": str(slot), "REEL_FAULT": fault,
-               "REEL_FAULT_LOG": str(self.fault_log), "LOOP_STAGE": self.stage,
-               "LOOP_IN": self.topic_in, "LOOP_OUT": self.topic_out, **extra}  # fmt: skip
+        env = {
+            **os.environ,
+            **self.env,
+            "REEL_SLOT": str(slot),
+            "REEL_FAULT": fault,
+            "REEL_FAULT_LOG": str(self.fault_log),
+            "LOOP_STAGE": self.stage,
+            "LOOP_IN": self.topic_in,
+            "LOOP_OUT": self.topic_out,
+            **extra,
+        }
         log = open(self.tmp / f"worker-{self.run_id}-{slot}.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.loop_worker"], cwd=PROJECT_ROOT, env=env,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            [sys.executable, "-m", "tests.integration.loop_worker"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         self.procs[slot] = proc
         return proc

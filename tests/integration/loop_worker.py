@@ -4,7 +4,9 @@ work in object storage. Run as `python -m tests.integration.loop_worker`.
 LOOP_STAGE, LOOP_IN, LOOP_OUT name the stage and topics; LOOP_WORK_S makes each
 task keep reading and verifying its object for that long; a task whose source key
 is "poison" SIGKILLs its worker every time (as an OOM kill would); "hang" runs an ffmpeg
-that never ends, killed at its 1 s timeout; "garbage" gives ffmpeg an input it refuses. LOOP_REWIND=1 makes
+that never ends, killed at its 1 s timeout; "garbage" gives ffmpeg an input it refuses;
+"refused" is refused for good (Permanent), and with LOOP_FAIL_VIDEO=1 its video fails as a
+pipeline stage's would. LOOP_REWIND=1 makes
 the consumer re-deliver what was just committed, as librdkafka once did (issue #3).
 """
 
@@ -25,7 +27,7 @@ from reel.contract import task_fields
 from reel.faults import fault_point
 from reel.service import start
 from reel.storage import Storage
-from reel.task import Output, Stage, Task
+from reel.task import Kind, Output, Permanent, Stage, Task, fail_video
 from reel.worker import Worker
 
 
@@ -36,11 +38,16 @@ def make_handler(storage: Storage, bucket: str, out_topic: str, work_s: float):
         payload = hashlib.sha256(ev["event_id"].encode()).digest() * 2048  # 64 KiB
         first = storage.put_bytes(bucket, prefix + "part1", payload)
         fault_point("mid-work")
+        if ev["source"]["key"] == "refused":
+            raise Permanent("the input is refused for good", Kind.BAD_INPUT)
         if ev["source"]["key"] == "poison":
             os.killpg(os.getpgrp(), signal.SIGKILL)
         if ev["source"]["key"] == "hang":  # an ffmpeg that never ends, as on a stuck input
-            media.run_ffmpeg(["-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "null", "-"],
-                             timeout=1.0, cancel=task.cancel)  # fmt: skip
+            media.run_ffmpeg(
+                ["-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "null", "-"],
+                timeout=1.0,
+                cancel=task.cancel,
+            )
         if ev["source"]["key"] == "garbage":  # an input ffmpeg refuses, the same way every time
             with tempfile.TemporaryDirectory() as tmp:
                 junk = Path(tmp) / "junk.mp4"
@@ -53,8 +60,7 @@ def make_handler(storage: Storage, bucket: str, out_topic: str, work_s: float):
         if task.cancel.is_set():
             raise RuntimeError("cancelled")
         result = storage.put_bytes(bucket, prefix + "result", hashlib.sha256(payload).hexdigest().encode())
-        record = {**task.envelope(out_topic), **task_fields(ev), "span": result.as_record(),
-                  "span_start": 0.0}  # fmt: skip
+        record = {**task.envelope(out_topic), **task_fields(ev), "span": result.as_record(), "span_start": 0.0}
         return [Output(out_topic, (task.key or b"").decode(), record, "reel.events.SegmentPulled")]
 
     return handle
@@ -75,7 +81,10 @@ def main() -> int:
     env = os.environ
     storage = Storage.from_settings(proc.settings)
     handler = make_handler(storage, proc.settings.bucket_work, env["LOOP_OUT"], float(env.get("LOOP_WORK_S", "0")))
-    stage = Stage(env["LOOP_STAGE"], env["LOOP_IN"], handler, schema="reel.events.SegmentRequested")
+    fails_video = fail_video(env["LOOP_STAGE"]) if env.get("LOOP_FAIL_VIDEO") == "1" else None
+    stage = Stage(
+        env["LOOP_STAGE"], env["LOOP_IN"], handler, schema="reel.events.SegmentRequested", on_dead_letter=fails_video
+    )
     worker = RewindingWorker if env.get("LOOP_REWIND") == "1" else Worker
     return worker(stage, proc.settings, storage, proc.stopping).run()
 

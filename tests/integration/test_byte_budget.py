@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
+from devstack.clips import synthetic
+from devstack.procs import free_port
 from reel import media
 from reel.settings import Settings
-from reel.stack.procs import free_port
 from reel.storage import Storage
 
 MB = 1024 * 1024
@@ -62,9 +62,7 @@ class CountingProxy:
 def big_source(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, int]:
     """60 s of 640x360 at a high bitrate (about 35 MB), moov at the end as cameras write it."""
     path = tmp_path_factory.mktemp("big") / "big.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=60",
-                    "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "6000k", "-g", "50", str(path)],
-                   check=True)  # fmt: skip
+    synthetic(path, size="640x360", seconds=60, audio=False, extra=("-b:v", "6000k", "-g", "50"))
     ref = Storage.from_settings(stack).put_file(stack.bucket_sources, "budget/big.mp4", path)
     return ref.key, ref.size
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from devstack import kafka
+from devstack.procs import free_port, port_taken, stop
 from reel.attempts import COMPLETED, Marker
 from reel.retries import counted
 from reel.settings import Settings
-from reel.stack import kafka
-from reel.stack.procs import free_port, port_taken, stop
 from tests.integration.loop_harness import LoopRun
 from tests.integration.test_worker_loop import _wait_running, assert_exactly_once
 from tests.proxy import TcpProxy
@@ -73,8 +73,13 @@ def test_a_long_storage_cut_re_queues_the_task_once_and_loses_nothing(loop: Loop
 def proxied_broker(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, TcpProxy]]:
     port = next(p for p in range(free_port(), 65000) if not port_taken(p) and not port_taken(p + 1))
     proxy = TcpProxy(port)
-    s = replace(stack, home=tmp_path_factory.mktemp("cut-broker"), kafka_port=port,
-                kafka_advertised_port=proxy.port, kafka_bootstrap=f"127.0.0.1:{proxy.port}")  # fmt: skip
+    s = replace(
+        stack,
+        home=tmp_path_factory.mktemp("cut-broker"),
+        kafka_port=port,
+        kafka_advertised_port=proxy.port,
+        kafka_bootstrap=f"127.0.0.1:{proxy.port}",
+    )
     broker = kafka.start(s)
     yield s, proxy
     stop(broker.pid)
@@ -87,8 +92,12 @@ def broker_loop(
 ) -> Iterator[LoopRun]:
     s = proxied_broker[0]
     # The stack's default 6 s session (the suite's 3 s leaves a 1 s heartbeat no room for a cut).
-    env = {**stack_env, "REEL_KAFKA_BOOTSTRAP": s.kafka_bootstrap, "LOOP_WORK_S": "8",
-           "REEL_SESSION_TIMEOUT_MS": "6000"}  # fmt: skip
+    env = {
+        **stack_env,
+        "REEL_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+        "LOOP_WORK_S": "8",
+        "REEL_SESSION_TIMEOUT_MS": "6000",
+    }
     run = LoopRun(s, env, tmp_path)
     yield run
     run.stop_all()
@@ -104,3 +113,32 @@ def test_a_long_broker_cut_re_queues_the_task_and_loses_nothing(
 ) -> None:
     markers, _ = cut_mid_task(broker_loop, proxied_broker[1], 12)  # past the session: the group drops the member
     assert len(markers) >= 2  # re-queued, then finished
+
+
+def test_storage_cut_after_a_committed_failure_leaves_the_worker_working(loop: LoopRun, s3_proxy: TcpProxy) -> None:
+    """A video.failed is committed; object storage is cut before its tombstone is written
+    (the worker is held at that point, then the cut lands): the worker says so and carries
+    on with the next task. It used to die there, after its commit."""
+    arm, armed = f"bury-{loop.run_id}", loop.tmp / "armed"
+    armed.write_text(f"{arm} loop before-bury hold\n")
+    loop.env.update(REEL_STORAGE_RETRY_S="1", LOOP_FAIL_VIDEO="1")
+    loop.produce([0], source_key="refused")
+    worker = loop.start(0, REEL_S3_ENDPOINT=f"127.0.0.1:{s3_proxy.port}", REEL_FAULT_FILE=str(armed))
+    deadline = time.monotonic() + 60
+    while f"before-bury {worker.pid} {arm} held" not in loop.fault_log.read_text():
+        assert time.monotonic() < deadline and worker.poll() is None, "the failure was never committed"
+        time.sleep(0.1)
+    s3_proxy.cut()
+    armed.write_text("")  # released: the tombstone's write meets the cut
+    log = loop.tmp / f"worker-{loop.run_id}-0.log"
+    while "not written" not in log.read_text():
+        assert time.monotonic() < deadline and worker.poll() is None, log.read_text()[-2000:]
+        time.sleep(0.2)
+    s3_proxy.restore()
+    loop.produce([1])
+    records = loop.wait_outputs(1, timeout=60)  # the same worker, alive, does the next task
+    assert [r["segment_index"] for r in records] == [1] and worker.poll() is None
+    dead = [r for r in loop.outputs(loop.topic_in + ".dlq") if r["video_id"] == loop.video_id]
+    failed = [r for r in loop.outputs("video.failed") if r["video_id"] == loop.video_id]
+    assert len(dead) == 1 and dead[0]["kind"] == "bad_input" and len(failed) == 1
+    assert failed[0]["reason"] == "the input is refused for good"

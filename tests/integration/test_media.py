@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reel.media import FfmpegCancelled, FfmpegTimeout, MediaError, probe, run_ffmpeg
+from reel.media import FfmpegCancelled, FfmpegTimeout, MediaError, flags, probe, run_ffmpeg
 
 ENDLESS = ["-f", "lavfi", "-re", "-i", "testsrc2=size=320x240:rate=25", "-f", "null", "-"]
 
@@ -32,8 +32,10 @@ def test_probe_real_clip(bunny: Path) -> None:
 
 def test_progress_is_reported(tmp_path: Path) -> None:
     seen: list[float] = []
-    args = ["-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=3",
-            "-c:v", "libx264", "-preset", "ultrafast", str(tmp_path / "o.mp4")]  # fmt: skip
+    args = [
+        *flags("-f lavfi -i testsrc2=size=160x120:rate=25:duration=3 -c:v libx264 -preset ultrafast"),
+        str(tmp_path / "o.mp4"),
+    ]
     run_ffmpeg(args, timeout=60, on_progress=seen.append)
     assert seen and seen == sorted(seen)
     assert seen[-1] == pytest.approx(3.0, abs=0.1)

@@ -1,4 +1,7 @@
-"""Each service starts, connects, logs and stops cleanly on SIGTERM."""
+"""Each service starts, connects, logs and stops cleanly on SIGTERM: from the checkout, and
+from a plain (not editable) `pip install` of a wheel built from it into a fresh venv, run
+outside the repository, so schemas, migrations, profiles and the player come from the
+package alone."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -19,13 +23,51 @@ from reel.settings import Settings
 SERVICES = ["splitter", "puller", "transcoder", "pusher", "tracker"]
 
 
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv holding reel as `pip install` of its wheel puts it: the venv's python."""
+    tmp = tmp_path_factory.mktemp("installed")
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp / "dist"), str(PROJECT_ROOT)]
+    subprocess.run(build, check=True, timeout=600)
+    subprocess.run([sys.executable, "-m", "venv", str(tmp / "venv")], check=True, timeout=120)
+    python = tmp / "venv" / "bin" / "python"
+    wheel = next((tmp / "dist").glob("reel-*.whl"))
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)], check=True, timeout=900
+    )
+    where = subprocess.run(
+        [str(python), "-c", "import reel, services; print(reel.__file__, services.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp,
+    ).stdout
+    assert str(PROJECT_ROOT) not in where and where.count(str(tmp / "venv")) == 2, where
+    return python
+
+
+@pytest.fixture(params=["checkout", "installed"])
+def python(request: pytest.FixtureRequest) -> tuple[str, Path]:
+    """(interpreter, working folder): the repository's, or the installed venv's outside it."""
+    if request.param == "checkout":
+        return sys.executable, PROJECT_ROOT
+    venv_python = request.getfixturevalue("installed")
+    return str(venv_python), venv_python.parents[2]
+
+
 @pytest.mark.parametrize("name", SERVICES)
-def test_service_starts_and_stops_on_sigterm(name: str, stack: Settings, stack_env: dict[str, str]) -> None:
-    env = {**os.environ, **stack_env, "REEL_SLOT": "7"}
+def test_service_starts_and_stops_on_sigterm(
+    name: str, python: tuple[str, Path], stack: Settings, stack_env: dict[str, str]
+) -> None:
+    interpreter, cwd = python
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, **stack_env, "REEL_SLOT": "7"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", f"services.{name}"], cwd=PROJECT_ROOT, env=env,
-        stderr=subprocess.PIPE, bufsize=0,
-    )  # fmt: skip
+        [interpreter, "-m", f"services.{name}"],
+        cwd=cwd,
+        env=env,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+    )
     try:
         assert proc.stderr is not None
         lines: list[dict] = []
@@ -41,6 +83,10 @@ def test_service_starts_and_stops_on_sigterm(name: str, stack: Settings, stack_e
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
             assert f'reel_service_up{{service="{name}",slot="7"}} 1.0' in resp.read().decode()
         assert all(line["service"] == f"{name}-7" for line in lines)
+        if name == "tracker":  # its migrations ran (it answers), and the player ships with it
+            tracker = f"http://127.0.0.1:{stack.tracker_port}"
+            with urllib.request.urlopen(f"{tracker}/player/hls.min.js", timeout=5) as resp:
+                assert resp.status == 200 and b"Hls" in resp.read()
         proc.send_signal(signal.SIGTERM)
         _, rest = proc.communicate(timeout=30)
         assert proc.returncode == 0

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from reel.media import flags
 from reel.settings import Settings
 from reel.storage import Storage
 from services.splitter.index import read_video_samples
 
-CLIP = ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=24:duration=4", "-f", "lavfi",
-        "-i", "sine=frequency=440:duration=4", "-c:v", "libx264", "-preset", "ultrafast",
-        "-bf", "2", "-g", "30", "-c:a", "aac"]  # fmt: skip
+CLIP = flags(
+    "-f lavfi -i testsrc2=size=320x240:rate=24:duration=4 -f lavfi -i sine=frequency=440:duration=4 "
+    "-c:v libx264 -preset ultrafast -bf 2 -g 30 -c:a aac"
+)
 
 
 def make(tmp: Path, name: str, *extra: str) -> Path:
@@ -25,8 +27,8 @@ def make(tmp: Path, name: str, *extra: str) -> Path:
 
 
 def ffprobe_sizes(path: Path) -> list[int]:
-    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=size",
-                          "-of", "csv=p=0", str(path)], capture_output=True, text=True, check=True)  # fmt: skip
+    probe = flags("ffprobe -v error -select_streams v:0 -show_entries packet=size -of csv=p=0")
+    out = subprocess.run([*probe, str(path)], capture_output=True, text=True, check=True)
     return [int(x) for x in out.stdout.split()]
 
 
@@ -35,8 +37,9 @@ def file_reader(path: Path):  # noqa: ANN201 - a Read
     return lambda at, n: data[at : at + n]
 
 
-@pytest.mark.parametrize("name,extra", [("tail.mp4", ()), ("faststart.mp4", ("-movflags", "+faststart")),
-                                        ("quicktime.mov", ())])  # fmt: skip
+@pytest.mark.parametrize(
+    "name,extra", [("tail.mp4", ()), ("faststart.mp4", ("-movflags", "+faststart")), ("quicktime.mov", ())]
+)
 def test_samples_match_ffprobe_packets(tmp_path: Path, name: str, extra: tuple[str, ...]) -> None:
     path = make(tmp_path, name, *extra)
     samples = read_video_samples(file_reader(path))
@@ -80,11 +83,13 @@ def test_a_busy_half_weighs_more(storage: Storage, stack: Settings, tmp_path: Pa
     from services.splitter.plan import plan_segments, segment_costs
 
     path = tmp_path / "calm-then-busy.mp4"
-    graph = ("color=c=gray:size=320x240:rate=24:duration=4[calm];"
-             "testsrc2=size=320x240:rate=24:duration=4,noise=alls=60:allf=t[busy];"
-             "[calm][busy]concat=n=2:v=1[v]")  # fmt: skip
-    subprocess.run(["ffmpeg", "-v", "error", "-filter_complex", graph, "-map", "[v]", "-c:v", "libx264",
-                    "-preset", "ultrafast", "-g", "48", "-y", str(path)], check=True)  # fmt: skip
+    graph = (
+        "color=c=gray:size=320x240:rate=24:duration=4[calm];"
+        "testsrc2=size=320x240:rate=24:duration=4,noise=alls=60:allf=t[busy];"
+        "[calm][busy]concat=n=2:v=1[v]"
+    )
+    encode = flags("-map [v] -c:v libx264 -preset ultrafast -g 48 -y")
+    subprocess.run(["ffmpeg", "-v", "error", "-filter_complex", graph, *encode, str(path)], check=True)
     ref = storage.put_file(stack.bucket_sources, f"index-test/{uuid.uuid4()}.mp4", path)
     src = {"bucket": ref.bucket, "key": ref.key}
     samples = source_samples(Deps(stack, storage, lambda: []), src, media.probe(path))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reel.stack.procs import alive, free_port, port_taken
+from devstack.procs import alive, free_port, port_taken
 
 # Below the kernel's ephemeral range (32768-60999): an outgoing connection of any other
 # process cannot be holding one of these when the test binds it.
@@ -31,9 +31,12 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 def reel(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "reel.cli", *args], env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "reel.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=timeout,
-    )  # fmt: skip
+    )
 
 
 def stack_pids(env: dict[str, str]) -> dict[str, int]:

@@ -83,8 +83,10 @@ def test_multipart_upload_resumes_after_sigkill(
     key = f"t-{uuid.uuid4()}/big.bin"
     proc = subprocess.Popen(
         [sys.executable, "-c", UPLOADER, stack.bucket_outputs, str(source), key],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, **stack_env},
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **stack_env},
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.strip() == "part 2":

@@ -96,8 +96,7 @@ def test_exactly_once_through_fault_points_and_random_kills(loop: LoopRun) -> No
     hits = loop.fault_hits()
     kills = sum(hits.values()) + loop.external_kills
     redelivered = sum(len(loop.markers(i)) - 1 for i in range(n))
-    print(f"kills={kills} fault_hits={dict(hits)} external={loop.external_kills} "
-          f"redelivered_attempts={redelivered}")  # fmt: skip
+    print(f"kills={kills} fault_hits={dict(hits)} external={loop.external_kills} redelivered_attempts={redelivered}")
     assert kills >= 20
     assert all(hits[p] >= 3 for p in FAULT_POINTS), hits
     # Every kill before the commit leaves its task to be redone by another attempt.
@@ -256,10 +255,13 @@ def test_poison_task_is_dead_lettered_after_exactly_n_attempts(loop: LoopRun) ->
     assert [m.state for m in loop.markers(20)] == [STARTED] * 3  # exactly N attempts ran
 
 
-@pytest.mark.parametrize("source_key,says", [
-    ("hang", ["FfmpegTimeout: ffmpeg timed out after 1s"]),  # killed at its timeout each time
-    ("garbage", ["MediaError: ffmpeg exited with", "Invalid data found when processing input"]),  # refused
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "source_key,says",
+    [
+        ("hang", ["FfmpegTimeout: ffmpeg timed out after 1s"]),  # killed at its timeout each time
+        ("garbage", ["MediaError: ffmpeg exited with", "Invalid data found when processing input"]),  # refused
+    ],
+)
 def test_an_ffmpeg_that_hangs_or_fails_the_same_way_is_escalated_after_n_attempts(
     loop: LoopRun, source_key: str, says: list[str]
 ) -> None:

@@ -26,10 +26,20 @@ def test_backoff_doubles_and_is_capped() -> None:
 
 
 def test_body_lists_where_outputs_are_and_the_error() -> None:
-    row = {"video_id": "v", "generation": 1, "state": "failed", "request_id": "r", "profile": "tiny",
-           "duration": 4.0, "outputs": None, "error": "no video stream", "error_stage": "splitter",
-           "error_kind": "unsupported_input", "completed_at": None,
-           "failed_at": datetime(2026, 1, 1, tzinfo=UTC)}  # fmt: skip
+    row = {
+        "video_id": "v",
+        "generation": 1,
+        "state": "failed",
+        "request_id": "r",
+        "profile": "tiny",
+        "duration": 4.0,
+        "outputs": None,
+        "error": "no video stream",
+        "error_stage": "splitter",
+        "error_kind": "unsupported_input",
+        "completed_at": None,
+        "failed_at": datetime(2026, 1, 1, tzinfo=UTC),
+    }
     b = body(row)
     assert b["error"] == {"stage": "splitter", "reason": "no video stream", "kind": "unsupported_input"}
     assert b["outputs"] == []

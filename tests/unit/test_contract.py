@@ -13,6 +13,7 @@ import pytest
 
 from reel.contract import (
     MAGIC,
+    SCHEMAS_DIR,
     TOPIC_SCHEMAS,
     MalformedEvent,
     Registry,
@@ -23,7 +24,7 @@ from reel.contract import (
     schema_for_topic,
 )
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMAS = SCHEMAS_DIR  # reel/schemas, the link to schemas/ that ships with the package
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
@@ -52,14 +53,29 @@ def test_every_topic_has_a_current_self_contained_schema(registry: Registry) -> 
     for path in SCHEMAS.glob("*.avsc"):
         raw = json.loads(path.read_text())
         fields = {f["name"] for f in raw["fields"]}
-        assert {"event_id", "video_id", "generation", "track", "segment_index", "attempt",
-                "produced_at", "producer", "trace_id"} <= fields, path.name  # fmt: skip
+        assert {
+            "event_id",
+            "video_id",
+            "generation",
+            "track",
+            "segment_index",
+            "attempt",
+            "produced_at",
+            "producer",
+            "trace_id",
+        } <= fields, path.name
     assert len(set(TOPIC_SCHEMAS.values())) == len(TOPIC_SCHEMAS)  # one topic <-> one type
 
 
 def test_header_is_avro_single_object_encoding(registry: Registry) -> None:
-    rec = {**envelope(video_id="v", producer="test"), "stage": "pull", "reason": "x", "kind": "bad_input",
-           "detail": None, "callback_url": None}  # fmt: skip
+    rec = {
+        **envelope(video_id="v", producer="test"),
+        "stage": "pull",
+        "reason": "x",
+        "kind": "bad_input",
+        "detail": None,
+        "callback_url": None,
+    }
     data = registry.encode_for_topic("video.failed", rec)
     schema = registry.current["reel.events.VideoFailed"]
     assert data[:2] == b"\xc3\x01" == MAGIC
@@ -76,7 +92,11 @@ def test_yesterdays_bytes_decode_with_todays_reader(registry: Registry) -> None:
     now = json.loads((SCHEMAS / "video.requested.avsc").read_text())
     # The versions really differ: these fields are new, with defaults.
     assert {f["name"] for f in now["fields"]} - {f["name"] for f in v1["fields"]} == {
-        "trace_id", "callback_url", "reuse_generation", "redo_segments"}  # fmt: skip
+        "trace_id",
+        "callback_url",
+        "reuse_generation",
+        "redo_segments",
+    }
     assert old[2:10] != registry.current["reel.events.VideoRequested"].fingerprint
     rec = registry.decode_for_topic("video.requested", old)
     assert rec["trace_id"] is None and rec["callback_url"] is None
@@ -119,9 +139,20 @@ def test_failures_written_before_kinds_decode_as_unknown(registry: Registry, nam
     now_raw = json.loads((SCHEMAS / f"{name}.avsc").read_text())
     assert {f["name"] for f in now_raw["fields"]} - {f["name"] for f in old_raw["fields"]} == {"kind"}
     old = fastavro.parse_schema(old_raw)
-    record = {**envelope(video_id="v", producer="old"), "stage": "puller", "reason": "truncated", "detail": None,
-              "callback_url": None, "original_topic": "t", "original_partition": 0, "original_offset": 1,
-              "original_key": None, "original_value": b"", "error_kind": "permanent", "failed_attempts": 1}  # fmt: skip
+    record = {
+        **envelope(video_id="v", producer="old"),
+        "stage": "puller",
+        "reason": "truncated",
+        "detail": None,
+        "callback_url": None,
+        "original_topic": "t",
+        "original_partition": 0,
+        "original_offset": 1,
+        "original_key": None,
+        "original_value": b"",
+        "error_kind": "permanent",
+        "failed_attempts": 1,
+    }
     body = io.BytesIO()
     fastavro.schemaless_writer(body, old, {f["name"]: record[f["name"]] for f in old_raw["fields"]})
     header = b"\xc3\x01" + crc64_avro_fingerprint(fastavro.schema.to_parsing_canonical_form(old_raw))

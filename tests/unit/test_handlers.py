@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from devstack.clips import synthetic
 from reel import PROJECT_ROOT
 from reel.contract import envelope
 from reel.pipeline import PULLER, PUSHER, SPLITTER, TRANSCODER
@@ -52,25 +53,34 @@ def request(storage: FolderStorage, path: Path | None, **fields: Any) -> dict[st
     key = f"uploads/{uuid.uuid4().hex}/clip.mp4"
     if path is not None:
         storage.put_file("reel-sources", key, path)
-    return {**envelope(video_id=str(uuid.uuid4()), producer="test"), "request_id": None, "profile": "tiny",
-            "formats": ["hls", "mp4"], "callback_url": None, "reuse_generation": None, "redo_segments": [],
-            "source": {"bucket": "reel-sources", "key": key, "etag": "", "size": 0}, **fields}  # fmt: skip
+    return {
+        **envelope(video_id=str(uuid.uuid4()), producer="test"),
+        "request_id": None,
+        "profile": "tiny",
+        "formats": ["hls", "mp4"],
+        "callback_url": None,
+        "reuse_generation": None,
+        "redo_segments": [],
+        "source": {"bucket": "reel-sources", "key": key, "etag": "", "size": 0},
+        **fields,
+    }
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("clip") / "clip.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=6",
-                    "-f", "lavfi", "-i", "sine=sample_rate=48000:duration=6", "-c:v", "libx264", "-preset",
-                    "ultrafast", "-g", "50", "-c:a", "aac", "-shortest", str(out)], check=True)  # fmt: skip
+    synthetic(out, seconds=6, extra=("-g", "50"))
     return out
 
 
 @pytest.mark.parametrize(
     "fields,says",
-    [({"profile": "ultra"}, "unknown profile 'ultra'"), ({"formats": ["webm"]}, "unknown output format"),
-     ({"source": {"bucket": "reel-sources", "key": "nowhere.mp4", "etag": "", "size": 0}}, "does not exist")],
-)  # fmt: skip
+    [
+        ({"profile": "ultra"}, "unknown profile 'ultra'"),
+        ({"formats": ["webm"]}, "unknown output format"),
+        ({"source": {"bucket": "reel-sources", "key": "nowhere.mp4", "etag": "", "size": 0}}, "does not exist"),
+    ],
+)
 def test_the_splitter_refuses_what_can_never_work(
     fields: dict[str, Any], says: str, settings: Settings, storage: FolderStorage, clip: Path
 ) -> None:
@@ -118,9 +128,14 @@ def test_every_handler_in_turn_turns_a_request_into_a_completed_video(
             if out_topic == "video.completed":
                 done.append(record)
     segments = produced["segment.requested"]
-    assert produced == {"video.split": 1, "segment.requested": segments, "segment.pulled": segments,
-                        "segment.transcoded": segments, "segment.uploaded": segments,
-                        "video.completed": 1}  # fmt: skip
+    assert produced == {
+        "video.split": 1,
+        "segment.requested": segments,
+        "segment.pulled": segments,
+        "segment.transcoded": segments,
+        "segment.uploaded": segments,
+        "video.completed": 1,
+    }
     kinds = Counter(o["kind"] for o in done[0]["outputs"])
     assert kinds == {"mp4": 1, "hls-master": 1, "hls-playlist": 2, "poster": 1, "manifest": 1}  # 240p only: no upscale
     for o in done[0]["outputs"]:  # every object an event names exists, with that checksum

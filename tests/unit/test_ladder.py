@@ -11,7 +11,11 @@ def test_default_profile_is_the_four_rung_h264_ladder() -> None:
     p = load("default")
     assert p.codec == "libx264" and p.preset == "veryfast" and p.gop_seconds == 2
     assert [(r.height, r.bitrate) for r in p.rungs] == [
-        (1080, 5_000_000), (720, 3_000_000), (480, 1_500_000), (360, 800_000)]  # fmt: skip
+        (1080, 5_000_000),
+        (720, 3_000_000),
+        (480, 1_500_000),
+        (360, 800_000),
+    ]
     assert (p.audio.bitrate, p.audio.channels) == (128_000, 2)
     assert load("hevc").hevc
 
@@ -25,8 +29,7 @@ def test_unknown_profile_names_the_known_ones() -> None:
 
 def test_never_upscale() -> None:
     r = renditions(load("default"), 1280, 720)
-    assert [(x.name, x.width, x.height) for x in r] == [
-        ("720p", 1280, 720), ("480p", 854, 480), ("360p", 640, 360)]  # fmt: skip
+    assert [(x.name, x.width, x.height) for x in r] == [("720p", 1280, 720), ("480p", 854, 480), ("360p", 640, 360)]
 
 
 def test_portrait_uses_the_short_side() -> None:

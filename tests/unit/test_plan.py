@@ -14,9 +14,16 @@ def check_grid(segments, total: int, gop: int) -> None:
         assert s.frame_count % gop == 0 and s.start_frame % gop == 0  # whole GOPs
 
 
-@pytest.mark.parametrize("fps,gop", [(Fraction(24), 48), (Fraction(30000, 1001), 60),
-                                     (Fraction(24000, 1001), 48), (Fraction(25), 50),
-                                     (Fraction(60), 120)])  # fmt: skip
+@pytest.mark.parametrize(
+    "fps,gop",
+    [
+        (Fraction(24), 48),
+        (Fraction(30000, 1001), 60),
+        (Fraction(24000, 1001), 48),
+        (Fraction(25), 50),
+        (Fraction(60), 120),
+    ],
+)
 def test_gop_is_two_seconds_in_frames(fps: Fraction, gop: int) -> None:
     assert gop_frames(fps) == gop
 
@@ -91,8 +98,9 @@ def test_costs_weigh_length_and_the_share_of_video_bytes() -> None:
     # belongs to the segment it starts.
     samples = [(f / 24, 3 if 480 <= f < 960 else 1) for f in range(24 * 60)]
     costs = segment_costs(segs, Fraction(24), samples)
-    assert costs == pytest.approx([0.5 * 480 + 0.5 * 1440 / 5, 0.5 * 480 + 0.5 * 1440 * 3 / 5,
-                                   0.5 * 480 + 0.5 * 1440 / 5])  # fmt: skip
+    assert costs == pytest.approx(
+        [0.5 * 480 + 0.5 * 1440 / 5, 0.5 * 480 + 0.5 * 1440 * 3 / 5, 0.5 * 480 + 0.5 * 1440 / 5]
+    )
     assert sum(costs) == pytest.approx(1440)  # still counted in frames: the audio's weight holds
     assert segment_costs(segs, Fraction(24), None) == [480.0, 480.0, 480.0]
     assert segment_costs(segs, Fraction(24), [(0.0, 0)]) == [480.0, 480.0, 480.0]

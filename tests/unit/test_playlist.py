@@ -27,10 +27,12 @@ def test_bitrates_from_segments(tmp_path: Path) -> None:
 
 def test_master_lists_audio_once_and_variants_by_bandwidth() -> None:
     text = master_playlist(
-        [Variant("240p/index.m3u8", 426, 240, 400_000, 350_000, "avc1.64001e,mp4a.40.2"),
-         Variant("360p/index.m3u8", 640, 360, 800_000, 700_000, "avc1.64001e,mp4a.40.2")],
+        [
+            Variant("240p/index.m3u8", 426, 240, 400_000, 350_000, "avc1.64001e,mp4a.40.2"),
+            Variant("360p/index.m3u8", 640, 360, 800_000, 700_000, "avc1.64001e,mp4a.40.2"),
+        ],
         "audio/index.m3u8",
-    )  # fmt: skip
+    )
     lines = text.splitlines()
     assert lines[0] == "#EXTM3U"
     assert sum(1 for ln in lines if ln.startswith("#EXT-X-MEDIA:TYPE=AUDIO")) == 1

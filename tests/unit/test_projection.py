@@ -57,12 +57,15 @@ def test_a_failed_videos_percent_is_its_finished_work_whatever_the_heartbeats_sa
 
 # -- merging events into rows, in any order -------------------------------------------
 VIDEO_EVENTS = [  # (generation, state, fields) as the tracker's events set them
-    (0, "queued", {"profile": "tiny", "request_id": "r"}), (0, "splitting", {}),
-    (0, "transcoding", {"segment_count": 3, "duration": 6.0}), (0, "stitching", {}),
+    (0, "queued", {"profile": "tiny", "request_id": "r"}),
+    (0, "splitting", {}),
+    (0, "transcoding", {"segment_count": 3, "duration": 6.0}),
+    (0, "stitching", {}),
     (0, "failed", {"error": "stitch gate: 240p.mp4: a gap", "error_kind": "stitch_gate"}),
-    (1, "queued", {"profile": "tiny", "request_id": "r"}), (1, "transcoding", {"segment_count": 3, "duration": 6.0}),
+    (1, "queued", {"profile": "tiny", "request_id": "r"}),
+    (1, "transcoding", {"segment_count": 3, "duration": 6.0}),
     (1, "completed", {"outputs": [{"kind": "mp4"}]}),
-]  # fmt: skip
+]
 
 
 def fold_video(events: list[tuple[int, str, dict]]) -> dict | None:
@@ -87,14 +90,19 @@ def test_an_older_generations_event_changes_nothing() -> None:
     assert later(VIDEO_STATES, "completed", "failed") == "failed"  # a failure after completion is kept
 
 
-SEGMENT_EVENTS = [("requested", {"attempt": 1, "worker": "splitter-0"}),
-                  ("pulled", {"attempt": 1, "worker": "puller-0"}),
-                  ("transcoded", {"attempt": 2, "worker": "transcoder-1"}), ("planned", {"media_seconds": 4.0}),
-                  ("uploaded", {"attempt": 2, "worker": "pusher-0"})]  # fmt: skip
+SEGMENT_EVENTS = [
+    ("requested", {"attempt": 1, "worker": "splitter-0"}),
+    ("pulled", {"attempt": 1, "worker": "puller-0"}),
+    ("transcoded", {"attempt": 2, "worker": "transcoder-1"}),
+    ("planned", {"media_seconds": 4.0}),
+    ("uploaded", {"attempt": 2, "worker": "pusher-0"}),
+]
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
-BEATS = [Beat(1, "transcoder-0", "transcoder", 40.0, False, T0, None),
-         Beat(2, "transcoder-1", "transcoder", 10.0, True, T0 + timedelta(seconds=5), None),
-         Beat(1, "transcoder-0", None, 60.0, False, T0 + timedelta(seconds=2), "MediaError: x")]  # fmt: skip
+BEATS = [
+    Beat(1, "transcoder-0", "transcoder", 40.0, False, T0, None),
+    Beat(2, "transcoder-1", "transcoder", 10.0, True, T0 + timedelta(seconds=5), None),
+    Beat(1, "transcoder-0", None, 60.0, False, T0 + timedelta(seconds=2), "MediaError: x"),
+]
 
 
 @settings(max_examples=200, deadline=None)

@@ -21,8 +21,10 @@ def test_a_presigned_url_in_ffmpeg_words_becomes_its_bucket_and_key() -> None:
     line = f"[in#0 @ 0x55] Error opening input: {url}: Invalid data found when processing input"
     got = redact(f"ffprobe failed: {line} | Input #0, mov, from '{url}':")
     name = "reel-sources/uploads/ab12/my clip.mp4"
-    assert got == (f"ffprobe failed: [in#0 @ 0x55] Error opening input: {name}: "
-                   f"Invalid data found when processing input | Input #0, mov, from '{name}':")  # fmt: skip
+    assert got == (
+        f"ffprobe failed: [in#0 @ 0x55] Error opening input: {name}: "
+        f"Invalid data found when processing input | Input #0, mov, from '{name}':"
+    )
     assert ACCESS not in got and "X-Amz" not in got
 
 

@@ -8,7 +8,18 @@ import pytest
 
 from reel.attempts import COMPLETED, FAILED, HANDED_BACK, STARTED, Marker
 from reel.contract import Registry
-from reel.retries import Outcome, attempt_number, counted, dead_letter, escalation, kind_of, last_reason, outcome
+from reel.retries import (
+    GivenUp,
+    Input,
+    Outcome,
+    attempt_number,
+    counted,
+    dead_letter,
+    escalation,
+    kind_of,
+    last_reason,
+    outcome,
+)
 from reel.task import Kind, Permanent
 
 
@@ -18,10 +29,15 @@ def marker(state: str, reason: str = "", kind: str = "") -> Marker:
 
 @pytest.mark.parametrize(
     "error,cancelled,expected",
-    [(None, False, Outcome.COMPLETED), (None, True, Outcome.COMPLETED),  # done before the cancel: commit it
-     (Permanent("corrupt"), False, Outcome.PERMANENT), (Permanent("corrupt"), True, Outcome.PERMANENT),
-     (RuntimeError("ffmpeg exited 1"), True, Outcome.HANDED_BACK), (RuntimeError("x"), False, Outcome.FAILED)],
-)  # fmt: skip
+    [
+        (None, False, Outcome.COMPLETED),
+        (None, True, Outcome.COMPLETED),  # done before the cancel: commit it
+        (Permanent("corrupt"), False, Outcome.PERMANENT),
+        (Permanent("corrupt"), True, Outcome.PERMANENT),
+        (RuntimeError("ffmpeg exited 1"), True, Outcome.HANDED_BACK),
+        (RuntimeError("x"), False, Outcome.FAILED),
+    ],
+)
 def test_an_outcome_is_judged_by_its_error_and_the_cancel(
     error: BaseException | None, cancelled: bool, expected: Outcome
 ) -> None:
@@ -59,15 +75,15 @@ def test_a_machine_that_keeps_failing_is_named_as_the_cause() -> None:
 
 
 def test_a_dead_letter_carries_the_input_and_fits_its_schema() -> None:
-    record = dead_letter(topic="segment.pulled", partition=3, offset=41, key=b"v:video:1", value=b"\xc3\x01...",
-                         event={"video_id": "v", "generation": 2, "track": "video", "segment_index": 1},
-                         kind=Kind.ATTEMPTS_EXHAUSTED, error_kind="attempts-exhausted", reason="3 attempts failed",
-                         failed=3, producer="transcoder-0")  # fmt: skip
+    source = Input("segment.pulled", 3, 41, b"v:video:1", b"\xc3\x01...")
+    event = {"video_id": "v", "generation": 2, "track": "video", "segment_index": 1}
+    why = GivenUp(Kind.ATTEMPTS_EXHAUSTED, "attempts-exhausted", "3 attempts failed", 3)
+    record = dead_letter(source, event, why, "transcoder-0")
     registry = Registry()
     decoded = registry.decode_for_topic("segment.pulled.dlq", registry.encode_for_topic("segment.pulled.dlq", record))
     assert decoded["kind"] == "attempts_exhausted" and decoded["original_offset"] == 41
     assert decoded["segment_index"] == 1 and decoded["generation"] == 2 and decoded["failed_attempts"] == 3
-    again = dead_letter(**{**dict(topic="segment.pulled", partition=3, offset=41, key=None, value=b"", event=None),
-                           "kind": Kind.BAD_INPUT, "error_kind": "malformed", "reason": "r", "failed": 0,
-                           "producer": "p"})  # fmt: skip
+    again = dead_letter(
+        Input("segment.pulled", 3, 41, None, b""), None, GivenUp(Kind.BAD_INPUT, "malformed", "r", 0), "p"
+    )
     assert again["event_id"] == record["event_id"]  # one dead letter per input, however often it is written

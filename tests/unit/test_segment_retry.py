@@ -7,9 +7,15 @@ from services.tracker.retry import Conflict, check_segment_retry
 
 
 def failed(reason: str, stage: str = "transcoder", kind: str = "attempts_exhausted") -> dict:
-    return {"video_id": "v", "generation": 0, "error": reason, "error_stage": stage, "error_kind": kind,
-            "segments": [{"track": "video", "segment_index": i} for i in range(3)]
-            + [{"track": "audio", "segment_index": -1}]}  # fmt: skip
+    return {
+        "video_id": "v",
+        "generation": 0,
+        "error": reason,
+        "error_stage": stage,
+        "error_kind": kind,
+        "segments": [{"track": "video", "segment_index": i} for i in range(3)]
+        + [{"track": "audio", "segment_index": -1}],
+    }
 
 
 def test_a_segment_that_exhausted_its_attempts_can_be_redone_alone() -> None:

@@ -1,4 +1,6 @@
-"""The embedded S3 server: SeaweedFS `weed mini`, flags from notes/storage.md."""
+"""The embedded S3 server: SeaweedFS `weed mini`, bound to loopback with every one of its
+ports set (an unset one takes a fixed default), buckets created only by us and never
+deleted while they hold objects, as MinIO behaves."""
 
 from __future__ import annotations
 
@@ -7,8 +9,8 @@ import sysconfig
 import urllib.request
 from pathlib import Path
 
+from devstack.procs import Component, StackError, spawn, wait_ready
 from reel.settings import Settings
-from reel.stack.procs import Component, StackError, spawn, wait_ready
 from reel.storage import Storage
 
 
@@ -27,24 +29,44 @@ def weed_binary() -> Path:
 def argv(settings: Settings, data: Path) -> list[str]:
     p = settings.s3_port
     return [
-        str(weed_binary()), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-s3.port={p}", f"-s3.port.grpc={p + 10000}",
-        f"-master.port={p + 1}", f"-master.port.grpc={p + 10001}",
-        f"-volume.port={p + 2}", f"-volume.port.grpc={p + 10002}",
-        f"-filer.port={p + 3}", f"-filer.port.grpc={p + 10003}",
-        "-admin.ui=false", f"-admin.port={p + 4}", f"-admin.port.grpc={p + 10004}",
-        "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
-        f"-s3.config={data / 's3.json'}", "-s3.autoCreateBucket=false",
+        str(weed_binary()),
+        "mini",
+        f"-dir={data}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-s3.port={p}",
+        f"-s3.port.grpc={p + 10000}",
+        f"-master.port={p + 1}",
+        f"-master.port.grpc={p + 10001}",
+        f"-volume.port={p + 2}",
+        f"-volume.port.grpc={p + 10002}",
+        f"-filer.port={p + 3}",
+        f"-filer.port.grpc={p + 10003}",
+        "-admin.ui=false",
+        f"-admin.port={p + 4}",
+        f"-admin.port.grpc={p + 10004}",
+        "-webdav=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-master.telemetry=false",
+        f"-s3.config={data / 's3.json'}",
+        "-s3.autoCreateBucket=false",
         "-s3.allowDeleteBucketNotEmpty=false",
-    ]  # fmt: skip
+    ]
 
 
 def identities(settings: Settings) -> str:
-    return json.dumps({"identities": [{
-        "name": "reel",
-        "credentials": [{"accessKey": settings.s3_access_key, "secretKey": settings.s3_secret_key}],
-        "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-    }]})  # fmt: skip
+    return json.dumps(
+        {
+            "identities": [
+                {
+                    "name": "reel",
+                    "credentials": [{"accessKey": settings.s3_access_key, "secretKey": settings.s3_secret_key}],
+                    "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                }
+            ]
+        }
+    )
 
 
 def start(settings: Settings) -> Component:

@@ -13,10 +13,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from devstack import kafka, postgres, s3
+from devstack.procs import Component, StackError, StateFile, alive, port_taken, spawn, stop
 from reel import PROJECT_ROOT
 from reel.settings import Settings
-from reel.stack import kafka, postgres, s3
-from reel.stack.procs import Component, StackError, StateFile, alive, port_taken, spawn, stop
 
 __all__ = ["StackError", "up", "down", "status"]
 
@@ -33,7 +33,7 @@ class Part:
 def _start_services(settings: Settings) -> Component:
     log = settings.home / "logs" / "supervisor.log"
     env = {"REEL_HOME": str(settings.home)}
-    proc = spawn("services", [sys.executable, "-m", "reel.supervisor"], log, env, PROJECT_ROOT)
+    proc = spawn("services", [sys.executable, "-m", "devstack.supervisor"], log, env, PROJECT_ROOT)
     return Component("services", proc.pid, [], str(log), "supervisor")
 
 
@@ -135,17 +135,27 @@ def status(settings: Settings) -> list[dict[str, object]]:
             rows.append({"name": part.name, "pid": None, "address": "", "state": "stopped"})
             continue
         ok = _running(settings, comps, part)
-        rows.append({
-            "name": part.name, "pid": comp.pid or None, "address": comp.address,
-            "ports": comp.ports, "state": "healthy" if ok else "down", "log": comp.log,
-        })  # fmt: skip
+        rows.append(
+            {
+                "name": part.name,
+                "pid": comp.pid or None,
+                "address": comp.address,
+                "ports": comp.ports,
+                "state": "healthy" if ok else "down",
+                "log": comp.log,
+            }
+        )
     services = settings.home / "services.json"
     if "services" in comps and services.exists():
         for w in json.loads(services.read_text()):
             pid = w["pid"]
-            rows.append({
-                "name": f"  {w['kind']}-{w['slot']}", "pid": pid, "address": "",
-                "state": "running" if pid and alive(pid) else "restarting",
-                "log": str(settings.home / "logs" / f"{w['kind']}-{w['slot']}.log"),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "name": f"  {w['kind']}-{w['slot']}",
+                    "pid": pid,
+                    "address": "",
+                    "state": "running" if pid and alive(pid) else "restarting",
+                    "log": str(settings.home / "logs" / f"{w['kind']}-{w['slot']}.log"),
+                }
+            )
     return rows

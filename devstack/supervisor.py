@@ -18,12 +18,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from devstack.procs import stop
 from reel import PROJECT_ROOT, logs
 from reel.pipeline import WORKER_KINDS
 from reel.settings import Settings, load
-from reel.stack.procs import stop
 
-log = logging.getLogger("reel.supervisor")
+log = logging.getLogger("devstack.supervisor")
 
 GRACE_S = 150.0  # above the longest segment's encode: a drained worker finishes its task
 
@@ -57,9 +57,13 @@ class Supervisor:
         out = open(self.logdir / f"{slot.kind}-{slot.slot}.log", "ab")  # noqa: SIM115
         slot.proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{slot.kind}"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, cwd=PROJECT_ROOT, start_new_session=True,
-        )  # fmt: skip
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
+        )
         out.close()
         slot.started_at = time.monotonic()
         log.info("started %s-%d pid %d", slot.kind, slot.slot, slot.proc.pid)
@@ -77,17 +81,15 @@ class Supervisor:
         ran = now - slot.started_at
         slot.restarts = 0 if ran > 60 else slot.restarts + 1
         delay = min(0.5 * 2 ** min(slot.restarts, 5), 15.0)
-        log.warning("%s-%d exited with %s after %.1fs; restart in %.1fs",
-                    slot.kind, slot.slot, code, ran, delay)  # fmt: skip
+        log.warning("%s-%d exited with %s after %.1fs; restart in %.1fs", slot.kind, slot.slot, code, ran, delay)
         slot.proc = None
         slot.next_start = now + delay
 
     def write_state(self) -> None:
         state = [
-            {"kind": s.kind, "slot": s.slot, "pid": s.proc.pid if s.proc else None,
-             "restarts": s.restarts}
+            {"kind": s.kind, "slot": s.slot, "pid": s.proc.pid if s.proc else None, "restarts": s.restarts}
             for s in self.slots
-        ]  # fmt: skip
+        ]
         path = self.settings.home / "services.json"
         path.with_suffix(".tmp").write_text(json.dumps(state))
         path.with_suffix(".tmp").replace(path)

@@ -1,6 +1,6 @@
 """The embedded Apache Kafka broker: KRaft, one combined broker+controller node.
 
-Settings from notes/kafka.md: every replication factor and min ISR 1, no topic
+A single node, so every replication factor and min ISR is 1; no topic
 auto-creation, a low group.min.session.timeout.ms so workers can detect a dead
 member in seconds, and fast cleanup of abandoned transactions.
 """
@@ -15,10 +15,10 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from devstack.procs import Component, StackError, spawn, wait_ready
 from reel import PROJECT_ROOT
 from reel.contract import all_topics
 from reel.settings import Settings
-from reel.stack.procs import Component, StackError, spawn, wait_ready
 
 POM = PROJECT_ROOT / "stack" / "kafka" / "pom.xml"
 DAY_MS = 24 * 3600 * 1000

@@ -14,8 +14,8 @@ import warnings
 
 import psycopg
 
+from devstack.procs import Component, StackError, alive, wait_ready
 from reel.settings import Settings
-from reel.stack.procs import Component, StackError, alive, wait_ready
 
 PG_USER = "pgserver"
 
