@@ -5,8 +5,8 @@ then each output's sha256 and each video's events per topic.
     python3 scripts/fingerprint.py > after.txt    # on another; then diff them
 
 It brings up a stack of its own (state in .reel-fingerprint/, ports apart from a developer's
-stack and the tests' and below the ephemeral range), with the plan pinned (two transcoders, 2 s segments), and stops it at
-the end. Outputs are bit-exact by design, so any difference is a change of behaviour.
+stack and the tests' and below the ephemeral range), with the plan pinned (two transcoders,
+2 s segments), and stops it at the end. Outputs are bit-exact by design, so any difference is a change of behaviour.
 Heartbeats (task.progress) are left out: they follow the clock.
 """
 
