@@ -17,8 +17,8 @@ test:
 	python3 -m pytest -q
 
 lint:
-	ruff check reel services tests bench
-	ruff format --check reel services tests bench
+	ruff check reel services devstack tests bench scripts
+	ruff format --check reel services devstack tests bench scripts
 	mypy
 
 bench: setup
