@@ -10,9 +10,11 @@ import threading
 
 
 class TcpProxy:
-    """cut_after: reset every connection once, when one response has sent its client this
-    many bytes (a large download cut in the middle; a response is what comes back after the
-    client last sent something); `sent` counts all bytes sent to clients and `requests`
+    """cut_after: once one response has sent its client this many bytes (a large download
+    cut in the middle; a response is what comes back after the client last sent something),
+    that response ends there and every other connection is reset. It ends by FIN, not reset:
+    a reset makes the client's kernel drop what it holds unread, and on a busy machine that
+    can be the whole of it, so the client would keep nothing of a cut it was sent. `sent` counts all bytes sent to clients and `requests`
     keeps the start of what each connection sent upstream (HTTP request lines and headers,
     for a test to read)."""
 
@@ -30,10 +32,11 @@ class TcpProxy:
         self.accepted = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
-    def cut(self) -> None:
+    def cut(self, keep: socket.socket | None = None) -> None:
         self.cut_off.set()
         with self.lock:
-            conns, self.conns = self.conns, set()
+            conns = {s for s in self.conns if s is not keep}
+            self.conns -= conns
         for s in conns:
             _reset(s)
 
@@ -68,6 +71,7 @@ class TcpProxy:
                 threading.Thread(target=self._pump, args=(a, b, down, response), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, down: bool, response: list[int]) -> None:
+        ended = None  # a client whose response was ended by FIN: closed by its own pump, on its hang-up
         try:
             while data := src.recv(65536 if self.cut_after is None else 4096):
                 if not down:
@@ -77,24 +81,30 @@ class TcpProxy:
                 dst.sendall(data)
                 if down:
                     response[0] += len(data)
-                    self._count(len(data), response[0])
+                    if self._count(len(data), response[0]):
+                        ended = dst
+                        with contextlib.suppress(OSError):
+                            dst.shutdown(socket.SHUT_WR)
+                        self.cut(keep=dst)
+                        self.restore()
+                        return
         except OSError:
             pass
         finally:
             for s in (src, dst):
-                with self.lock:
-                    self.conns.discard(s)
-                _reset(s)
+                if s is not ended:
+                    with self.lock:
+                        self.conns.discard(s)
+                    _reset(s)
 
-    def _count(self, n: int, response: int) -> None:
+    def _count(self, n: int, response: int) -> bool:
+        """Counts bytes sent; True for the one response to end here."""
         with self.lock:
             self.sent += n
             due = self.cut_after is not None and response >= self.cut_after
             if due:
                 self.cut_after = None  # once
-        if due:
-            self.cut()
-            self.restore()
+        return due
 
 
 def _reset(s: socket.socket) -> None:
