@@ -14,7 +14,8 @@ from reel.media import flags
 def rung_flags(profile: Profile, r: Rendition, gop: int) -> list[str]:
     """A rung's rate control and GOP, as reel's transcoder sets them."""
     rates = f"-b:v {r.bitrate} -maxrate {int(r.bitrate * 1.07)} -bufsize {2 * r.bitrate}"
-    return flags(f"-preset {profile.preset} -profile:v high {rates} -g {gop} -keyint_min {gop} -sc_threshold 0")
+    gops = f"-g {gop} -keyint_min {gop} -sc_threshold 0"
+    return flags(f"-preset {profile.preset} -profile:v high -pix_fmt yuv420p {rates} {gops}")
 
 
 def ladder_command(source: Path, profile: Profile, rends: list[Rendition], gop: int, out: Path) -> list[str]:
@@ -47,8 +48,11 @@ def rung_command(source: Path, r: Rendition, profile: Profile, gop: int, out: Pa
 
 
 def psnr(encoded: Path | str, source: Path | str, width: int, height: int) -> float:
-    """Average PSNR of `encoded` against the source scaled to its size (bicubic, square pixels)."""
-    graph = f"[1:v]scale={width}:{height}:flags=bicubic,setsar=1[ref];[0:v]setsar=1[enc];[enc][ref]psnr"
+    """Average PSNR of `encoded` against the source scaled to its size (bicubic, square
+    pixels), frame by frame: both start at 0, since the psnr filter pairs frames by time
+    and a source whose first frame sits at 25 ms would be scored against the frame after."""
+    start = "setpts=PTS-STARTPTS"
+    graph = f"[1:v]{start},scale={width}:{height}:flags=bicubic,setsar=1[ref];[0:v]{start},setsar=1[enc];[enc][ref]psnr"
     inputs = ["-i", str(encoded), "-i", str(source)]
     out = subprocess.run(
         ["ffmpeg", "-hide_banner", *inputs, "-lavfi", graph, *flags("-f null -")],

@@ -11,6 +11,7 @@ import collections
 import contextlib
 import contextvars
 import json
+import re
 import subprocess
 import threading
 import time
@@ -18,10 +19,82 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from reel.redact import redact
+from reel.refusals import Verdict, classify
 
+ADDRESS = re.compile(r" @ 0x[0-9a-f]+")  # "[mp4 @ 0x55d1…]": a pointer, in every line, saying nothing
 TAIL_LINES = 4  # ffmpeg runs at -v error: its last few lines are the failure in its own words
+
+
+# The demuxers of media files: an upload may be read by these, and by nothing that opens
+# further URLs or files (HLS, DASH, concat lists, image sequences, tee: reel/refusals.py).
+MEDIA_DEMUXERS = tuple(
+    [
+        "mov",
+        "mp4",
+        "m4a",
+        "3gp",
+        "3g2",
+        "mj2",
+        "matroska",
+        "webm",
+        "avi",
+        "mpeg",
+        "mpegts",
+        "mpegvideo",
+        "flv",
+        "asf",
+        "ogg",
+        "nut",
+        "mxf",
+        "dv",
+        "h264",
+        "hevc",
+        "m4v",
+        "mjpeg",
+        "ivf",
+        "wav",
+        "mp3",
+        "aac",
+        "ac3",
+        "eac3",
+        "flac",
+        "gif",
+        "png_pipe",
+        "jpeg_pipe",
+        "bmp_pipe",
+        "webp_pipe",
+        "tiff_pipe",
+    ]
+)
+
+
+def upload_input(source: str) -> list[str]:
+    """The input options of anything a user uploaded: one of the media demuxers, and only
+    the protocols that fetch the object itself, so nothing it names is ever opened."""
+    protocols = "http,https,tcp,tls" if source.startswith(("http://", "https://")) else "file"
+    return ["-format_whitelist", ",".join(MEDIA_DEMUXERS), "-protocol_whitelist", protocols, "-i", source]
+
+
+# Where a stream copy may go, in order: MP4 keeps the rotation matrix; QuickTime carries what
+# MP4 will not (MS-MPEG4, WMV 7/8, FLV1, Theora, FFV1, HuffYUV, Cinepak, PCM audio), matrix
+# kept; Matroska carries the rest (VP8), without a rotation matrix (ffmpeg 5.1 writes none).
+COPY_CONTAINERS = ("mp4", "mov", "matroska")
+
+
+def copy_into(args_for: Callable[[str], list[str]], **run: Any) -> str:
+    """A stream copy into the first of COPY_CONTAINERS that carries its streams (run_ffmpeg
+    with args_for(container)); the container it went into."""
+    for container in COPY_CONTAINERS:
+        try:
+            run_ffmpeg(args_for(container), **run)
+            return container
+        except MediaError as exc:
+            if exc.verdict is None or exc.verdict.code != "container-cannot-carry" or container == "matroska":
+                raise
+    raise AssertionError("unreachable")
 
 
 def flags(line: str) -> list[str]:
@@ -31,7 +104,18 @@ def flags(line: str) -> list[str]:
 
 
 class MediaError(Exception):
-    """ffmpeg or ffprobe failed; the message carries the tool's own last lines."""
+    """ffmpeg or ffprobe failed; the message carries the tool's own last lines, and
+    `verdict` what they mean when no retry can change it (reel/refusals.py)."""
+
+    def __init__(self, message: str, verdict: Verdict | None = None) -> None:
+        super().__init__(message)
+        self.verdict = verdict
+
+    @classmethod
+    def of(cls, what: str, stderr: str) -> MediaError:
+        said = _last_lines(stderr)
+        verdict = classify(said)
+        return cls(f"{verdict.words} ({what}: {said})" if verdict else f"{what}: {said}", verdict)
 
 
 class FfmpegTimeout(MediaError):
@@ -59,6 +143,7 @@ class VideoStream:
     profile: str = ""  # codec profile, e.g. High
     level: int = 0  # codec level as ffprobe gives it, e.g. 40 (H.264 4.0) or 93 (HEVC 3.1)
     bit_rate: int | None = None  # the stream's own, when the container says (MP4 does)
+    reorders: bool = False  # has B-frames: frames are decoded in another order than shown
 
 
 @dataclass(frozen=True)
@@ -132,6 +217,7 @@ def parse_probe(data: dict) -> Probe:
                 profile=s.get("profile", ""),
                 level=int(s.get("level", 0) or 0),
                 bit_rate=_int(s.get("bit_rate")),
+                reorders=bool(_int(s.get("has_b_frames")) or 0),
             )
         elif kind == "audio" and audio is None:
             audio = AudioStream(
@@ -153,23 +239,24 @@ def parse_probe(data: dict) -> Probe:
     )
 
 
-def probe(source: str | Path, timeout: float = 60.0) -> Probe:
+def probe(source: str | Path, timeout: float = 60.0, upload: bool = False) -> Probe:
     """Headers only: format and streams. Never enumerates packets (over a URL that
-    would read the whole file)."""
-    cmd = ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(source)]
+    would read the whole file). upload: a user's file, opened as upload_input says."""
+    given = upload_input(str(source))[:-2] if upload else []  # ffprobe takes the input bare
+    cmd = ["ffprobe", "-v", "error", *given, "-print_format", "json", "-show_format", "-show_streams", str(source)]
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise FfmpegTimeout(f"ffprobe timed out after {timeout:.0f}s") from exc
     if result.returncode != 0:
-        raise MediaError(f"ffprobe failed: {_last_lines(result.stderr)}")
+        raise MediaError.of("ffprobe failed", result.stderr)
     return parse_probe(json.loads(result.stdout or "{}"))
 
 
 def _last_lines(text: str, n: int = TAIL_LINES) -> str:
     """ffmpeg's last words, with every URL it read reduced to bucket and key (the
     services hand it presigned URLs, whose query is a credential)."""
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    lines = [ADDRESS.sub("", ln) for ln in text.strip().splitlines() if ln.strip()]
     return redact(" | ".join(lines[-n:])) or "(no output)"
 
 
@@ -212,7 +299,7 @@ def run_ffmpeg(
         err_thread.join(timeout=2)
         out_thread.join(timeout=2)
     if proc.returncode != 0:
-        raise MediaError(f"ffmpeg exited with {proc.returncode}: {_last_lines(''.join(tail))}")
+        raise MediaError.of(f"ffmpeg exited with {proc.returncode}", "".join(tail))
 
 
 def _read_progress(stream: object, on_progress: Callable[[float], None] | None) -> None:
@@ -239,7 +326,7 @@ def packets(path: str | Path, stream: str = "v:0", timeout: float = 120.0) -> li
     cmd = [*flags(f"ffprobe -v error -select_streams {stream} -of json"), "-show_entries", PACKET_FIELDS, str(path)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
-        raise MediaError(f"ffprobe failed: {_last_lines(result.stderr)}")
+        raise MediaError.of("ffprobe failed", result.stderr)
     out = []
     for p in json.loads(result.stdout).get("packets", []):
         pts = _float(p.get("pts_time"))
@@ -258,7 +345,7 @@ def first_pts(path: str | Path, stream: str = "v:0", timeout: float = 60.0) -> f
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     times = [_float(p.get("pts_time")) for p in json.loads(result.stdout or "{}").get("packets", [])]
     if result.returncode != 0 or not any(t is not None for t in times):
-        raise MediaError(f"ffprobe read no packet of {stream}: {_last_lines(result.stderr)}")
+        raise MediaError.of(f"ffprobe read no packet of {stream}", result.stderr)
     return min(t for t in times if t is not None)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from reel.attempts import COMPLETED, FAILED, HANDED_BACK, STARTED, Marker
 from reel.contract import ContractError, envelope
+from reel.media import MediaError
 from reel.task import EVENT_NS, Kind, Permanent
 
 
@@ -38,8 +39,8 @@ def outcome(error: BaseException | None, cancelled: bool) -> Outcome:
     """How a handler's run ended (a commit may still abort a completed one: a hand-back)."""
     if error is None:
         return Outcome.COMPLETED
-    if isinstance(error, Permanent):
-        return Outcome.PERMANENT
+    if isinstance(error, Permanent) or (isinstance(error, MediaError) and error.verdict is not None):
+        return Outcome.PERMANENT  # declared, or a refusal of ffmpeg's that a retry cannot change
     if cancelled:  # cancelled mid-work by a revoke or a drain: not a failure
         return Outcome.HANDED_BACK
     return Outcome.FAILED
@@ -49,6 +50,8 @@ def kind_of(error: BaseException) -> Kind | None:
     """The kind a failed attempt records: the machine's fault, a declared one, or none."""
     if isinstance(error, Permanent):
         return error.kind
+    if isinstance(error, MediaError) and error.verdict is not None:
+        return error.verdict.kind
     if isinstance(error, ContractError):
         return Kind.BAD_INPUT
     if isinstance(error, MemoryError) or (isinstance(error, OSError) and error.errno in ENVIRONMENT_ERRNOS):

@@ -14,9 +14,9 @@ class TcpProxy:
     cut in the middle; a response is what comes back after the client last sent something),
     that response ends there and every other connection is reset. It ends by FIN, not reset:
     a reset makes the client's kernel drop what it holds unread, and on a busy machine that
-    can be the whole of it, so the client would keep nothing of a cut it was sent. `sent` counts all bytes sent to clients and `requests`
-    keeps the start of what each connection sent upstream (HTTP request lines and headers,
-    for a test to read)."""
+    can be the whole of it, so the client would keep nothing of a cut it was sent.
+    `sent` counts all bytes sent to clients and `requests` keeps the start of what each
+    connection sent upstream (HTTP request lines and headers, for a test to read)."""
 
     def __init__(self, target_port: int, host: str = "127.0.0.1", cut_after: int | None = None) -> None:
         self.target = (host, target_port)

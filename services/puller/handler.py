@@ -1,8 +1,9 @@
 """segment.requested -> segment.pulled: only the bytes a segment needs, in the work area.
 
-A video segment becomes a stream-copied MP4 span (MP4 keeps the rotation matrix)
-from the source keyframe at or before its first frame to a margin past its end,
-source timestamps kept (-copyts); the audio task copies the audio track whole.
+A video segment becomes a stream-copied span from the source keyframe at or before its
+first frame to a margin past its end, source timestamps kept (-copyts): in MP4 when MP4
+carries the codec (it keeps the rotation matrix), else QuickTime, else Matroska. The audio
+task decodes the upload's whole audio track into lossless FLAC, as a player would play it.
 """
 
 from __future__ import annotations
@@ -23,19 +24,24 @@ from reel.task import Deps, Kind, Output, Permanent, Task
 MARGIN_S = 1.0  # past the segment's end: B-frames and open GOPs need the packets after it
 
 
-def span_args(url: str, start: float, length: float, out: Path) -> list[str]:
+def span_args(url: str, start: float, length: float, out: Path, container: str = "mp4") -> list[str]:
     """Stream copy from the keyframe at or before the segment to a margin past its end.
     -seek_timestamp makes the input -ss a source timestamp (not an offset from the
     container's start, which would take a probe of the source to learn). Source
     timestamps are kept (-copyts), so the end is an absolute output -to: a duration
     would count from that keyframe, which may lie tens of seconds earlier."""
     end = start + length + MARGIN_S
-    copy = flags(f"-map 0:v:0 -c copy -to {end:.6f} -strict experimental -f mp4 -y")
-    return [*flags(f"-copyts -seek_timestamp 1 -ss {start:.6f} -i"), url, *copy, str(out)]
+    copy = flags(f"-map 0:v:0 -c copy -to {end:.6f} -strict experimental -f {container} -y")
+    return [*flags(f"-copyts -seek_timestamp 1 -ss {start:.6f}"), *media.upload_input(url), *copy, str(out)]
 
 
 def audio_args(url: str, out: Path) -> list[str]:
-    return ["-copyts", "-i", url, *flags("-map 0:a:0 -c copy -f matroska -y"), str(out)]
+    """The audio, decoded exactly as a player decodes it, into lossless FLAC (Matroska,
+    source timestamps kept). A stream copy lost what a decoder trims: the encoder delay of
+    an MP3 (LAME's header), an MP4's edit list; MP3 sources came out 35 ms long. Stereo,
+    16 bits, as every output is: a quarter of the bytes of the source's own layout."""
+    decode = flags("-map 0:a:0 -c:a flac -ac 2 -sample_fmt s16 -f matroska -y")
+    return ["-copyts", *media.upload_input(url), *decode, str(out)]
 
 
 def span_start_of(out: Path, seg: SegmentTask) -> float:
@@ -45,7 +51,7 @@ def span_start_of(out: Path, seg: SegmentTask) -> float:
     if probe.video is None:
         raise RuntimeError("the pulled span has no video")
     span_start = probe.video.start_time
-    span_end = span_start + (probe.video.duration or 0.0)
+    span_end = span_start + (probe.video.duration or probe.duration or 0.0)  # Matroska: the file's
     if span_end < min(seg.start_s + seg.length_s, seg.video_start + seg.total_s) - 2 * seg.frame_s:
         raise Permanent(
             f"source is truncated: its video ends at {span_end - seg.video_start:.2f}s of {seg.total_s:.2f}s"
@@ -79,8 +85,8 @@ def handle(task: Task, deps: Deps) -> list[Output]:
             out, name = tmp / "span.mp4", "span.mp4"
             seg = SegmentTask.of(ev)
             start, length = seg.start_s, seg.length_s
-            media.run_ffmpeg(
-                span_args(url, start, length, out),
+            media.copy_into(  # MP4 if it carries the codec, else QuickTime, else Matroska
+                lambda container: span_args(url, start, length, out, container),
                 timeout=120 + 4 * length,
                 cancel=task.cancel,
                 on_progress=lambda s: task.report(100 * s / (length + MARGIN_S)),

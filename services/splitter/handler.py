@@ -32,14 +32,12 @@ class Deps(task.Deps):
     registry: Registry = field(default_factory=Registry)
 
 
-NO_INDEX = ("mpeg", "mpegts", "h264", "hevc", "m4v", "mjpeg", "mpegvideo", "avi")
-
-
 def needs_remux(probe: media.Probe) -> bool:
-    """No exact frame count or duration in the headers: remux once, whole, into an
-    indexed MP4 (stream copy) so every later step can seek and count."""
+    """Anything but an MP4 or QuickTime file with a frame count and a duration in its
+    headers is remuxed once, whole (stream copy), into one: every later step seeks by its
+    index and counts on it. An FLV's or a Matroska's span seeks were cut short without."""
     v = probe.video
-    return v is None or v.frames is None or v.duration is None or probe.format_name in NO_INDEX
+    return v is None or v.frames is None or v.duration is None or not probe.format_name.startswith("mov,")
 
 
 def frame_count(video: media.VideoStream, duration: float, fps: Fraction) -> int:
@@ -67,8 +65,10 @@ def check_limits(settings: Settings, video: media.VideoStream, duration: float) 
 
 def probe_source(url: str) -> media.Probe:
     try:
-        probe = media.probe(url)
+        probe = media.probe(url, upload=True)
     except media.MediaError as exc:
+        if exc.verdict is not None:  # refused for a reason ffmpeg names: say that one
+            raise Permanent(f"source is not a readable video: {exc}", exc.verdict.kind) from exc
         raise Permanent(f"source is not a readable video (truncated, corrupt or not media): {exc}") from exc
     if probe.video is None and probe.audio is None and not probe.duration:
         raise Permanent("source is empty: zero duration and no streams")
@@ -82,24 +82,25 @@ def probe_source(url: str) -> media.Probe:
 IMAGE_FORMATS = ("png_pipe", "jpeg_pipe", "image2", "bmp_pipe", "gif", "webp_pipe", "tiff_pipe")
 
 
-def examine(task: Task, deps: Deps, src: dict[str, Any]) -> tuple[dict[str, Any], media.Probe]:
-    """Probe the source by its headers over a presigned URL (never downloading it);
-    a source without an index is first remuxed once into the work area."""
+def examine(task: Task, deps: Deps, src: dict[str, Any]) -> tuple[dict[str, Any], media.Probe, bool]:
+    """Probe the source by its headers over a presigned URL (never downloading it); a
+    source without an index has its video remuxed once into the work area. Returns where
+    the video tasks read, its probe, and whether the source has audio (the audio task
+    always reads the upload itself: a remux changes what a decoder trims of it)."""
     url = deps.storage.presign_get(src["bucket"], src["key"])
     probe = probe_source(url)
+    has_audio = probe.audio is not None
     if not needs_remux(probe):
-        return src, probe
+        return src, probe, has_audio
     ev = task.event
     with scratch(deps.settings, "remux") as tmp:
         out = tmp / "source.mp4"
-        try:
-            media.run_ffmpeg(remux_args(url, out, "mp4"), timeout=3600, cancel=task.cancel)
-        except media.MediaError:  # a codec MP4 will not hold (e.g. PCM audio): QuickTime will
-            media.run_ffmpeg(remux_args(url, out, "mov"), timeout=3600, cancel=task.cancel)
+        reorders = probe.video is not None and probe.video.reorders
+        media.copy_into(lambda box: remux_args(url, out, box, reorders), timeout=3600, cancel=task.cancel)
         ref = deps.storage.put_file(deps.settings.bucket_work, keys.remux(ev, task.attempt.attempt_id), out)
         probe = probe_source(str(out))
     remuxed = {"bucket": ref.bucket, "key": ref.key, "etag": ref.sha256, "size": ref.size}
-    return remuxed, probe
+    return remuxed, probe, has_audio
 
 
 def source_samples(deps: Deps, src: dict[str, Any], probe: media.Probe) -> list[tuple[float, int]] | None:
@@ -109,9 +110,14 @@ def source_samples(deps: Deps, src: dict[str, Any], probe: media.Probe) -> list[
     return read_video_samples(lambda at, n: deps.storage.get_range(src["bucket"], src["key"], at, n))
 
 
-def remux_args(url: str, out: Path, fmt: str) -> list[str]:
-    copy = flags(f"-map 0:v:0 -map 0:a:0? -c copy -strict experimental -f {fmt} -y")
-    return [*flags("-fflags +genpts -i"), url, *copy, str(out)]
+def remux_args(url: str, out: Path, fmt: str, reorders: bool) -> list[str]:
+    """The video, stream-copied, its timestamps kept (-copyts): the audio task decodes
+    the upload itself on the same clock. Containers such as AVI keep no presentation
+    times: with B-frames they are made up (+genpts, one frame of reordering delay);
+    without, they are the decode times, as a player takes them (made up, the video
+    came 40 ms late)."""
+    copy = flags(f"-map 0:v:0 -c copy -strict experimental -f {fmt} -y")
+    return ["-copyts", *(["-fflags", "+genpts"] if reorders else []), *media.upload_input(url), *copy, str(out)]
 
 
 def handle(task: Task, deps: Deps) -> list[Output]:
@@ -132,7 +138,8 @@ def handle(task: Task, deps: Deps) -> list[Output]:
         deps.storage.stat(src["bucket"], src["key"])
     except ObjectMissing as exc:
         raise Permanent(f"source object {src['bucket']}/{src['key']} does not exist", Kind.SOURCE_MISSING) from exc
-    src, probe = examine(task, deps, src)
+    upload = src
+    src, probe, has_audio = examine(task, deps, src)
     fault_point("mid-work")
     video = probe.video
     assert video is not None
@@ -146,7 +153,6 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     workers = s.plan_workers or max(1, len(fleet))
     segments = plan_segments(total, fps, workers, gop, s.oversubscription, s.min_segment_s, s.max_segment_s)
     width, height = ladder.display_size(video.width, video.height, video.sample_aspect, video.rotation)
-    has_audio = probe.audio is not None
     common: dict[str, Any] = {
         "source": src,
         "profile": profile.name,
@@ -193,6 +199,6 @@ def handle(task: Task, deps: Deps) -> list[Output]:
         outputs.append(Output("segment.requested", task_key(vid, "video", seg.index), rec))
     if has_audio:
         env = task.envelope("segment.requested", -1, segment_index=None, track="audio")
-        rec = {**env, **task_common, "start_frame": 0, "frame_count": total, "lane": lane.get(-1, -1)}
+        rec = {**env, **task_common, "source": upload, "start_frame": 0, "frame_count": total, "lane": lane.get(-1, -1)}
         outputs.append(Output("segment.requested", task_key(vid, "audio", None), rec))
     return outputs

@@ -4,7 +4,8 @@ work in object storage. Run as `python -m tests.integration.loop_worker`.
 LOOP_STAGE, LOOP_IN, LOOP_OUT name the stage and topics; LOOP_WORK_S makes each
 task keep reading and verifying its object for that long; a task whose source key
 is "poison" SIGKILLs its worker every time (as an OOM kill would); "hang" runs an ffmpeg
-that never ends, killed at its 1 s timeout; "garbage" gives ffmpeg an input it refuses;
+that never ends, killed at its 1 s timeout; "garbage" gives ffmpeg an input it refuses (a
+refusal of reel/refusals.py); "strange" fails in words the table does not know;
 "refused" is refused for good (Permanent), and with LOOP_FAIL_VIDEO=1 its video fails as a
 pipeline stage's would. LOOP_REWIND=1 makes
 the consumer re-deliver what was just committed, as librdkafka once did (issue #3).
@@ -25,6 +26,7 @@ from confluent_kafka import TopicPartition
 from reel import media
 from reel.contract import task_fields
 from reel.faults import fault_point
+from reel.media import flags
 from reel.service import start
 from reel.storage import Storage
 from reel.task import Kind, Output, Permanent, Stage, Task, fail_video
@@ -48,6 +50,8 @@ def make_handler(storage: Storage, bucket: str, out_topic: str, work_s: float):
                 timeout=1.0,
                 cancel=task.cancel,
             )
+        if ev["source"]["key"] == "strange":  # ffmpeg fails in words no refusal of the table has
+            media.run_ffmpeg(flags("-f lavfi -i anullsrc -af nosuchfilter -f null -"), timeout=30, cancel=task.cancel)
         if ev["source"]["key"] == "garbage":  # an input ffmpeg refuses, the same way every time
             with tempfile.TemporaryDirectory() as tmp:
                 junk = Path(tmp) / "junk.mp4"

@@ -259,7 +259,7 @@ def test_poison_task_is_dead_lettered_after_exactly_n_attempts(loop: LoopRun) ->
     "source_key,says",
     [
         ("hang", ["FfmpegTimeout: ffmpeg timed out after 1s"]),  # killed at its timeout each time
-        ("garbage", ["MediaError: ffmpeg exited with", "Invalid data found when processing input"]),  # refused
+        ("strange", ["MediaError: ffmpeg exited with", "No such filter: 'nosuchfilter'"]),  # not in the table
     ],
 )
 def test_an_ffmpeg_that_hangs_or_fails_the_same_way_is_escalated_after_n_attempts(
@@ -281,6 +281,22 @@ def test_an_ffmpeg_that_hangs_or_fails_the_same_way_is_escalated_after_n_attempt
     assert loop.procs[0].poll() is None  # the worker lived through it
     orphans = subprocess.run(["pgrep", "-f", "testsrc2=size=320x240:rate=25"], capture_output=True, text=True)
     assert orphans.stdout.strip() == "", "an ffmpeg outlived its timeout"
+
+
+def test_an_input_ffmpeg_refuses_for_good_is_dead_lettered_on_its_first_attempt(loop: LoopRun) -> None:
+    """A refusal of reel/refusals.py (here: no moov atom, invalid data): it would fail the
+    same way on every attempt, so there is one, and the reason says it in words."""
+    loop.produce([0], source_key="garbage")
+    loop.start(0)
+    deadline = time.monotonic() + 90
+    while not (dead := loop.outputs(loop.topic_in + ".dlq")):
+        assert time.monotonic() < deadline, "the refused task was never dead-lettered"
+        time.sleep(0.3)
+    (letter,) = dead
+    assert letter["error_kind"] == "permanent" and letter["kind"] == "bad_input" and letter["failed_attempts"] == 1
+    assert letter["reason"].startswith("the file is not media ffmpeg can read (invalid data) (ffmpeg exited with")
+    assert "Invalid data found when processing input" in letter["reason"]  # ffmpeg's own line, kept
+    assert [m.state for m in loop.markers(0)] == [FAILED]  # exactly one attempt ran
 
 
 def test_a_paused_zombie_hands_its_task_back_and_never_commits(loop: LoopRun) -> None:
