@@ -8,14 +8,15 @@ nothing is left half-started. `down` stops everything in `.reel/stack.json`.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from devstack import kafka, postgres, s3
+from devstack import kafka, nodes, postgres, s3
 from devstack.procs import Component, StackError, StateFile, alive, port_taken, spawn, stop
-from reel import PROJECT_ROOT
+from reel import PROJECT_ROOT, replicas
 from reel.settings import Settings
 
 __all__ = ["StackError", "up", "down", "status"]
@@ -84,6 +85,8 @@ def up(settings: Settings, with_services: bool = True, say: Callable[[str], None
     for part in todo:  # a dead record is stale: forget it before checking its ports
         comps.pop(part.name, None)
     _preflight(settings, todo)
+    if settings.node_cpu and todo:
+        _into_stack_group(settings)
     started: list[Component] = []
     try:
         for part in parts:
@@ -105,6 +108,16 @@ def up(settings: Settings, with_services: bool = True, say: Callable[[str], None
     return comps
 
 
+def _into_stack_group(settings: Settings) -> None:
+    """With simulated nodes, everything `up` starts from here on (Kafka, SeaweedFS, Postgres,
+    the supervisor and, through it, the tracker and autoscaler) is born in the stack's
+    capped group; the supervisor moves each worker into its node's."""
+    if not nodes.available():
+        raise StackError("REEL_NODE_CPU needs a writable cgroup v1 cpu hierarchy (/sys/fs/cgroup/cpu) and root")
+    group = nodes.Nodes(settings.home, settings.node_cpu, settings.stack_cpu).stack()
+    (group / "cgroup.procs").write_text(str(os.getpid()))
+
+
 def _stop(settings: Settings, comp: Component) -> None:
     if comp.pid == 0:
         return
@@ -124,6 +137,8 @@ def down(settings: Settings, say: Callable[[str], None] = print) -> None:
         _stop(settings, comp)
         state.write(comps)
     state.path.unlink(missing_ok=True)
+    if settings.node_cpu and nodes.available():
+        nodes.Nodes(settings.home, settings.node_cpu, settings.stack_cpu).remove()
 
 
 def status(settings: Settings) -> list[dict[str, object]]:
@@ -147,15 +162,26 @@ def status(settings: Settings) -> list[dict[str, object]]:
         )
     services = settings.home / "services.json"
     if "services" in comps and services.exists():
-        for w in json.loads(services.read_text()):
-            pid = w["pid"]
-            rows.append(
-                {
-                    "name": f"  {w['kind']}-{w['slot']}",
-                    "pid": pid,
-                    "address": "",
-                    "state": "running" if pid and alive(pid) else "restarting",
-                    "log": str(settings.home / "logs" / f"{w['kind']}-{w['slot']}.log"),
-                }
-            )
+        slots = json.loads(services.read_text())
+        desired = replicas.read(settings.home)
+        for kind in dict.fromkeys(w["kind"] for w in slots):
+            mine = [w for w in slots if w["kind"] == kind]
+            running = sum(1 for w in mine if w["pid"] and alive(w["pid"]) and w.get("wanted", True))
+            if kind in desired:
+                rows.append({"name": f"  {kind}", "pid": None, "state": f"{running} running, {desired[kind]} desired"})
+            for w in mine:
+                pid = w["pid"]
+                state = "running" if pid and alive(pid) else "restarting"
+                if not w.get("wanted", True):
+                    state = "draining (scale-in)"
+                node = f"node {w['node']}" if w.get("node") is not None else ""
+                rows.append(
+                    {
+                        "name": f"  {w['kind']}-{w['slot']}",
+                        "pid": pid,
+                        "address": node,
+                        "state": state,
+                        "log": str(settings.home / "logs" / f"{w['kind']}-{w['slot']}.log"),
+                    }
+                )
     return rows

@@ -37,8 +37,10 @@ def consumer_config(settings: Settings, group: str, client_id: str) -> dict[str,
         "session.timeout.ms": settings.session_timeout_ms,
         "heartbeat.interval.ms": max(300, settings.session_timeout_ms // 3),
         # Long work runs with every partition paused while poll() keeps going, so this
-        # bound is never reached by an encode; it only catches a stuck loop.
-        "max.poll.interval.ms": 300_000,
+        # bound is never reached by an encode; it only catches a stuck loop. It is also
+        # the rebalance timeout: a member finishing a revoked partition's task inside the
+        # callback (up to the drain timeout) must not be dropped from the group for it.
+        "max.poll.interval.ms": int(max(300.0, settings.drain_timeout_s + 60.0) * 1000),
         # Back within a session timeout after a short network cut (the default backoff
         # grows to 10 s, longer than the session: a blip would cost a re-queue).
         "reconnect.backoff.max.ms": 1000,

@@ -11,6 +11,11 @@ TASK_SECONDS = Histogram(
     ["stage"],
     buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
 )
+HANDBACKS = Counter(
+    "reel_handbacks_total",
+    "Tasks given up mid-work for another attempt, by cause: rebalance, lost, sigterm, crash (reel/retries.py)",
+    ["stage", "cause"],
+)
 IN_FLIGHT = Gauge("reel_tasks_in_flight", "Tasks being worked on", ["stage"])
 DEAD_LETTERS = Counter("reel_dead_letters_total", "Records sent to a dead-letter topic", ["topic", "kind"])
 UP = Gauge("reel_service_up", "1 while the service runs", ["service", "slot"])
@@ -24,7 +29,11 @@ def serve(port: int) -> int:
 
 VIDEOS = Gauge("reel_videos", "Videos by state", ["state"])
 SEGMENTS = Gauge("reel_segments", "Segments of unfinished videos by stage", ["stage"])
-BACKLOG = Gauge("reel_backlog_media_seconds", "Media-seconds of unfinished videos' segments by stage", ["stage"])
+BACKLOG = Gauge(
+    "reel_backlog_media_seconds",
+    "Media-seconds of work waiting or in flight for each worker group, weighted by stage cost",
+    ["group"],
+)
 VIDEO_FAILURES = Counter(
     "reel_video_failures_total",
     "Videos failed, by the stage that failed them and why (reel.task.Kind)",

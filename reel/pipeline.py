@@ -18,6 +18,9 @@ class StageSpec:
     input: str  # the topic it consumes
     outputs: tuple[str, ...]  # the topics it produces, its main output first
     step: str  # what the tracker calls its work, timed from its input event to its main output
+    # The part of a segment's cost this stage does (from, to): the percent counts it done
+    # across this span while the stage works, the backlog weighs the stage's units by it.
+    span: tuple[float, float] = (0.0, 0.0)
 
     @property
     def group(self) -> str:
@@ -29,9 +32,11 @@ class StageSpec:
 
 
 SPLITTER = StageSpec("splitter", "video.requested", ("video.split", "segment.requested", "video.failed"), "split")
-PULLER = StageSpec("puller", "segment.requested", ("segment.pulled", "video.failed"), "pull")
-TRANSCODER = StageSpec("transcoder", "segment.pulled", ("segment.transcoded", "video.failed"), "transcode")
-PUSHER = StageSpec("pusher", "segment.transcoded", ("segment.uploaded", "video.completed", "video.failed"), "push")
+PULLER = StageSpec("puller", "segment.requested", ("segment.pulled", "video.failed"), "pull", (0.0, 0.1))
+TRANSCODER = StageSpec("transcoder", "segment.pulled", ("segment.transcoded", "video.failed"), "transcode", (0.1, 0.9))
+PUSHER = StageSpec(
+    "pusher", "segment.transcoded", ("segment.uploaded", "video.completed", "video.failed"), "push", (0.9, 1.0)
+)
 PIPELINE = (SPLITTER, PULLER, TRANSCODER, PUSHER)
 WORKER_KINDS = tuple(s.name for s in PIPELINE)
 TRACKER_GROUP = "reel.tracker"  # it reads every topic (reel.contract.TOPIC_SCHEMAS and the dead letters)
@@ -58,3 +63,8 @@ def step_of_event() -> dict[str, tuple[str, str]]:
     steps = {s.outputs[0]: (s.step, s.input) for s in PIPELINE}
     name, started_by, ended_by = STITCH
     return {**steps, ended_by: (name, started_by)}
+
+
+def share(spec: StageSpec) -> float:
+    """The part of a segment's cost a stage does."""
+    return spec.span[1] - spec.span[0]

@@ -59,6 +59,22 @@ def kind_of(error: BaseException) -> Kind | None:
     return None
 
 
+# Why a running task is handed back (its marker's reason), and the cause it is counted
+# under (reel_handbacks_total{cause}): a rebalance moved its partition (a member joined
+# or left: scaling), its member lost the group (a stall, a cut), a SIGTERM's drain ran
+# out (a scale-in or a stop), or the attempt died and the next one took it over (crash).
+REVOKED = "partition revoked in a rebalance"
+LOST = "partition lost"
+STOPPED = "stopped before the task could finish"
+CAUSES = {REVOKED: "rebalance", LOST: "lost", STOPPED: "sigterm"}
+CRASH = "crash"
+
+
+def died_before(markers: list[Marker]) -> bool:
+    """The attempt before this one died mid-task (its marker never ended)."""
+    return bool(markers) and markers[-1].state == STARTED
+
+
 def counted(markers: Iterable[Marker]) -> int:
     """Attempts that failed or died (no completion, no hand-back)."""
     return sum(1 for m in markers if m.state in (STARTED, FAILED))

@@ -78,7 +78,6 @@ class Worker:
         self.stopping = stopping
         self.registry = registry or Registry()
         self.drain_timeout_s = settings.drain_timeout_s
-        self.revoke_grace_s = settings.revoke_grace_s
         self.worker_id = f"{stage.name}-{settings.slot}"
         self.attempts = Attempts(storage, settings.bucket_work, stage.name)
         self.checkpoints = Checkpoints(storage, settings.bucket_work, self.registry, stage.name)
@@ -134,18 +133,20 @@ class Worker:
             self.committed_next.pop((p.topic, p.partition), None)
 
     def _release(self, partitions: list[TopicPartition], lost: bool) -> None:
-        """A partition with a running task is leaving us. If the task ends within
-        revoke_grace_s, commit it now - we still own the partition inside this
-        callback - so a scale-out does not redo it; else cancel it and hand it back."""
+        """A partition with a running task is leaving us. If the task ends within the
+        drain timeout, commit it now - we still own the partition inside this callback -
+        so a scale-out does not redo it; else cancel it and hand it back. The rebalance
+        waits for us meanwhile (its new owner starts when we return): work kept is
+        worth more than the seconds."""
         run = self.running
         if run is None or (run.task.topic, run.task.partition) not in {(p.topic, p.partition) for p in partitions}:
             return
         if not lost:
-            run.thread.join(timeout=self.revoke_grace_s)
+            run.thread.join(timeout=self.drain_timeout_s)
             if run.done():
                 self._finish(run)
                 return
-        self._hand_back(run, "partition lost" if lost else "partition revoked in a rebalance")
+        self._hand_back(run, retries.LOST if lost else retries.REVOKED)
 
     def _hand_back(self, run: Running, reason: str) -> None:
         run.task.cancel.set()
@@ -154,6 +155,7 @@ class Worker:
         self._mark(run.task.attempt, HANDED_BACK, reason)
         self._heartbeat(run.task, "handed_back", reason)
         metrics.TASKS.labels(self.stage.name, "handed_back").inc()
+        metrics.HANDBACKS.labels(self.stage.name, retries.CAUSES[reason]).inc()
         log.warning("task handed back: %s", reason)
         self._resume()
         self.running = None
@@ -190,7 +192,7 @@ class Worker:
                 if self.running is None:
                     return
                 if time.monotonic() > drain_deadline:
-                    self._hand_back(self.running, "stopped before the task could finish")
+                    self._hand_back(self.running, retries.STOPPED)
                     return
             msg = self._poll()
             if msg is not None:
@@ -266,6 +268,8 @@ class Worker:
                 log.error("escalating: %s", given_up.reason)
                 self._dead_letter(msg, event, given_up)
                 return
+            if retries.died_before(previous):
+                metrics.HANDBACKS.labels(self.stage.name, retries.CRASH).inc()
             attempt = self.attempts.begin(event, self.worker_id, retries.attempt_number(previous))
         ctx["attempt"] = attempt.number
         task = Task(topic, partition, offset, msg.key(), msg.value() or b"", event, attempt, self.worker_id)

@@ -1,7 +1,10 @@
 """Run the splitter: python -m services.splitter"""
 
+from collections.abc import Callable
+
 from confluent_kafka.admin import AdminClient
 
+from reel import replicas
 from reel.kafka import member_partitions
 from reel.pipeline import SPLITTER, TRANSCODER
 from reel.service import run_stage
@@ -10,10 +13,33 @@ from reel.storage import Storage
 from services.splitter.handler import Deps, handle
 
 
+def heading_for(settings: Settings) -> Callable[[], int]:
+    """The transcoders the autoscaler wants: in Kubernetes the StatefulSet's replicas (its
+    HPA sets them), else what the local autoscaler of `reel up` wrote."""
+    if settings.kubernetes_namespace:
+        from reel.k8s_replicas import StatefulSets  # only where it runs in a cluster
+
+        sets = StatefulSets(settings.kubernetes_namespace)
+        return lambda: sets.replicas(settings.transcoder_statefulset).desired
+    return lambda: replicas.read(settings.home).get(TRANSCODER.name, 0)
+
+
 def deps(settings: Settings, storage: Storage) -> Deps:
-    """Its plan follows the live transcoders: their consumer group, asked of the broker."""
+    """Its plan follows the live transcoders (their consumer group, asked of the broker)
+    and, autoscaled, the fleet they are heading for."""
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    return Deps(settings, storage, lambda: member_partitions(admin, TRANSCODER.group, TRANSCODER.input))
+
+    def partitions() -> int:
+        meta = admin.list_topics(TRANSCODER.input, timeout=10).topics.get(TRANSCODER.input)
+        return len(meta.partitions) if meta is not None and meta.partitions else settings.kafka_partitions
+
+    return Deps(
+        settings,
+        storage,
+        lambda: member_partitions(admin, TRANSCODER.group, TRANSCODER.input),
+        heading_for=heading_for(settings),
+        partitions=partitions,
+    )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from reel import keys, ladder, media, task
+from reel import keys, ladder, media, pipeline, task
 from reel.contract import Registry, task_key
 from reel.faults import fault_point
 from reel.media import flags
@@ -17,7 +17,15 @@ from reel.settings import Settings
 from reel.storage import ObjectMissing
 from reel.task import Kind, Output, Permanent, Task
 from services.splitter.index import read_video_samples
-from services.splitter.plan import dispatch_order, gop_frames, lanes, plan_segments, segment_costs
+from services.splitter.plan import (
+    dispatch_order,
+    fleet_for,
+    gop_frames,
+    lane_owners,
+    lanes,
+    plan_segments,
+    segment_costs,
+)
 from services.splitter.reuse import reuse_generation
 
 FORMATS = {"hls", "mp4"}
@@ -30,6 +38,8 @@ AUDIO_COST = 0.05  # encoding a second of audio costs about this share of a seco
 class Deps(task.Deps):
     transcoders: Callable[[], list[list[int]]]  # each live transcoder's segment.pulled partitions
     registry: Registry = field(default_factory=Registry)
+    heading_for: Callable[[], int] = lambda: 0  # the autoscaler's desired transcoders (0: none says)
+    partitions: Callable[[], int] = lambda: 16  # of segment.pulled
 
 
 def needs_remux(probe: media.Probe) -> bool:
@@ -150,7 +160,10 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     gop = gop_frames(fps, profile.gop_seconds)
     s = deps.settings
     fleet = deps.transcoders()
-    workers = s.plan_workers or max(1, len(fleet))
+    target = s.autoscale_target_s if s.autoscale else 0.0
+    most = min(s.autoscale_max, deps.partitions()) if s.autoscale else 0
+    work = duration * pipeline.share(pipeline.TRANSCODER)  # as the tracker's backlog weighs it
+    workers = s.plan_workers or fleet_for(len(fleet), deps.heading_for() if target else 0, work, target, most)
     segments = plan_segments(total, fps, workers, gop, s.oversubscription, s.min_segment_s, s.max_segment_s)
     width, height = ladder.display_size(video.width, video.height, video.sample_aspect, video.rotation)
     common: dict[str, Any] = {
@@ -186,7 +199,8 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     outputs = [Output("video.split", vid, split)]
     weights = segment_costs(segments, fps, source_samples(deps, src, probe))
     costs = [(seg.index, w) for seg, w in zip(segments, weights, strict=True)]
-    lane = lanes(costs + ([(-1, total * AUDIO_COST)] if has_audio else []), fleet)
+    owners = fleet if s.plan_workers else lane_owners(fleet, workers, deps.partitions())
+    lane = lanes(costs + ([(-1, total * AUDIO_COST)] if has_audio else []), owners)
     for seg in dispatch_order(segments):
         env = task.envelope("segment.requested", seg.index, segment_index=seg.index, track="video")
         rec = {

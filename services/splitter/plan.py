@@ -97,3 +97,23 @@ def lanes(work: list[tuple[int, float]], members: list[list[int]]) -> dict[int, 
         load[m] += cost
         used[m] += 1
     return out
+
+
+def fleet_for(live: int, heading: int, work_s: float, target_s: float, most: int) -> int:
+    """The transcoders a video is split for. Not autoscaled (target 0): the live members.
+    Autoscaled: the fleet the autoscaler is heading for when that is larger - its desired
+    count, or what this video's own work will bring (ceil(work / target), the backlog it
+    adds over the target per replica) - never past max. A video split for the one
+    transcoder alive could not use the eight its backlog is about to bring."""
+    if target_s <= 0:
+        return max(1, live)
+    return max(1, live, min(most, max(heading, math.ceil(work_s / target_s))))
+
+
+def lane_owners(members: list[list[int]], planned_for: int, partitions: int) -> list[list[int]]:
+    """Whose partitions the lanes go to: the live members' when the video is split for
+    them; when it is split for more, every partition on its own, so whichever partitions
+    the new members take, each holds its share of the work."""
+    if planned_for > sum(1 for m in members if m):
+        return [[p] for p in range(partitions)]
+    return members

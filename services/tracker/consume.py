@@ -139,9 +139,10 @@ class Projector:
             metrics.STAGE_SECONDS.labels(timed[0]).observe(timed[1])
 
 
-def refresh_gauges(settings: Settings, stopping: threading.Event, every_s: float = 5.0) -> None:
+def refresh_gauges(settings: Settings, stopping: threading.Event) -> None:
     """Videos by state, segments by stage, backlog in media-seconds and lag per consumer
-    group, for /metrics."""
+    group, for /metrics: every 5 s, or as often as a local autoscaler decides."""
+    every_s = min(5.0, settings.autoscale_interval_s) if settings.autoscale else 5.0
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     while not stopping.wait(every_s):
         try:
@@ -159,8 +160,8 @@ def refresh_gauges(settings: Settings, stopping: threading.Event, every_s: float
                 metrics.VIDEOS.labels(state).set(n)
             for stage, n in c["segments"].items():
                 metrics.SEGMENTS.labels(stage).set(n)
-            for stage, seconds in c["backlog_seconds"].items():
-                metrics.BACKLOG.labels(stage).set(float(seconds or 0))
+            for group, seconds in c["backlog"].items():
+                metrics.BACKLOG.labels(group).set(seconds)
         except (psycopg.Error, KafkaException) as exc:
             log.warning("gauges not refreshed: %s", exc)
             time.sleep(1)

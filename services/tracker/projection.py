@@ -34,7 +34,7 @@ STAGE_OF_EVENT = pipeline.step_of_event()
 # Share of a segment's cost that is done once it reaches a stage (pull, transcode, push).
 DONE_AT = {"planned": 0.0, "requested": 0.0, "pulled": 0.1, "transcoded": 0.9, "uploaded": 1.0}
 # The span of that cost each worker covers while it works, from its heartbeats.
-WORKING = {"puller": (0.0, 0.1), "transcoder": (0.1, 0.9), "pusher": (0.9, 1.0)}
+WORKING = {s.name: s.span for s in pipeline.PIPELINE if s.span[1] > 0}
 AUDIO_WEIGHT = 0.1  # the audio track is encoded once, cheaply: a tenth of its duration in cost
 # What one generation of a video records (the rest is the video's own).
 GENERATION_COLUMNS = (
@@ -212,3 +212,24 @@ def all_uploaded(segments: list[Segment], expected: int) -> bool:
 def stalled(last_beat_age_s: float | None, working: str | None, stage: str, stall_s: float) -> bool:
     """A worker holds the segment but its heartbeats stopped."""
     return current_work(stage, working) is not None and last_beat_age_s is not None and last_beat_age_s > stall_s
+
+
+# The segment stage at which each worker group's work waits (or runs): its input's stage.
+# A segment planned but not yet requested waits for the puller too.
+WAITING_AT = {TOPIC_STAGE[s.input]: s for s in pipeline.PIPELINE if s.input in TOPIC_STAGE}
+WAITING_AT["planned"] = pipeline.PULLER
+
+
+def backlog(units: list[tuple[str, float]], stitching_s: float) -> dict[str, float]:
+    """Each worker group's backlog: media-seconds of its input waiting or in flight,
+    weighted by stage cost (the spans the percent uses: pull 0.1, transcode 0.8, push
+    0.1; the audio task at a tenth) - a queue of diverse sizes measured by the work in
+    it. units: (stage, media-seconds) of unfinished videos' segments, finished ones in no
+    group; stitching_s: the length of videos being stitched, the pusher's whole-video work."""
+    out = {spec.group: 0.0 for spec in WAITING_AT.values()}
+    for stage, seconds in units:
+        spec = WAITING_AT.get(stage)
+        if spec is not None:
+            out[spec.group] += seconds * pipeline.share(spec)
+    out[pipeline.PUSHER.group] += stitching_s * pipeline.share(pipeline.PUSHER)
+    return out

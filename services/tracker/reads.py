@@ -9,7 +9,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from services.tracker.db import ts
-from services.tracker.projection import FINISHED, STAGE_OF_EVENT
+from services.tracker.projection import FINISHED, STAGE_OF_EVENT, backlog
 
 
 def video(conn: psycopg.Connection, video_id: str) -> dict[str, Any] | None:
@@ -59,7 +59,8 @@ def videos(conn: psycopg.Connection, state: str | None, limit: int, before: tupl
 
 
 def counts(conn: psycopg.Connection) -> dict[str, Any]:
-    """Videos by state; segments and media-seconds of unfinished videos by stage."""
+    """Videos by state, segments of unfinished videos by stage, and each worker group's
+    backlog (projection.backlog)."""
     by_state: dict[str, int] = dict(conn.execute("SELECT state, count(*) FROM videos GROUP BY state").fetchall())
     unfinished = (
         "FROM segments s JOIN videos v USING (video_id) "
@@ -67,8 +68,10 @@ def counts(conn: psycopg.Connection) -> dict[str, Any]:
     )
     finished = (list(FINISHED),)
     by_stage: dict[str, int] = dict(conn.execute(f"SELECT s.stage, count(*) {unfinished}", finished))
-    backlog: dict[str, float] = dict(conn.execute(f"SELECT s.stage, sum(s.media_seconds) {unfinished}", finished))
-    return {"videos": by_state, "segments": by_stage, "backlog_seconds": backlog}
+    units = conn.execute(f"SELECT s.stage, sum(s.media_seconds) {unfinished}", finished).fetchall()
+    stitching = conn.execute("SELECT coalesce(sum(duration), 0) FROM videos WHERE state = 'stitching'").fetchone()
+    work = backlog([(stage, float(seconds or 0)) for stage, seconds in units], float(stitching[0] if stitching else 0))
+    return {"videos": by_state, "segments": by_stage, "backlog": work}
 
 
 def stage_seconds(conn: psycopg.Connection, topic: str, ev: dict[str, Any]) -> tuple[str, float] | None:

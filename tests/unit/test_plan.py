@@ -2,7 +2,7 @@ from fractions import Fraction
 
 import pytest
 
-from services.splitter.plan import dispatch_order, gop_frames, plan_segments
+from services.splitter.plan import dispatch_order, fleet_for, gop_frames, lane_owners, lanes, plan_segments
 
 
 def check_grid(segments, total: int, gop: int) -> None:
@@ -115,3 +115,21 @@ def test_busy_segments_are_spread_over_the_fleet() -> None:
     out = lanes(list(enumerate(segment_costs(segs, Fraction(24), samples))), [[0], [1]])
     # By length alone the even segments (the two busiest among them) share a member.
     assert out[0] != out[2] and out[0] == out[1]
+
+
+def test_an_autoscaled_video_is_split_for_the_fleet_it_will_bring() -> None:
+    assert fleet_for(live=2, heading=0, work_s=500, target_s=0, most=8) == 2  # not autoscaled: the live ones
+    assert fleet_for(live=0, heading=0, work_s=500, target_s=0, most=8) == 1
+    assert fleet_for(live=1, heading=1, work_s=144, target_s=60, most=8) == 3  # ceil(144 / 60): its own work
+    assert fleet_for(live=1, heading=6, work_s=10, target_s=60, most=8) == 6  # where the autoscaler heads
+    assert fleet_for(live=1, heading=1, work_s=6000, target_s=60, most=8) == 8  # never past max
+    assert fleet_for(live=10, heading=2, work_s=10, target_s=60, most=8) == 10  # nor below those alive
+
+
+def test_lanes_for_a_fleet_still_coming_go_over_every_partition() -> None:
+    live = [[0, 1, 2, 3]]
+    assert lane_owners(live, planned_for=1, partitions=4) == live
+    assert lane_owners(live, planned_for=3, partitions=4) == [[0], [1], [2], [3]]
+    assert lane_owners([], planned_for=1, partitions=2) == [[0], [1]]
+    lane = lanes([(i, 10.0) for i in range(8)], lane_owners(live, 4, 4))
+    assert sorted(lane.values()) == [0, 0, 1, 1, 2, 2, 3, 3]  # two units on each: any owner gets its share

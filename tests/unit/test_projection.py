@@ -9,6 +9,7 @@ from services.tracker.projection import (
     Beat,
     Segment,
     all_uploaded,
+    backlog,
     current_work,
     later,
     merge_beat,
@@ -128,3 +129,13 @@ def test_percent_never_goes_back_in_flight_and_settles_on_failure() -> None:
     assert percent_after("transcoding", 10.0, segs) == pytest.approx(70.0)
     assert percent_after("failed", 80.0, segs) == pytest.approx(50.0)  # what was finished
     assert percent_after("completed", 100.0, []) == 100.0
+
+
+def test_each_group_backlog_is_its_input_weighted_by_stage_cost_and_finished_work_counts_for_none() -> None:
+    units = [("planned", 4.0), ("requested", 10.0), ("pulled", 20.0), ("pulled", 2.0), ("transcoded", 5.0)]
+    got = backlog([*units, ("uploaded", 300.0)], stitching_s=40.0)
+    assert got.keys() == {"reel.puller", "reel.transcoder", "reel.pusher"}
+    assert got["reel.puller"] == pytest.approx((4 + 10) * 0.1)
+    assert got["reel.transcoder"] == pytest.approx((20 + 2) * 0.8)
+    assert got["reel.pusher"] == pytest.approx(5 * 0.1 + 40 * 0.1)  # a stitch is the pusher's work too
+    assert backlog([], 0.0) == {"reel.puller": 0.0, "reel.transcoder": 0.0, "reel.pusher": 0.0}  # idle: 0
