@@ -1,22 +1,28 @@
-"""python -m bench [pipeline [PAIRS]|projection|chaos]: prints a table, writes JSON to bench/results/.
+"""python -m bench [pipeline [PAIRS]|projection|chaos|autoscale]: prints a table, writes JSON to bench/results/.
 
 pipeline (default): reel against one ffmpeg command, PAIRS back-to-back pairs (default 3).
 projection: the tracker's events per second over 1,000 videos' worth of events. chaos:
-videos under random SIGKILLs against the same videos undisturbed. All need the embedded stack up (`reel up`)."""
+videos under random SIGKILLs against the same videos undisturbed. These need the embedded stack
+up (`reel up`). autoscale: scale-out and autoscaling on simulated small nodes, on a stack of
+its own (root: cgroups)."""
 
 from __future__ import annotations
 
 import json
 import sys
 
-from bench import chaos, pipeline, projection
+from bench import autoscale, chaos, pipeline, projection
 from reel import PROJECT_ROOT, settings
 
 
 def run(which: str) -> None:
     work = PROJECT_ROOT / ".reel-cache" / "bench"
     s = settings.load()
-    if which == "chaos":
+    if which == "autoscale":
+        result = autoscale.main(work / "autoscale")
+        path = PROJECT_ROOT / "bench" / "results" / "autoscale.json"
+        text = autoscale.report(result)
+    elif which == "chaos":
         result = chaos.main(s, work)
         path = PROJECT_ROOT / "bench" / "results" / "chaos.json"
         text = chaos.report(result)
@@ -36,6 +42,6 @@ def run(which: str) -> None:
 
 if __name__ == "__main__":
     which = sys.argv[1] if len(sys.argv) > 1 else "pipeline"
-    if which not in ("pipeline", "projection", "chaos"):
-        sys.exit(f"usage: python -m bench [pipeline [PAIRS]|projection|chaos], not {which!r}")
+    if which not in ("pipeline", "projection", "chaos", "autoscale"):
+        sys.exit(f"usage: python -m bench [pipeline [PAIRS]|projection|chaos|autoscale], not {which!r}")
     run(which)

@@ -151,7 +151,7 @@ def main() -> None:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
-    port = metrics.serve(settings.metrics_port)
+    port = metrics.serve(settings.metrics_port, settings.bind_address)
     log.info("autoscaling every %.0fs; metrics on 127.0.0.1:%d", settings.autoscale_interval_s, port)
     run(settings, stopping)
 

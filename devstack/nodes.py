@@ -81,3 +81,9 @@ def joining(group: Path | None) -> Callable[[], None] | None:
 
 def members(group: Path) -> list[int]:
     return [int(p) for p in (group / "cgroup.procs").read_text().split()]
+
+
+def leave(root: Path = ROOT) -> None:
+    """Move this process back to the root group (no quota): work after a measured run."""
+    if available(root):
+        (root / "cgroup.procs").write_text(str(os.getpid()))

@@ -21,9 +21,9 @@ DEAD_LETTERS = Counter("reel_dead_letters_total", "Records sent to a dead-letter
 UP = Gauge("reel_service_up", "1 while the service runs", ["service", "slot"])
 
 
-def serve(port: int) -> int:
-    """Start the /metrics endpoint on loopback; port 0 picks a free one. Returns the port."""
-    server, _thread = start_http_server(port, addr="127.0.0.1")
+def serve(port: int, addr: str = "127.0.0.1") -> int:
+    """Start the /metrics endpoint (loopback unless told); port 0 picks a free one. Returns the port."""
+    server, _thread = start_http_server(port, addr=addr)
     return int(server.server_address[1])
 
 

@@ -46,7 +46,7 @@ def start(name: str) -> Process:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    port = metrics.serve(settings.metrics_port)
+    port = metrics.serve(settings.metrics_port, settings.bind_address)
     metrics.UP.labels(name, str(settings.slot)).set(1)
     log.info("metrics on 127.0.0.1:%d", port)
     return Process(name, settings, stopping)

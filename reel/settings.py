@@ -36,6 +36,7 @@ class Settings:
     database_url: str = ""  # DATABASE_URL or REEL_DATABASE_URL; empty: embedded Postgres
     pg_port: int = 15432  # embedded Postgres
     metrics_port: int = 0  # 0: a free port; each worker serves /metrics
+    bind_address: str = "127.0.0.1"  # where /metrics and the tracker listen; 0.0.0.0 in a container
     tracker_port: int = 18080
     tracker_url: str = ""  # how viewers reach the tracker; empty: http://127.0.0.1:tracker_port
     playback_secret: str = "reel-dev-playback-secret"  # HMAC key of playlist tokens; set your own

@@ -42,7 +42,7 @@ def main() -> int:
     threading.Thread(target=callbacks.run, args=(s, proc.stopping), name="callbacks", daemon=True).start()
     app = create_app(s, Storage.from_settings(s))
     # log_config=None: uvicorn's loggers go through ours (one JSON object per line).
-    config = uvicorn.Config(app, host="127.0.0.1", port=s.tracker_port, log_level="warning", log_config=None)
+    config = uvicorn.Config(app, host=s.bind_address, port=s.tracker_port, log_level="warning", log_config=None)
     server = uvicorn.Server(config)
     threading.Thread(target=server.run, name="http", daemon=True).start()
     projector.ready.wait(60)
