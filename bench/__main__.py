@@ -1,4 +1,4 @@
-"""python -m bench [pipeline [PAIRS]|projection|chaos|autoscale]: prints a table, writes JSON to bench/results/.
+"""python -m bench [pipeline [PAIRS]|projection|chaos|autoscale [quick]]: prints a table, writes JSON to bench/results/.
 
 pipeline (default): reel against one ffmpeg command, PAIRS back-to-back pairs (default 3).
 projection: the tracker's events per second over 1,000 videos' worth of events. chaos:
@@ -19,8 +19,9 @@ def run(which: str) -> None:
     work = PROJECT_ROOT / ".reel-cache" / "bench"
     s = settings.load()
     if which == "autoscale":
-        result = autoscale.main(work / "autoscale")
-        path = PROJECT_ROOT / "bench" / "results" / "autoscale.json"
+        quick = sys.argv[2:] == ["quick"]
+        result = autoscale.main(work / "autoscale", quick)
+        path = PROJECT_ROOT / "bench" / "results" / ("autoscale-quick.json" if quick else "autoscale.json")
         text = autoscale.report(result)
     elif which == "chaos":
         result = chaos.main(s, work)
@@ -43,5 +44,5 @@ def run(which: str) -> None:
 if __name__ == "__main__":
     which = sys.argv[1] if len(sys.argv) > 1 else "pipeline"
     if which not in ("pipeline", "projection", "chaos", "autoscale"):
-        sys.exit(f"usage: python -m bench [pipeline [PAIRS]|projection|chaos|autoscale], not {which!r}")
+        sys.exit(f"usage: python -m bench [pipeline [PAIRS]|projection|chaos|autoscale [quick]], not {which!r}")
     run(which)

@@ -46,17 +46,32 @@ from reel.settings import Settings, load
 from reel.storage import Storage
 from reel.submit import submit, wait
 
-NODE_CPU, STACK_CPU, MAX_NODES = 0.2, 0.4, 8
-CURVE_SIZES = (1, 2, 4, 8)
-CURVE_SECONDS = 180  # one video: 22 segments of 8-10 s at 8 nodes (the minimum, below)
+NODE_CPU, STACK_CPU = 0.2, 0.4
 MIN_SEGMENT_S = 8.0  # the tiny profile encodes below 8 s in two passes: keep every segment one-pass
 SIZE = "640x360"
 PROFILE = "tiny"
-# (arrival, seconds): a burst, a trickle, then nothing.
-TRACE = [(0, 180), (0, 5), (0, 45), (0, 90), (0, 20), (0, 10), (0, 30), (60, 15), (120, 60), (180, 5), (240, 120)]
-SHORT_TRACE = [(t, s) for t, s in TRACE if t == 0 and s <= 45]  # for one node: the burst's short ones
 DOWN_WINDOW_S = 30
 TARGET_S = 30.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    max_nodes: int
+    curve_sizes: tuple[int, ...]
+    curve_seconds: int  # one video; at 8 nodes 22 segments of 8-10 s (the minimum, above)
+    trace: tuple[tuple[int, int], ...]  # (arrival s, length s): a burst, a trickle, then nothing
+    short_trace: tuple[tuple[int, int], ...]  # for one node: the burst's short ones
+
+
+FULL = Plan(
+    max_nodes=8,
+    curve_sizes=(1, 2, 4, 8),
+    curve_seconds=180,
+    trace=((0, 180), (0, 5), (0, 45), (0, 90), (0, 20), (0, 10), (0, 30), (60, 15), (120, 60), (180, 5), (240, 120)),
+    short_trace=((0, 5), (0, 45), (0, 20), (0, 10), (0, 30)),
+)
+# `python -m bench autoscale quick`: the same steps in a few minutes, to see that they run.
+QUICK = Plan(2, (1, 2), 24, ((0, 20), (0, 5), (20, 10)), ((0, 5),))
 PORTS = {"REEL_KAFKA_PORT": "23092", "REEL_S3_PORT": "20333", "REEL_PG_PORT": "23432", "REEL_TRACKER_PORT": "38280"}
 
 
@@ -93,11 +108,11 @@ def fixed(n: int) -> dict[str, str]:
     return {"REEL_WORKERS_PER_KIND": str(n), "REEL_TRANSCODERS": str(n), "REEL_PLAN_WORKERS": str(n)}
 
 
-def autoscaled() -> dict[str, str]:
+def autoscaled(plan: Plan) -> dict[str, str]:
     return {
         "REEL_AUTOSCALE": "1",
         "REEL_AUTOSCALE_MIN": "1",
-        "REEL_AUTOSCALE_MAX": str(MAX_NODES),
+        "REEL_AUTOSCALE_MAX": str(plan.max_nodes),
         "REEL_AUTOSCALE_TARGET_S": str(TARGET_S),
         "REEL_AUTOSCALE_INTERVAL_S": "2",
         "REEL_AUTOSCALE_DOWN_WINDOW_S": str(DOWN_WINDOW_S),
@@ -245,15 +260,15 @@ def command_in_node(settings: Settings, source: Path, out: Path) -> float:
     return time.monotonic() - t0
 
 
-def curve(settings: Settings, env: dict[str, str], work: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    source = work / f"curve-{CURVE_SECONDS}s.mp4"
+def curve(plan: Plan, settings: Settings, env: dict[str, str], work: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    source = work / f"curve-{plan.curve_seconds}s.mp4"
     if not source.exists():
-        synthetic(source, size=SIZE, seconds=CURVE_SECONDS)
+        synthetic(source, size=SIZE, seconds=plan.curve_seconds)
     command_s = command_in_node(settings, source, work / "command")
     sizes: dict[str, Any] = {}
     storage = Storage.from_settings(settings)
-    for n in CURVE_SIZES:
-        run = run_fleet(settings, env | fixed(n), f"curve-{n}", [(0, source, CURVE_SECONDS)], settle_to=n)
+    for n in plan.curve_sizes:
+        run = run_fleet(settings, env | fixed(n), f"curve-{n}", [(0, source, plan.curve_seconds)], settle_to=n)
         (vid,) = run.completed
         times = video_times(settings, vid)
         out = work / f"curve-{n}.mp4"
@@ -264,7 +279,7 @@ def curve(settings: Settings, env: dict[str, str], work: Path) -> tuple[dict[str
     one = sizes["1"]
     serial = (one["split_s"] + one["stitch_s"]) / one["wall_s"]
     nodes.leave()  # scoring is not part of any run: at full speed
-    for n in CURVE_SIZES:
+    for n in plan.curve_sizes:
         row = sizes[str(n)]
         row["speedup_vs_one_node"] = one["wall_s"] / row["wall_s"]
         row["efficiency"] = row["speedup_vs_one_node"] / n
@@ -272,33 +287,33 @@ def curve(settings: Settings, env: dict[str, str], work: Path) -> tuple[dict[str
         row["speedup_vs_command"] = command_s / row["wall_s"]
         row["psnr_360p"] = psnr(Path(row.pop("out")), source, 640, 360)
     command_psnr = psnr(work / "command" / "360p.mp4", source, 640, 360)
-    return {"source_s": CURVE_SECONDS, "command_s": command_s, "command_psnr_360p": command_psnr}, sizes
+    return {"source_s": plan.curve_seconds, "command_s": command_s, "command_psnr_360p": command_psnr}, sizes
 
 
-def burst(settings: Settings, env: dict[str, str], work: Path) -> dict[str, Any]:
+def burst(plan: Plan, settings: Settings, env: dict[str, str], work: Path) -> dict[str, Any]:
     sources = {}
-    for _t, seconds in TRACE:
+    for _t, seconds in plan.trace:
         path = work / f"trace-{seconds}s.mp4"
         if not path.exists():
             synthetic(path, size=SIZE, seconds=seconds)
         sources[seconds] = path
-    trace = [(t, sources[s], float(s)) for t, s in TRACE]
-    short = [(t, sources[s], float(s)) for t, s in SHORT_TRACE]
+    trace = [(t, sources[s], float(s)) for t, s in plan.trace]
+    short = [(t, sources[s], float(s)) for t, s in plan.short_trace]
     runs = {
-        "autoscaled": run_fleet(settings, env | autoscaled(), "autoscaled", trace, settle_to=1),
-        "fixed-max": run_fleet(settings, env | fixed(MAX_NODES), "fixed-max", trace, settle_to=MAX_NODES),
+        "autoscaled": run_fleet(settings, env | autoscaled(plan), "autoscaled", trace, settle_to=1),
+        "fixed-max": run_fleet(settings, env | fixed(plan.max_nodes), "fixed-max", trace, settle_to=plan.max_nodes),
         "one-node-short": run_fleet(settings, env | fixed(1), "one-node", short, settle_to=1),
     }
     out = {name: summary(run) for name, run in runs.items()}
     one = out["one-node-short"]
-    scale = sum(s for _t, s in TRACE) / one["media_s"]
+    scale = sum(s for _t, s in plan.trace) / one["media_s"]
     out["one-node-short"]["scaled_to_trace"] = {"makespan_s": one["makespan_s"] * scale, "by": scale}
-    plot(runs["autoscaled"], runs["fixed-max"], work / "autoscale.png")
+    plot(runs["autoscaled"], runs["fixed-max"], plan, work / "autoscale.png")
     out["series"] = {name: [s.__dict__ for s in run.samples] for name, run in runs.items() if name != "one-node-short"}
     return out
 
 
-def plot(auto: Run, fixed_run: Run, path: Path) -> None:
+def plot(auto: Run, fixed_run: Run, plan: Plan, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -311,7 +326,7 @@ def plot(auto: Run, fixed_run: Run, path: Path) -> None:
         top.plot(t, [s.nodes for s in run.samples], style, label=f"{run.name}: nodes up", alpha=0.6)
         bottom.plot(t, [s.backlog for s in run.samples], style, label=f"{run.name}: transcoder backlog")
     top.plot([s.t for s in auto.samples], [s.desired for s in auto.samples], "--", label="autoscaled: desired")
-    for at, _s in TRACE:
+    for at, _s in plan.trace:
         bottom.axvline(at, color="grey", lw=0.5)
     top.set_ylabel("replicas")
     bottom.set_ylabel("media-seconds (weighted)")
@@ -322,7 +337,7 @@ def plot(auto: Run, fixed_run: Run, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def main(work: Path) -> dict[str, Any]:
+def main(work: Path, quick: bool = False) -> dict[str, Any]:
     if not nodes.available():
         return {"skipped": "no writable cgroup v1 cpu hierarchy (root on /sys/fs/cgroup/cpu): no scale-out figure"}
     work.mkdir(parents=True, exist_ok=True)
@@ -330,13 +345,15 @@ def main(work: Path) -> dict[str, Any]:
     settings = load(env)
     down(settings, say=lambda _m: None)
     up(settings, with_services=False, say=print)  # and this driver into the stack's group
+    plan = QUICK if quick else FULL
     try:
-        head, sizes = curve(settings, env, work)
-        bursts = burst(settings, env, work)
+        head, sizes = curve(plan, settings, env, work)
+        bursts = burst(plan, settings, env, work)
     finally:
         down(settings, say=lambda _m: None)
     return {
         "date": time.strftime("%Y-%m-%d"),
+        "plan": "quick" if quick else "full",
         "node_cpu": NODE_CPU,
         "stack_cpu": STACK_CPU,
         "profile": PROFILE,

@@ -94,7 +94,8 @@ def test_workers_drain_within_their_grace_and_take_their_slot_from_the_ordinal()
         assert pod["terminationGracePeriodSeconds"] > s.drain_timeout_s  # the drain ends inside the grace
         assert "kill -TERM 1" in " ".join(container["lifecycle"]["preStop"]["exec"]["command"])
         env = {e["name"]: e for e in container["env"]}
-        assert env["REEL_SLOT"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['apps.kubernetes.io/pod-index']"
+        slot = env["REEL_SLOT"]["valueFrom"]["fieldRef"]["fieldPath"]
+        assert slot == "metadata.labels['apps.kubernetes.io/pod-index']"
         assert env["REEL_BIND_ADDRESS"]["value"] == "0.0.0.0"  # Prometheus scrapes the pod's address
         assert sts["spec"]["serviceName"] in headless
         assert sts["spec"]["podManagementPolicy"] == "Parallel"  # scale-in drains side by side
