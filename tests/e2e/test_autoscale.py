@@ -30,7 +30,7 @@ from reel.kafka import read_to_end
 from reel.pipeline import WORKER_KINDS
 from reel.settings import Settings, load
 from reel.storage import Storage
-from reel.submit import submit, wait
+from reel.submit import Submission, submit, wait
 
 LENGTHS_S = (4, 8, 16, 24)
 MAX = 4
@@ -99,6 +99,12 @@ class Watch:
     def wanted(self, kind: str) -> int:
         return sum(1 for _slot, _pid, w in self.samples[-1][1].get(kind, []) if w) if self.samples else 0
 
+    def until_grown(self, kind: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while self.wanted(kind) < 2:
+            assert time.monotonic() < deadline, f"the {kind}s never grew"
+            time.sleep(0.5)
+
     def most(self, kind: str) -> int:
         return max((sum(1 for *_x, w in s.get(kind, []) if w) for _t, s in self.samples), default=0)
 
@@ -148,18 +154,20 @@ def clips(folder: Path) -> list[Path]:
     return out
 
 
+def submitted(s: Settings, sources: list[Path]) -> tuple[Watch, list[Submission]]:
+    """Every source submitted at once, watched until the transcoders have grown."""
+    watch = Watch(s.home)
+    storage = Storage.from_settings(s)
+    subs = [submit(s, storage, p, "tiny", ["mp4"], request_id=str(uuid.uuid4())) for p in sources]
+    watch.until_grown("transcoder")
+    return watch, subs
+
+
 def test_a_burst_grows_the_fleet_to_max_and_it_shrinks_to_min_once_the_work_is_done(
     scaled: tuple[dict[str, str], Settings], tmp_path: Path
 ) -> None:
     env, s = scaled
-    watch = Watch(s.home)
-    storage = Storage.from_settings(s)
-    sources = clips(tmp_path)
-    subs = [submit(s, storage, p, "tiny", ["mp4"], request_id=str(uuid.uuid4())) for p in sources]
-    deadline = time.monotonic() + 60
-    while watch.wanted("transcoder") < 2:
-        assert time.monotonic() < deadline, "the fleet never grew"
-        time.sleep(0.5)
+    watch, subs = submitted(s, clips(tmp_path))
     ps = reel({**env, "COLUMNS": "250"}, "ps").stdout  # one table row a line
     assert re.search(r"transcoder\s.*\d+ running, \d+ desired", ps), ps  # reel ps: desired beside running
     ends = [wait(s, sub.video_id, sub.submitted_ms, timeout=600) for sub in subs]
@@ -195,14 +203,7 @@ def test_the_autoscaler_killed_mid_run_changes_nothing_and_restarts_from_the_liv
     scaled: tuple[dict[str, str], Settings], tmp_path: Path
 ) -> None:
     _env, s = scaled
-    watch = Watch(s.home)
-    storage = Storage.from_settings(s)
-    synthetic(tmp_path / "long.mp4", size="320x180", seconds=24)
-    sub = submit(s, storage, tmp_path / "long.mp4", "tiny", ["mp4"], request_id=str(uuid.uuid4()))
-    deadline = time.monotonic() + 120
-    while watch.wanted("transcoder") < 2:
-        assert time.monotonic() < deadline, "the fleet never grew"
-        time.sleep(0.5)
+    watch, (sub,) = submitted(s, [synthetic(tmp_path / "long.mp4", size="320x180", seconds=24)])
     slots = json.loads((s.home / "services.json").read_text())
     (old,) = [x["pid"] for x in slots if x["kind"] == "autoscaler"]
     live = watch.wanted("transcoder")
