@@ -51,7 +51,6 @@ MIN_SEGMENT_S = 8.0  # the tiny profile encodes below 8 s in two passes: keep ev
 SIZE = "640x360"
 PROFILE = "tiny"
 DOWN_WINDOW_S = 30
-TARGET_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +60,7 @@ class Plan:
     curve_seconds: int  # one video; at 8 nodes 22 segments of 8-10 s (the minimum, above)
     trace: tuple[tuple[int, int], ...]  # (arrival s, length s): a burst, a trickle, then nothing
     short_trace: tuple[tuple[int, int], ...]  # for one node: the burst's short ones
+    target_s: float  # backlog per replica, weighted media-seconds
 
 
 FULL = Plan(
@@ -69,9 +69,10 @@ FULL = Plan(
     curve_seconds=180,
     trace=((0, 180), (0, 5), (0, 45), (0, 90), (0, 20), (0, 10), (0, 30), (60, 15), (120, 60), (180, 5), (240, 120)),
     short_trace=((0, 5), (0, 45), (0, 20), (0, 10), (0, 30)),
+    target_s=30.0,
 )
 # `python -m bench autoscale quick`: the same steps in a few minutes, to see that they run.
-QUICK = Plan(2, (1, 2), 24, ((0, 20), (0, 5), (20, 10)), ((0, 5),))
+QUICK = Plan(2, (1, 2), 24, ((0, 20), (0, 5), (20, 10)), ((0, 5),), 5.0)
 PORTS = {"REEL_KAFKA_PORT": "23092", "REEL_S3_PORT": "20333", "REEL_PG_PORT": "23432", "REEL_TRACKER_PORT": "38280"}
 
 
@@ -113,7 +114,7 @@ def autoscaled(plan: Plan) -> dict[str, str]:
         "REEL_AUTOSCALE": "1",
         "REEL_AUTOSCALE_MIN": "1",
         "REEL_AUTOSCALE_MAX": str(plan.max_nodes),
-        "REEL_AUTOSCALE_TARGET_S": str(TARGET_S),
+        "REEL_AUTOSCALE_TARGET_S": str(plan.target_s),
         "REEL_AUTOSCALE_INTERVAL_S": "2",
         "REEL_AUTOSCALE_DOWN_WINDOW_S": str(DOWN_WINDOW_S),
     }
@@ -192,10 +193,10 @@ def run_fleet(
         msgs = read_to_end(settings.kafka_bootstrap, ["task.progress"], since_ms=since)
         beats = [registry.decode_for_topic("task.progress", m.value()) for m in msgs]
         run.beats = [b for b in beats if b["video_id"] in ends]
+        after = group.throttled()  # before the fleet stops: its groups go with it
+        run.throttled = {g: n - throttled_before.get(g, 0) for g, n in after.items()}
     finally:
         fleet_proc.halt(proc, grace=120)
-    after = group.throttled()
-    run.throttled = {g: n - throttled_before.get(g, 0) for g, n in after.items()}
     return run
 
 
