@@ -3,7 +3,8 @@ where cgroups can be written): a burst of videos of very different lengths grows
 to max, every video completes through the stitch gate, the fleet shrinks back to min once
 the stabilisation window has passed, nothing is handed back by scaling, and every logged
 decision is the rule's for the metric logged beside it. The autoscaler SIGKILLed mid-run
-changes nothing that runs, and the restarted one starts from the live fleet."""
+changes nothing that runs, and the restarted one starts from the live fleet. With min 0, no
+worker runs until work comes; each kind comes back for its first unit and goes again."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import pytest
 
 from devstack import nodes
 from devstack.clips import synthetic
+from devstack.procs import stop
 from reel.autoscale import Behavior, History, Rule, decide
 from reel.contract import Registry
 from reel.kafka import read_to_end
@@ -108,10 +110,16 @@ class Watch:
     def most(self, kind: str) -> int:
         return max((sum(1 for *_x, w in s.get(kind, []) if w) for _t, s in self.samples), default=0)
 
-    def settled_at_min(self) -> bool:
-        """Every worker kind down to one slot, none draining."""
+    def settled_at(self, count: int) -> bool:
+        """Every worker kind at `count` slots, none draining."""
         last = self.samples[-1][1] if self.samples else {}
-        return all(len(last.get(k, [])) == 1 for k in WORKER_KINDS)
+        return bool(self.samples) and all(len(last.get(k, [])) == count for k in WORKER_KINDS)
+
+    def until_settled(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.settled_at(count):
+            assert time.monotonic() < deadline, f"the fleet did not settle at {count}: {self.samples[-1][1]}"
+            time.sleep(1)
 
 
 def cpu_cgroup(pid: int) -> str:
@@ -174,10 +182,7 @@ def test_a_burst_grows_the_fleet_to_max_and_it_shrinks_to_min_once_the_work_is_d
     assert [e["topic"] for e in ends] == ["video.completed"] * len(subs), [e.get("reason") for e in ends]
     assert watch.most("transcoder") == MAX  # 52 s of media, 3 s per replica: capped at max
     assert watch.most("puller") > 1  # the splitter keeps up alone: its lag is gone before it counts
-    deadline = time.monotonic() + WINDOW_S + 90
-    while not watch.settled_at_min():
-        assert time.monotonic() < deadline, f"the fleet did not shrink: {watch.samples[-1][1]}"
-        time.sleep(1)
+    watch.until_settled(1, WINDOW_S + 90)
     watch.stop.set()
 
     handed = [b for b in events(s, "task.progress") if b["state"] == "handed_back"]
@@ -220,3 +225,24 @@ def test_the_autoscaler_killed_mid_run_changes_nothing_and_restarts_from_the_liv
     assert end["topic"] == "video.completed", end.get("reason")
     assert not [b for b in events(s, "task.progress") if b["state"] == "handed_back" and b["video_id"] == sub.video_id]
     replay(s, [x for x in journal(s) if x["pid"] == first["pid"]])  # the new process's decisions, from its start
+
+
+def test_from_zero_the_first_video_brings_each_kind_back_and_they_go_back_to_zero(
+    scaled: tuple[dict[str, str], Settings], tmp_path: Path
+) -> None:
+    env, s = scaled
+    services = json.loads((s.home / "stack.json").read_text())["services"]["pid"]
+    stop(services, grace=150)  # the fleet again, with no worker at all until work comes
+    zero = {**env, "REEL_AUTOSCALE_MIN": "0"}
+    restarted = reel(zero, "up")
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    watch = Watch(s.home)
+    watch.until_settled(0, 60)
+    clip = synthetic(tmp_path / "six.mp4", size="320x180", seconds=6)
+    sub = submit(s, Storage.from_settings(s), clip, "tiny", ["mp4"], request_id=str(uuid.uuid4()))
+    end = wait(s, sub.video_id, sub.submitted_ms, timeout=300)
+    assert end["topic"] == "video.completed", end.get("reason")
+    assert all(watch.most(kind) >= 1 for kind in WORKER_KINDS)  # each came back for its first work
+    watch.until_settled(0, WINDOW_S + 90)
+    watch.stop.set()
+    assert not [b for b in events(s, "task.progress") if b["state"] == "handed_back" and b["video_id"] == sub.video_id]
