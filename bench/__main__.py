@@ -21,7 +21,8 @@ def run(which: str) -> None:
     if which == "autoscale":
         quick = sys.argv[2:] == ["quick"]
         result = autoscale.main(work / "autoscale", quick)
-        path = PROJECT_ROOT / "bench" / "results" / ("autoscale-quick.json" if quick else "autoscale.json")
+        # A quick run only shows the steps work: its figures are not results.
+        path = work / "autoscale" / "quick.json" if quick else PROJECT_ROOT / "bench" / "results" / "autoscale.json"
         text = autoscale.report(result)
     elif which == "chaos":
         result = chaos.main(s, work)

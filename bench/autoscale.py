@@ -38,7 +38,7 @@ from devstack import fleet as fleet_proc
 from devstack.autoscaler import parse
 from devstack.baseline import ladder_command, psnr
 from devstack.clips import synthetic
-from reel import ladder, replicas, retries
+from reel import PROJECT_ROOT, ladder, replicas, retries
 from reel.contract import Registry
 from reel.kafka import read_to_end
 from reel.pipeline import TRANSCODER, WORKER_KINDS
@@ -291,7 +291,7 @@ def curve(plan: Plan, settings: Settings, env: dict[str, str], work: Path) -> tu
     return {"source_s": plan.curve_seconds, "command_s": command_s, "command_psnr_360p": command_psnr}, sizes
 
 
-def burst(plan: Plan, settings: Settings, env: dict[str, str], work: Path) -> dict[str, Any]:
+def burst(plan: Plan, settings: Settings, env: dict[str, str], work: Path, png: Path) -> dict[str, Any]:
     sources = {}
     for _t, seconds in plan.trace:
         path = work / f"trace-{seconds}s.mp4"
@@ -309,7 +309,7 @@ def burst(plan: Plan, settings: Settings, env: dict[str, str], work: Path) -> di
     one = out["one-node-short"]
     scale = sum(s for _t, s in plan.trace) / one["media_s"]
     out["one-node-short"]["scaled_to_trace"] = {"makespan_s": one["makespan_s"] * scale, "by": scale}
-    plot(runs["autoscaled"], runs["fixed-max"], plan, work / "autoscale.png")
+    plot(runs["autoscaled"], runs["fixed-max"], plan, png)
     out["series"] = {name: [s.__dict__ for s in run.samples] for name, run in runs.items() if name != "one-node-short"}
     return out
 
@@ -349,7 +349,8 @@ def main(work: Path, quick: bool = False) -> dict[str, Any]:
     plan = QUICK if quick else FULL
     try:
         head, sizes = curve(plan, settings, env, work)
-        bursts = burst(plan, settings, env, work)
+        png = work / "autoscale.png" if quick else PROJECT_ROOT / "bench" / "results" / "autoscale.png"
+        bursts = burst(plan, settings, env, work, png)
     finally:
         down(settings, say=lambda _m: None)
     return {

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from prometheus_client import Counter, Gauge
 from prometheus_client.parser import text_string_to_metric_families
@@ -121,7 +122,11 @@ def run(settings: Settings, stopping: threading.Event) -> None:
         current, now = running(home), time.monotonic()
         if not current:
             continue  # the supervisor has not written its fleet yet
-        decisions = scaler.step(samples, current, now)
+        try:
+            decisions = scaler.step(samples, current, now)
+        except KafkaException as exc:  # the partition counts: the broker is out of reach
+            log.warning("no partition counts (%s): the fleet stays as it is", exc)
+            continue
         desired = {s.kind: current.get(s.kind, 0) for s in scaler.scales} | {s.kind: d.desired for s, _, d in decisions}
         replicas.write(home, desired, time.time())
         with journal.open("a") as out:
