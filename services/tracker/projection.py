@@ -214,22 +214,19 @@ def stalled(last_beat_age_s: float | None, working: str | None, stage: str, stal
     return current_work(stage, working) is not None and last_beat_age_s is not None and last_beat_age_s > stall_s
 
 
-# The segment stage at which each worker group's work waits (or runs): its input's stage.
-# A segment planned but not yet requested waits for the puller too.
-WAITING_AT = {TOPIC_STAGE[s.input]: s for s in pipeline.PIPELINE if s.input in TOPIC_STAGE}
-WAITING_AT["planned"] = pipeline.PULLER
-
-
 def backlog(units: list[tuple[str, float]], stitching_s: float) -> dict[str, float]:
-    """Each worker group's backlog: media-seconds of its input waiting or in flight,
-    weighted by stage cost (the spans the percent uses: pull 0.1, transcode 0.8, push
-    0.1; the audio task at a tenth) - a queue of diverse sizes measured by the work in
-    it. units: (stage, media-seconds) of unfinished videos' segments, finished ones in no
-    group; stitching_s: the length of videos being stitched, the pusher's whole-video work."""
-    out = {spec.group: 0.0 for spec in WAITING_AT.values()}
+    """Each worker group's backlog: media-seconds of work it has still to do for the videos
+    in flight - its units waiting or in flight, and those still upstream of it, which will
+    be its own once the stage before is done - weighted by stage cost (the spans the percent
+    uses: pull 0.1, transcode 0.8, push 0.1; the audio task at a tenth). A queue of diverse
+    sizes is measured by the work in it, and the transcoders see a burst when it is split,
+    not only as fast as its units are pulled. units: (stage, media-seconds) of unfinished
+    videos' segments (finished ones count for none); stitching_s: the length of videos
+    being stitched, the pusher's whole-video work."""
+    out = {spec.group: 0.0 for spec in pipeline.PIPELINE if spec.name in ENDS_AT}
     for stage, seconds in units:
-        spec = WAITING_AT.get(stage)
-        if spec is not None:
-            out[spec.group] += seconds * pipeline.share(spec)
+        for spec in pipeline.PIPELINE:
+            if spec.name in ENDS_AT and not reached(stage, ENDS_AT[spec.name]):
+                out[spec.group] += seconds * pipeline.share(spec)
     out[pipeline.PUSHER.group] += stitching_s * pipeline.share(pipeline.PUSHER)
     return out

@@ -131,11 +131,12 @@ def test_percent_never_goes_back_in_flight_and_settles_on_failure() -> None:
     assert percent_after("completed", 100.0, []) == 100.0
 
 
-def test_each_group_backlog_is_its_input_weighted_by_stage_cost_and_finished_work_counts_for_none() -> None:
+def test_each_group_backlog_is_the_work_it_has_still_to_do_weighted_by_stage_cost() -> None:
     units = [("planned", 4.0), ("requested", 10.0), ("pulled", 20.0), ("pulled", 2.0), ("transcoded", 5.0)]
     got = backlog([*units, ("uploaded", 300.0)], stitching_s=40.0)
     assert got.keys() == {"reel.puller", "reel.transcoder", "reel.pusher"}
     assert got["reel.puller"] == pytest.approx((4 + 10) * 0.1)
-    assert got["reel.transcoder"] == pytest.approx((20 + 2) * 0.8)
-    assert got["reel.pusher"] == pytest.approx(5 * 0.1 + 40 * 0.1)  # a stitch is the pusher's work too
+    assert got["reel.transcoder"] == pytest.approx((4 + 10 + 20 + 2) * 0.8)  # what is still to pull counts too
+    assert got["reel.pusher"] == pytest.approx((4 + 10 + 20 + 2 + 5) * 0.1 + 40 * 0.1)  # and a stitch
+    assert backlog([("uploaded", 300.0)], 0.0) == {"reel.puller": 0.0, "reel.transcoder": 0.0, "reel.pusher": 0.0}
     assert backlog([], 0.0) == {"reel.puller": 0.0, "reel.transcoder": 0.0, "reel.pusher": 0.0}  # idle: 0
