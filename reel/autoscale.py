@@ -164,7 +164,7 @@ def _record(
 
 
 # -- what each worker kind scales on --------------------------------------------------------
-BACKLOG_METRIC = "reel_backlog_media_seconds"  # per group: its input's work, weighted by stage cost
+BACKLOG_METRIC = "reel_backlog_media_seconds"  # per group: work still to do, weighted by stage cost
 LAG_METRIC = "reel_consumer_lag"  # per group: records not yet committed
 
 

@@ -31,7 +31,7 @@ VIDEOS = Gauge("reel_videos", "Videos by state", ["state"])
 SEGMENTS = Gauge("reel_segments", "Segments of unfinished videos by stage", ["stage"])
 BACKLOG = Gauge(
     "reel_backlog_media_seconds",
-    "Media-seconds of work waiting or in flight for each worker group, weighted by stage cost",
+    "Media-seconds of work each worker group has still to do (upstream included), weighted by stage cost",
     ["group"],
 )
 VIDEO_FAILURES = Counter(
