@@ -5,11 +5,12 @@ typed files, so publishing never works out what a file is from its path."""
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reel import gate, media
+from reel import gate, media, mp4
 from reel.faults import fault_point
 from reel.ladder import Profile, Rendition
 from reel.parallel import in_threads
@@ -67,7 +68,7 @@ def stitch(task: Task, deps: Deps, profile: Profile, rends: list[Rendition], tmp
     fetched = dict(zip(names, in_threads(lambda n: fetch(deps, ev, n, tmp / "parts" / n), names), strict=True))
     parts_of = {r.name: [fetched[f"{r.name}/{i:05d}.mp4"] for i in range(ev["segment_count"])] for r in rends}
     # The frame index where each segment starts, as the parts really are.
-    counts = in_threads(lambda part: len(media.packets(part)), parts_of[rends[0].name][:-1])
+    counts = [_frames(part) for part in parts_of[rends[0].name][:-1]]
     joins = list(itertools.accumulate(counts, initial=0))
     done = in_threads(
         lambda r: _rung(ev, profile, r, parts_of[r.name], joins, audio, tmp, hls, files), rends, workers=2
@@ -75,10 +76,20 @@ def stitch(task: Task, deps: Deps, profile: Profile, rends: list[Rendition], tmp
     if hls:
         _master(out, [v for v, _ in done if v is not None], rends, audio, profile, files)
     top = out / "mp4" / f"{rends[0].name}.mp4"
-    media.run_ffmpeg(poster_args(top, min(seg.total_s * 0.1, 5.0), out / "poster.jpg"), timeout=60)
+    # A tenth in, at most 5 s, on a keyframe: the poster decodes one frame, not a GOP.
+    gop_s = float(ev["gop_frames"] / seg.fps)
+    at = math.floor(min(seg.total_s * 0.1, 5.0) / gop_s) * gop_s
+    media.run_ffmpeg(poster_args(top, at, out / "poster.jpg"), timeout=60)
     files.append(OutputFile(out / "poster.jpg", "poster.jpg", "poster"))
     mp4s = {r.name: m for r, (_, m) in zip(rends, done, strict=True)}
     return Stitched(sorted(files, key=lambda f: f.rel), mp4s, seg.total_s, "hevc" if profile.hevc else "h264")
+
+
+def _frames(part: Path) -> int:
+    """A part's frame count from its sample table (read in Python: one ffprobe per part
+    costs a small node about 0.3 s, and a video has dozens of parts), else from ffprobe."""
+    samples = mp4.read_video_samples(mp4.file_reader(part))
+    return len(samples) if samples is not None else len(media.packets(part))
 
 
 def _audio(deps: Deps, ev: dict[str, Any], profile: Profile, hls: bool, tmp: Path, files: list[OutputFile]) -> Audio:
@@ -113,9 +124,10 @@ def _rung(
     mp4 = out / "mp4" / f"{r.name}.mp4"
     media.run_ffmpeg(mp4_args(concat, audio.path if audio else None, mp4), timeout=60 + seg.total_s)
     fault_point("mid-join")
-    problems = gate.check_video(media.packets(mp4), seg.fps, seg.total_frames, ev["gop_frames"], joins)
+    found = media.packets_by_kind(mp4)
+    problems = gate.check_video(found.get("video", []), seg.fps, seg.total_frames, ev["gop_frames"], joins)
     if audio is not None:
-        problems += gate.check_audio(media.packets(mp4, "a:0"), profile.audio.sample_rate, audio.duration, seg.fps)
+        problems += gate.check_audio(found.get("audio", []), profile.audio.sample_rate, audio.duration, seg.fps)
     if problems:
         raise GateFailed(f"{r.name}.mp4: {'; '.join(problems)}")
     v = media.probe(mp4).video

@@ -12,11 +12,11 @@ from reel import keys, ladder, media, pipeline, task
 from reel.contract import Registry, task_key
 from reel.faults import fault_point
 from reel.media import flags
+from reel.mp4 import read_video_samples
 from reel.scratch import scratch
 from reel.settings import Settings
 from reel.storage import ObjectMissing
 from reel.task import Kind, Output, Permanent, Task
-from services.splitter.index import read_video_samples
 from services.splitter.plan import (
     dispatch_order,
     fleet_for,
@@ -29,9 +29,6 @@ from services.splitter.plan import (
 from services.splitter.reuse import reuse_generation
 
 FORMATS = {"hls", "mp4"}
-
-
-AUDIO_COST = 0.05  # encoding a second of audio costs about this share of a second of video
 
 
 @dataclass(frozen=True)
@@ -200,7 +197,11 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     weights = segment_costs(segments, fps, source_samples(deps, src, probe))
     costs = [(seg.index, w) for seg, w in zip(segments, weights, strict=True)]
     owners = fleet if s.plan_workers else lane_owners(fleet, workers, deps.partitions())
-    lane = lanes(costs + ([(-1, total * AUDIO_COST)] if has_audio else []), owners)
+    lane = lanes(costs + ([(-1, total * pipeline.AUDIO_COST)] if has_audio else []), owners)
+    if has_audio:  # first: the longest unit of all, so its lane does it before its segments
+        env = task.envelope("segment.requested", -1, segment_index=None, track="audio")
+        rec = {**env, **task_common, "source": upload, "start_frame": 0, "frame_count": total, "lane": lane.get(-1, -1)}
+        outputs.append(Output("segment.requested", task_key(vid, "audio", None), rec))
     for seg in dispatch_order(segments):
         env = task.envelope("segment.requested", seg.index, segment_index=seg.index, track="video")
         rec = {
@@ -211,8 +212,4 @@ def handle(task: Task, deps: Deps) -> list[Output]:
             "lane": lane.get(seg.index, -1),
         }
         outputs.append(Output("segment.requested", task_key(vid, "video", seg.index), rec))
-    if has_audio:
-        env = task.envelope("segment.requested", -1, segment_index=None, track="audio")
-        rec = {**env, **task_common, "source": upload, "start_frame": 0, "frame_count": total, "lane": lane.get(-1, -1)}
-        outputs.append(Output("segment.requested", task_key(vid, "audio", None), rec))
     return outputs

@@ -12,10 +12,10 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from reel import pipeline
 from services.tracker import callbacks
 from services.tracker.db import ts
 from services.tracker.projection import (
-    AUDIO_WEIGHT,
     GENERATION_COLUMNS,
     SEGMENT_DEFAULTS,
     TOPIC_STAGE,
@@ -49,7 +49,7 @@ def apply(conn: psycopg.Connection, topic: str, ev: dict[str, Any]) -> None:
             segment(conn, unit, "planned", media_seconds=s["frame_count"] / fps)
         if ev["has_audio"]:
             audio = {**ev, "track": "audio", "segment_index": None}
-            segment(conn, audio, "planned", media_seconds=ev["duration"] * AUDIO_WEIGHT)
+            segment(conn, audio, "planned", media_seconds=ev["duration"] * pipeline.AUDIO_COST)
     elif topic in TOPIC_STAGE:
         segment(conn, ev, TOPIC_STAGE[topic], attempt=ev["attempt"], worker=ev["producer"])
         if topic == "segment.uploaded":

@@ -35,7 +35,6 @@ STAGE_OF_EVENT = pipeline.step_of_event()
 DONE_AT = {"planned": 0.0, "requested": 0.0, "pulled": 0.1, "transcoded": 0.9, "uploaded": 1.0}
 # The span of that cost each worker covers while it works, from its heartbeats.
 WORKING = {s.name: s.span for s in pipeline.PIPELINE if s.span[1] > 0}
-AUDIO_WEIGHT = 0.1  # the audio track is encoded once, cheaply: a tenth of its duration in cost
 # What one generation of a video records (the rest is the video's own).
 GENERATION_COLUMNS = (
     "profile",

@@ -84,7 +84,7 @@ def test_probe_reads_headers_only(stack: Settings, big_source: tuple[str, int]) 
 
 
 def test_the_sample_index_is_read_by_range(stack: Settings, big_source: tuple[str, int]) -> None:
-    from services.splitter.index import read_video_samples
+    from reel.mp4 import read_video_samples
 
     storage, proxy = proxied(stack)
     try:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from reel.media import flags
+from reel.mp4 import file_reader, read_video_samples
 from reel.settings import Settings
 from reel.storage import Storage
-from services.splitter.index import read_video_samples
 
 CLIP = flags(
     "-f lavfi -i testsrc2=size=320x240:rate=24:duration=4 -f lavfi -i sine=frequency=440:duration=4 "
@@ -30,11 +30,6 @@ def ffprobe_sizes(path: Path) -> list[int]:
     probe = flags("ffprobe -v error -select_streams v:0 -show_entries packet=size -of csv=p=0")
     out = subprocess.run([*probe, str(path)], capture_output=True, text=True, check=True)
     return [int(x) for x in out.stdout.split()]
-
-
-def file_reader(path: Path):  # noqa: ANN201 - a Read
-    data = path.read_bytes()
-    return lambda at, n: data[at : at + n]
 
 
 @pytest.mark.parametrize(

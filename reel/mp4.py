@@ -1,15 +1,17 @@
-"""Where a source's video bytes lie in time, from its MP4/QuickTime sample table.
+"""Where a file's video samples lie in time, from its MP4/QuickTime sample table.
 
 The splitter weighs segments by their share of the source's compressed bytes (busy
-scenes take longer to encode). The sample table sits in the `moov` box, so this reads
-a few box headers and the `moov` by range, never the media itself. Anything else (a
-fragmented MP4, a table it cannot read) gives None, and segments weigh by length alone.
+scenes take longer to encode); the pusher counts each joined part's frames. The sample
+table sits in the `moov` box, so this reads a few box headers and the `moov` by range,
+never the media itself. Anything else (a fragmented MP4, a table it cannot read) gives
+None, and the caller does without (or asks ffprobe).
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 Read = Callable[[int, int], bytes]  # (offset, length) -> bytes, fewer at the end of the file
 
@@ -124,3 +126,14 @@ def read_video_samples(read: Read) -> list[tuple[float, int]] | None:
         return video_samples(moov) if moov else None
     except (struct.error, IndexError, ValueError):  # a box shorter than its fields: do without
         return None
+
+
+def file_reader(path: Path) -> Read:
+    """Range reads of a local file."""
+
+    def read(at: int, n: int) -> bytes:
+        with path.open("rb") as f:
+            f.seek(at)
+            return f.read(n)
+
+    return read
