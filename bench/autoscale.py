@@ -29,6 +29,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -276,7 +277,12 @@ def curve(plan: Plan, settings: Settings, env: dict[str, str], work: Path) -> tu
         ref = json.loads(storage.get_bytes(settings.bucket_outputs, f"{vid}/manifest.json"))
         key = next(r["key"] for r in ref["outputs"] if r["kind"] == "mp4" and r["rung"] == "360p")
         out.write_bytes(storage.get_bytes(settings.bucket_outputs, key))
-        sizes[str(n)] = times | {"throttled": summary(run)["nodes_throttled"], "out": str(out)}
+        starts = Counter(b["worker"] for b in run.beats if b["stage"] == TRANSCODER.name and b["state"] == "started")
+        sizes[str(n)] = times | {
+            "throttled": summary(run)["nodes_throttled"],
+            "units_per_transcoder": sorted(starts.values(), reverse=True),  # the rounds each lane ran
+            "out": str(out),
+        }
     one = sizes["1"]
     serial = (one["split_s"] + one["stitch_s"]) / one["wall_s"]
     nodes.leave()  # scoring is not part of any run: at full speed
@@ -371,12 +377,12 @@ def report(result: dict[str, Any]) -> str:
     c = result["curve"]
     head = f"scale-out, one {c['source_s']} s video, nodes of {result['node_cpu']} core"
     lines = [f"{head}; the one command in one node: {c['command_s']:.0f} s"]
-    lines.append("nodes  wall s  speed-up  efficiency  Amdahl  vs command  PSNR 360p  throttled")
+    lines.append("nodes  wall s  speed-up  efficiency  Amdahl  vs command  stitch s  PSNR 360p  throttled  units")
     for n, r in c["sizes"].items():
         lines.append(
             f"{n:>5}  {r['wall_s']:6.1f}  {r['speedup_vs_one_node']:8.2f}  {r['efficiency']:10.2f}  "
-            f"{r['amdahl_projection']:6.2f}  {r['speedup_vs_command']:10.2f}  {r['psnr_360p']:9.2f}  "
-            f"{sum(r['throttled'].values())}"
+            f"{r['amdahl_projection']:6.2f}  {r['speedup_vs_command']:10.2f}  {r['stitch_s']:8.1f}  "
+            f"{r['psnr_360p']:9.2f}  {sum(r['throttled'].values()):9}  {r.get('units_per_transcoder')}"
         )
     lines.append(f"(the command: PSNR 360p {c['command_psnr_360p']:.2f} dB)")
     b = result["burst"]

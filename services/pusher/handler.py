@@ -8,6 +8,9 @@ Keyed by video, so one pusher at a time owns a video's assembly: placing a segme
 
 from __future__ import annotations
 
+import logging
+import time
+
 from reel import ladder
 from reel.ladder import Profile, Rendition
 from reel.scratch import scratch
@@ -15,6 +18,8 @@ from reel.task import Deps, Kind, Output, Task
 from services.pusher.place import all_in, place
 from services.pusher.publish import publish
 from services.pusher.stitch import GateFailed, stitch
+
+log = logging.getLogger(__name__)
 
 
 def handle(task: Task, deps: Deps) -> list[Output]:
@@ -36,7 +41,12 @@ def handle(task: Task, deps: Deps) -> list[Output]:
 def assemble(task: Task, deps: Deps, profile: Profile, rends: list[Rendition]) -> Output:
     try:
         with scratch(deps.settings, "stitch") as tmp:
-            done = publish(task, deps, stitch(task, deps, profile, rends, tmp))
+            began = time.monotonic()
+            made = stitch(task, deps, profile, rends, tmp)
+            joined = time.monotonic()
+            done = publish(task, deps, made)
+            # The stitch is the one serial step after the fleet's work: its parts, timed.
+            log.info("stitched in %.2fs, published in %.2fs", joined - began, time.monotonic() - joined)
     except GateFailed as exc:
         return failed(task, f"stitch gate: {exc}", Kind.STITCH_GATE)
     record = {

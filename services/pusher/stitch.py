@@ -5,7 +5,9 @@ typed files, so publishing never works out what a file is from its path."""
 from __future__ import annotations
 
 import itertools
+import logging
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,8 @@ from reel.task import Deps, Task
 from services.pusher.package import concat_list, hls_args, mp4_args, poster_args
 from services.pusher.place import fetch
 from services.pusher.playlist import Variant, bitrates, codec_string, master_playlist
+
+log = logging.getLogger(__name__)
 
 
 class GateFailed(Exception):
@@ -65,7 +69,9 @@ def stitch(task: Task, deps: Deps, profile: Profile, rends: list[Rendition], tmp
     files: list[OutputFile] = []
     audio = _audio(deps, ev, profile, hls, tmp, files) if ev["has_audio"] else None
     names = [f"{r.name}/{i:05d}.mp4" for r in rends for i in range(ev["segment_count"])]
+    began = time.monotonic()
     fetched = dict(zip(names, in_threads(lambda n: fetch(deps, ev, n, tmp / "parts" / n), names), strict=True))
+    log.info("fetched %d parts in %.2fs", len(names), time.monotonic() - began)
     parts_of = {r.name: [fetched[f"{r.name}/{i:05d}.mp4"] for i in range(ev["segment_count"])] for r in rends}
     # The frame index where each segment starts, as the parts really are.
     counts = [_frames(part) for part in parts_of[rends[0].name][:-1]]
