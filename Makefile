@@ -1,4 +1,4 @@
-.PHONY: setup up down demo test lint bench
+.PHONY: setup up down demo test image image-test lint bench
 
 setup:
 	bash scripts/setup.sh
@@ -15,6 +15,15 @@ demo: setup
 test:
 	bash scripts/setup.sh test
 	python3 -m pytest -q
+
+# The container image (Containerfile), built with buildah; image-test runs every service from it.
+image: setup
+	bash scripts/setup.sh image
+	bash scripts/image.sh
+
+image-test:
+	bash scripts/setup.sh image
+	python3 -m pytest -q -m image --timeout=0
 
 lint:
 	ruff check reel services devstack tests bench scripts

@@ -27,7 +27,7 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client import Counter, Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
-from reel import logs, metrics, replicas
+from reel import health, logs, replicas
 from reel.autoscale import Decision, History, Rule, Scaling, decide, scalings
 from reel.settings import Settings, load
 
@@ -156,7 +156,7 @@ def main() -> None:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
-    port = metrics.serve(settings.metrics_port, settings.bind_address)
+    port = health.serve(settings.metrics_port, settings.bind_address)
     log.info("autoscaling every %.0fs; metrics on 127.0.0.1:%d", settings.autoscale_interval_s, port)
     run(settings, stopping)
 

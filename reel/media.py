@@ -327,11 +327,15 @@ def packets(path: str | Path, stream: str = "v:0", timeout: float = 120.0) -> li
     return [_packet(p) for p in _ffprobe_json(cmd, timeout).get("packets", [])]
 
 
-def packets_by_kind(path: str | Path, timeout: float = 120.0) -> dict[str, list[Packet]]:
-    """The packets of a local file's first video and first audio stream ("video",
-    "audio"), from one ffprobe run: on a small node each run costs a few tenths of a second."""
-    entries = f"{PACKET_FIELDS},stream_index:stream=index,codec_type"
-    found = _ffprobe_json([*flags("ffprobe -v error -of json -show_entries"), entries, str(path)], timeout)
+def probe_with_packets(path: str | Path, timeout: float = 120.0) -> tuple[Probe, dict[str, list[Packet]]]:
+    """A local file's format and streams, with the packets of its first video and first
+    audio stream ("video", "audio"), from one ffprobe run: on a small node each run costs
+    a few tenths of a second."""
+    cmd = [
+        *flags("ffprobe -v error -of json -show_format -show_streams -show_entries"),
+        f"{PACKET_FIELDS},stream_index",
+    ]
+    found = _ffprobe_json([*cmd, str(path)], timeout)
     first: dict[int, str] = {}
     for st in found.get("streams", []):
         kind = st.get("codec_type")
@@ -341,7 +345,7 @@ def packets_by_kind(path: str | Path, timeout: float = 120.0) -> dict[str, list[
     for p in found.get("packets", []):
         if (kind := first.get(p.get("stream_index", -1))) is not None:
             out[kind].append(_packet(p))
-    return out
+    return parse_probe(found), out
 
 
 def _ffprobe_json(cmd: list[str], timeout: float) -> dict[str, Any]:

@@ -1,8 +1,8 @@
-"""Prometheus metrics every service exposes on its own /metrics endpoint."""
+"""Prometheus metrics every service exposes on its own /metrics endpoint (reel/health.py serves it)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 TASKS = Counter("reel_tasks_total", "Tasks finished by a worker", ["stage", "outcome"])
 TASK_SECONDS = Histogram(
@@ -19,12 +19,6 @@ HANDBACKS = Counter(
 IN_FLIGHT = Gauge("reel_tasks_in_flight", "Tasks being worked on", ["stage"])
 DEAD_LETTERS = Counter("reel_dead_letters_total", "Records sent to a dead-letter topic", ["topic", "kind"])
 UP = Gauge("reel_service_up", "1 while the service runs", ["service", "slot"])
-
-
-def serve(port: int, addr: str = "127.0.0.1") -> int:
-    """Start the /metrics endpoint (loopback unless told); port 0 picks a free one. Returns the port."""
-    server, _thread = start_http_server(port, addr=addr)
-    return int(server.server_address[1])
 
 
 VIDEOS = Gauge("reel_videos", "Videos by state", ["state"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import sys
 import threading
@@ -12,7 +13,7 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
-from reel import faults, logs, metrics
+from reel import faults, health, logs, metrics
 from reel.pipeline import StageSpec
 from reel.settings import Settings, load
 from reel.storage import Storage
@@ -27,14 +28,16 @@ class Process:
     name: str
     settings: Settings
     stopping: threading.Event
+    health: health.Health
 
     @property
     def worker_id(self) -> str:
         return f"{self.name}-{self.settings.slot}"
 
 
-def start(name: str) -> Process:
-    """Read settings, set up logs and /metrics, and turn SIGTERM/SIGINT into `stopping`."""
+def start(name: str, looping: bool = True) -> Process:
+    """Read settings, set up logs, /metrics and the probes, and turn SIGTERM/SIGINT into
+    `stopping`. looping: the process has a loop whose turns tell it is live."""
     settings = load()
     faults.set_service(name)
     logs.setup(f"{name}-{settings.slot}", settings.log_level)
@@ -46,16 +49,23 @@ def start(name: str) -> Process:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    port = metrics.serve(settings.metrics_port, settings.bind_address)
+    probes = health.Health(
+        {"kafka": lambda: kafka_reachable(settings, 3), "storage": Storage.from_settings(settings).ping},
+        stalled_s=settings.stalled_s if looping else math.inf,
+    )
+    port = health.serve(settings.metrics_port, settings.bind_address, probes)
     metrics.UP.labels(name, str(settings.slot)).set(1)
-    log.info("metrics on 127.0.0.1:%d", port)
-    return Process(name, settings, stopping)
+    log.info("metrics, /healthz and /readyz on %s:%d", settings.bind_address, port)
+    return Process(name, settings, stopping, probes)
+
+
+def kafka_reachable(settings: Settings, timeout: float) -> None:
+    AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(timeout=timeout)
 
 
 def check_connections(settings: Settings) -> None:
     """Fail fast, with the cause, when Kafka or object storage cannot be reached."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    admin.list_topics(timeout=10)
+    kafka_reachable(settings, 10)
     Storage.from_settings(settings).ping()
 
 
@@ -73,4 +83,4 @@ def run_stage(
     given = deps(proc.settings, storage)
     stage = Stage.of(spec, lambda task: handle(task, given), media_seconds=media_seconds)
     log.info("%s ready", proc.worker_id)
-    sys.exit(Worker(stage, proc.settings, storage, proc.stopping).run())
+    sys.exit(Worker(stage, proc.settings, storage, proc.stopping, on_turn=proc.health.tick).run())

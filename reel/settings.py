@@ -35,9 +35,10 @@ class Settings:
     storage_retry_s: float = 30.0  # a storage call is retried in place this long before the attempt fails
     database_url: str = ""  # DATABASE_URL or REEL_DATABASE_URL; empty: embedded Postgres
     pg_port: int = 15432  # embedded Postgres
-    metrics_port: int = 0  # 0: a free port; each worker serves /metrics
+    metrics_port: int = 0  # each worker's /metrics, /healthz, /readyz; 0: a free port (9100 in the image)
     bind_address: str = "127.0.0.1"  # where /metrics and the tracker listen; 0.0.0.0 in a container
     tracker_port: int = 18080
+    tracker_role: str = "all"  # all | projector | api | migrate (services/tracker/__main__.py)
     tracker_url: str = ""  # how viewers reach the tracker; empty: http://127.0.0.1:tracker_port
     playback_secret: str = "reel-dev-playback-secret"  # HMAC key of playlist tokens; set your own
     playback_ttl_s: float = 3600.0  # playback links live this long at least (and the video's length + 10 min)
@@ -74,6 +75,7 @@ class Settings:
     scratch_dir: str = ""  # local work files; empty: the system temp folder
     log_level: str = "INFO"
     ready_timeout_s: float = 90.0
+    stalled_s: float = 60.0  # /healthz fails once a worker's loop has not turned for this long
     slot: int = 0  # REEL_SLOT: this worker's slot; names its transactional.id
     fault: str = ""  # test-only: a fault point at which the process SIGKILLs its group
 

@@ -71,8 +71,10 @@ class Worker:
         storage: Storage,
         stopping: threading.Event,
         registry: Registry | None = None,
+        on_turn: Callable[[], None] = lambda: None,
     ) -> None:
         self.stage = stage
+        self.on_turn = on_turn  # each turn of the loop: liveness (reel/health.py)
         self.settings = settings
         self.storage = storage
         self.stopping = stopping
@@ -185,6 +187,7 @@ class Worker:
     def _loop(self) -> None:
         drain_deadline: float | None = None
         while True:
+            self.on_turn()
             if self.stopping.is_set() and drain_deadline is None:
                 drain_deadline = time.monotonic() + self.drain_timeout_s
                 log.info("draining: no new tasks; finishing the current one")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything reel needs on a fresh Debian machine: ffmpeg, Java and Maven
 # (for the Kafka broker's jars), npm (hls.js for the tracker's player page) and the
-# Python packages; `setup.sh test` adds Chromium, the browser the playback test drives.
+# Python packages; `setup.sh test` adds Chromium, the browser the playback test drives;
+# `setup.sh image` adds buildah and debootstrap, which build the container image.
 # Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,10 @@ command -v mvn >/dev/null || need_apt+=(maven)
 command -v npm >/dev/null || need_apt+=(npm)
 if [ "${1:-}" = "test" ]; then
   [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+fi
+if [ "${1:-}" = "image" ]; then
+  command -v buildah >/dev/null || need_apt+=(buildah)
+  command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -130,13 +130,13 @@ def _rung(
     mp4 = out / "mp4" / f"{r.name}.mp4"
     media.run_ffmpeg(mp4_args(concat, audio.path if audio else None, mp4), timeout=60 + seg.total_s)
     fault_point("mid-join")
-    found = media.packets_by_kind(mp4)
+    probed, found = media.probe_with_packets(mp4)
     problems = gate.check_video(found.get("video", []), seg.fps, seg.total_frames, ev["gop_frames"], joins)
     if audio is not None:
         problems += gate.check_audio(found.get("audio", []), profile.audio.sample_rate, audio.duration, seg.fps)
     if problems:
         raise GateFailed(f"{r.name}.mp4: {'; '.join(problems)}")
-    v = media.probe(mp4).video
+    v = probed.video
     assert v is not None
     files.append(OutputFile(mp4, f"mp4/{r.name}.mp4", "mp4", r.name))
     made = Mp4(r, v.bit_rate or 0)

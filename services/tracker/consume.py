@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 import psycopg
@@ -34,9 +35,12 @@ class Record(NamedTuple):
 
 
 class Projector:
-    def __init__(self, settings: Settings, stopping: threading.Event) -> None:
+    def __init__(
+        self, settings: Settings, stopping: threading.Event, on_turn: Callable[[], None] = lambda: None
+    ) -> None:
         self.settings = settings
         self.stopping = stopping
+        self.on_turn = on_turn  # each turn of the loop: liveness (reel/health.py)
         self.registry = Registry()
         self.ready = threading.Event()
         self.projected = 0
@@ -61,6 +65,7 @@ class Projector:
                 self.ready.set()
                 idle_since = time.monotonic()
                 while not self.stopping.is_set():
+                    self.on_turn()
                     msgs = consumer.consume(self.settings.tracker_batch, timeout=0.5)
                     if msgs:
                         self._batch(conn, msgs)

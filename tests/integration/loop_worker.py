@@ -1,14 +1,15 @@
 """A worker process for the loop tests: the real loop with a handler that does real
 work in object storage. Run as `python -m tests.integration.loop_worker`.
 
-LOOP_STAGE, LOOP_IN, LOOP_OUT name the stage and topics; LOOP_WORK_S makes each
-task keep reading and verifying its object for that long; a task whose source key
-is "poison" SIGKILLs its worker every time (as an OOM kill would); "hang" runs an ffmpeg
-that never ends, killed at its 1 s timeout; "garbage" gives ffmpeg an input it refuses (a
-refusal of reel/refusals.py); "strange" fails in words the table does not know;
-"refused" is refused for good (Permanent), and with LOOP_FAIL_VIDEO=1 its video fails as a
-pipeline stage's would. LOOP_REWIND=1 makes
-the consumer re-deliver what was just committed, as librdkafka once did (issue #3).
+LOOP_STAGE, LOOP_IN, LOOP_OUT name the stage and topics; LOOP_WORK_S makes each task
+keep reading and verifying its object for that long (one whose source key is "slow",
+4 s whatever LOOP_WORK_S says); a task whose source key is "poison" SIGKILLs its
+worker every time (as an OOM kill would); "hang" runs an ffmpeg that never ends, killed
+at its 1 s timeout; "garbage" gives ffmpeg an input it refuses (a refusal of
+reel/refusals.py); "strange" fails in words the table does not know; "refused" is
+refused for good (Permanent), and with LOOP_FAIL_VIDEO=1 its video fails as a pipeline
+stage's would. LOOP_REWIND=1 makes the consumer re-deliver what was just committed, as
+librdkafka once did (issue #3).
 """
 
 from __future__ import annotations
@@ -57,10 +58,11 @@ def make_handler(storage: Storage, bucket: str, out_topic: str, work_s: float):
                 junk = Path(tmp) / "junk.mp4"
                 junk.write_bytes(bytes(65536))  # zeros: an MP4 without its moov atom
                 media.run_ffmpeg(["-i", str(junk), "-f", "null", "-"], timeout=30, cancel=task.cancel)
-        deadline = time.monotonic() + work_s
+        seconds = 4.0 if ev["source"]["key"] == "slow" else work_s
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and not task.cancel.is_set():
             assert storage.get_bytes(bucket, first.key) == payload
-            task.report(100 * (1 - (deadline - time.monotonic()) / work_s))
+            task.report(100 * (1 - (deadline - time.monotonic()) / seconds))
         if task.cancel.is_set():
             raise RuntimeError("cancelled")
         result = storage.put_bytes(bucket, prefix + "result", hashlib.sha256(payload).hexdigest().encode())

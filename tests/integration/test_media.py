@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reel.media import FfmpegCancelled, FfmpegTimeout, MediaError, flags, packets, packets_by_kind, probe, run_ffmpeg
+from reel.media import FfmpegCancelled, FfmpegTimeout, MediaError, flags, packets, probe, probe_with_packets, run_ffmpeg
 
 ENDLESS = ["-f", "lavfi", "-re", "-i", "testsrc2=size=320x240:rate=25", "-f", "null", "-"]
 
@@ -73,12 +73,13 @@ def test_probe_reads_codec_profile_and_level(bunny: Path) -> None:
 
 
 def test_one_probe_reads_the_first_video_and_audio_streams(tmp_path: Path) -> None:
-    """packets_by_kind (one ffprobe run) gives what packets gives per stream; a second
-    audio stream is not mixed into the first."""
+    """probe_with_packets (one ffprobe run) gives what probe gives, and what packets gives
+    per stream; a second audio stream is not mixed into the first."""
     out = tmp_path / "two-audio.mp4"
     clip = "-f lavfi -i testsrc2=size=160x120:rate=25:duration=2 -f lavfi -i sine=frequency=440:duration=2"
     clip += " -f lavfi -i sine=frequency=880:duration=1 -map 0 -map 1 -map 2 -c:v libx264 -preset ultrafast -c:a aac"
     subprocess.run(["ffmpeg", "-v", "error", *flags(clip), "-y", str(out)], check=True)
-    found = packets_by_kind(out)
+    probed, found = probe_with_packets(out)
+    assert probed == probe(out)  # format and streams as probe reads them
     assert found["video"] == packets(out, "v:0") and len(found["video"]) == 50
     assert found["audio"] == packets(out, "a:0") != packets(out, "a:1")

@@ -9,16 +9,21 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
 
+from devstack import clips
 from reel import PROJECT_ROOT
 from reel.settings import Settings
+from reel.storage import Storage
+from reel.submit import submit
 
 SERVICES = ["splitter", "puller", "transcoder", "pusher", "tracker"]
 
@@ -73,15 +78,18 @@ def test_service_starts_and_stops_on_sigterm(
         lines: list[dict] = []
         pending = b""
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (lines and "ready" in lines[-1]["msg"]):
+        while time.monotonic() < deadline and not (lines and lines[-1]["msg"].startswith(f"{name}-7 ready")):
             if select.select([proc.stderr], [], [], 1.0)[0]:
                 pending += os.read(proc.stderr.fileno(), 65536)
                 *complete, pending = pending.split(b"\n")
                 lines += [json.loads(line) for line in complete if line.strip()]
         assert lines and lines[-1]["msg"].startswith(f"{name}-7 ready"), lines
-        port = next(int(ln["msg"].rsplit(":", 1)[1]) for ln in lines if ln["msg"].startswith("metrics on"))
+        port = next(int(ln["msg"].rsplit(":", 1)[1]) for ln in lines if ln["msg"].startswith("metrics,"))
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
             assert f'reel_service_up{{service="{name}",slot="7"}} 1.0' in resp.read().decode()
+        for probe in ("/healthz", "/readyz"):  # its loop turns; Kafka and S3 are reachable
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{probe}", timeout=5) as resp:
+                assert (resp.status, resp.read()) == (200, b"ok\n"), probe
         assert all(line["service"] == f"{name}-7" for line in lines)
         if name == "tracker":  # its migrations ran (it answers), and the player ships with it
             tracker = f"http://127.0.0.1:{stack.tracker_port}"
@@ -95,3 +103,78 @@ def test_service_starts_and_stops_on_sigterm(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(url: str, timeout: float = 60) -> bytes:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return resp.read()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def test_tracker_roles_split_the_work(
+    stack: Settings, stack_env: dict[str, str], storage: Storage, tmp_path: Path
+) -> None:
+    """As a cluster runs it: the schema by a one-shot migrate, one projector, an API apart.
+    A video submitted is projected by the one and read through the other."""
+    env = {**os.environ, **stack_env}
+    migrate = subprocess.run(
+        [sys.executable, "-m", "services.tracker"],
+        env={**env, "REEL_TRACKER_ROLE": "migrate"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert migrate.returncode == 0 and "schema at 0" in migrate.stderr, migrate.stderr
+    ports = {"projector": free_port(), "api": free_port()}
+    api_port = free_port()
+    procs = {
+        role: subprocess.Popen(
+            [sys.executable, "-m", "services.tracker"],
+            env={
+                **env,
+                "REEL_TRACKER_ROLE": role,
+                "REEL_METRICS_PORT": str(ports[role]),
+                "REEL_TRACKER_PORT": str(api_port),
+                "REEL_SLOT": "3",
+            },
+            stderr=subprocess.DEVNULL,
+        )
+        for role in ("projector", "api")
+    }
+    try:
+        clip = clips.synthetic(tmp_path / "clip.mp4", seconds=1)
+        sub = submit(stack, storage, clip, "tiny", ["mp4"], request_id=f"roles-{uuid.uuid4()}")
+        deadline = time.monotonic() + 60
+        while True:
+            body = json.loads(wait_for(f"http://127.0.0.1:{api_port}/videos?limit=50"))
+            if any(v["video_id"] == sub.video_id for v in body["videos"]):
+                break
+            assert time.monotonic() < deadline, "the API never saw the projected video"
+            time.sleep(0.5)
+        while "reel_consumer_lag{" not in wait_for(f"http://127.0.0.1:{ports['projector']}/metrics").decode():
+            assert time.monotonic() < deadline + 30, "the projector never refreshed its gauges"
+            time.sleep(0.5)
+        api_metrics = wait_for(f"http://127.0.0.1:{ports['api']}/metrics").decode()
+        assert "reel_consumer_lag{" not in api_metrics  # the gauges are the projector's alone: replicas would add up
+        for role, port in ports.items():  # the API has no loop to stall: live all the same
+            assert wait_for(f"http://127.0.0.1:{port}/healthz") == b"ok\n", role
+        for role, proc in procs.items():
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0, role
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

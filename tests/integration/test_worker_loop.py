@@ -184,6 +184,39 @@ def test_scale_out_does_not_redo_running_tasks(loop: LoopRun) -> None:
     assert third.poll() is None and re.search(r'"msg": "assigned \[\d', log), "third never joined"
 
 
+def test_partitions_revoked_mid_task_and_given_back_are_read_again(loop: LoopRun) -> None:
+    """A member joins while the only worker runs a task (its partitions paused), takes
+    some of them, and leaves after that task ended: the partitions come back to an idle
+    worker, which must read them (librdkafka#1849 says a pause can outlive a revocation;
+    here the worker's own resume after the task must not leave them paused)."""
+    loop.produce([0], source_key="slow")  # 4 s
+    loop.start(0)
+    _wait_running(loop, range(1), 1)
+    joiner = loop.start(1)
+    joined = loop.tmp / f"worker-{loop.run_id}-1.log"
+    _wait_log(joined, r'"msg": "assigned \[\d')  # it took partitions from the busy worker
+    _wait_completed(loop, 0)  # the task ended, and resumed only what it still held
+    joiner.send_signal(signal.SIGTERM)
+    assert joiner.wait(timeout=60) == 0  # its partitions go back to the idle worker
+    _wait_log(loop.tmp / f"worker-{loop.run_id}-0.log", r'"msg": "assigned \[\d', count=2)
+    loop.produce(range(1, 25))  # on every partition
+    assert_exactly_once(loop.wait_outputs(25, timeout=60), 25, loop)
+
+
+def _wait_log(path: Path, pattern: str, count: int = 1, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while len(re.findall(pattern, path.read_text())) < count:
+        assert time.monotonic() < deadline, f"{pattern!r} not {count}x in {path.name}"
+        time.sleep(0.2)
+
+
+def _wait_completed(loop: LoopRun, index: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(m.state == COMPLETED for m in loop.markers(index)):
+        assert time.monotonic() < deadline, f"task {index} did not complete"
+        time.sleep(0.2)
+
+
 def test_sigterm_finishes_the_running_task(loop: LoopRun) -> None:
     loop.env.update(LOOP_WORK_S="3")
     loop.produce(range(4))

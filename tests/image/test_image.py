@@ -1,0 +1,254 @@
+"""reel's image, built from the Containerfile (scripts/image.sh) and run for real: every
+service from it, as its non-root user, on the host network against the embedded Kafka,
+S3 and Postgres, one real clip end to end through the stitch gate; every probe answers.
+
+Marked `image`: `.ci/run` runs it in a step of its own (`make image-test`), as building
+the image takes minutes. It records the image's size and each service's peak RSS (its
+process and every ffmpeg it started, sampled) and scratch use in bench/results/image.json,
+the figures k8s/ sizes its requests and limits from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack.clips import synthetic
+from reel import PROJECT_ROOT
+from reel.download import get
+from reel.settings import Settings
+from reel.storage import Storage
+from reel.submit import submit, wait
+from tests.e2e.media_checks import judge
+
+pytestmark = pytest.mark.image
+
+TAG = "localhost/reel:test"
+IMAGE_USER = "10001:10001"
+SERVICES = ("tracker", "splitter", "puller", "transcoder", "pusher")
+TRACKER_PORT = 28090
+METRICS_PORT = {name: 29100 + i for i, name in enumerate(SERVICES)}
+RESULTS = PROJECT_ROOT / "bench" / "results" / "image.json"
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    subprocess.run(["bash", str(PROJECT_ROOT / "scripts" / "image.sh"), TAG], check=True, timeout=3000)
+    return TAG
+
+
+def service_env(stack: Settings, name: str) -> dict[str, str]:
+    """What a pod would get: addresses, credentials, its ports. Nothing of the host's."""
+    return {
+        "REEL_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+        "REEL_S3_ENDPOINT": stack.s3_endpoint,
+        "REEL_S3_ACCESS_KEY": stack.s3_access_key,
+        "REEL_S3_SECRET_KEY": stack.s3_secret_key,
+        "DATABASE_URL": stack.postgres_url,
+        "REEL_TRACKER_PORT": str(TRACKER_PORT),
+        "REEL_METRICS_PORT": str(METRICS_PORT[name]),
+        "REEL_MIN_SEGMENT_S": "2",
+        "REEL_PLAN_WORKERS": "1",
+        "REEL_SLOT": "0",
+    }
+
+
+class Sampler:
+    """Of a process tree (the service and its ffmpeg children), sampled twice a second:
+    peak RSS, peak bytes under its scratch folder, and every TCP connection it opened and
+    port it listened on, as `ss` sees them (the NetworkPolicies are checked against these)."""
+
+    def __init__(self, root_pid: int, scratch: Path) -> None:
+        self.root_pid, self.scratch = root_pid, scratch
+        self.peak_rss = self.peak_scratch = 0
+        self.connected: set[int] = set()  # remote ports of connections it opened
+        self.listened: set[int] = set()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.5):
+            pids = {p for p in tree(self.root_pid) if not is_buildah(p)}
+            self.peak_rss = max(self.peak_rss, sum(rss(p) for p in pids))
+            self.peak_scratch = max(self.peak_scratch, folder_bytes(self.scratch))
+            listening = sockets("-tlnpH", pids)
+            self.listened |= {local for local, _ in listening}
+            for local, remote in sockets("-tnpH", pids, "state", "established"):
+                if local not in self.listened:  # not a client's connection to one of ours
+                    self.connected.add(remote)
+
+
+def sockets(flags_: str, pids: set[int], *state: str) -> list[tuple[int, int]]:
+    """(local port, remote port) of the TCP sockets of these processes."""
+    out = subprocess.run(["ss", flags_, *state], capture_output=True, text=True).stdout
+    found = []
+    for line in out.splitlines():
+        owners = {int(m) for m in re.findall(r"pid=(\d+)", line)}
+        ends = [f for f in line.split() if ":" in f and not f.startswith("users:")]  # local, peer
+        if owners & pids and len(ends) >= 2:
+            local, remote = (f.rsplit(":", 1)[1] for f in ends[:2])
+            found.append((int(local), int(remote) if remote.isdigit() else 0))
+    return found
+
+
+def tree(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def rss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def is_buildah(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip().startswith("buildah")
+    except OSError:
+        return False
+
+
+def folder_bytes(folder: Path) -> int:
+    total = 0
+    for p in folder.rglob("*"):
+        with contextlib.suppress(OSError):
+            total += p.stat().st_size if p.is_file() else 0
+    return total
+
+
+@pytest.fixture(scope="module")
+def services(image: str, stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Sampler]]:
+    work = tmp_path_factory.mktemp("image-run")
+    procs, samplers, containers = {}, {}, []
+    try:
+        for name in SERVICES:
+            ctr = f"reel-test-{name}-{uuid.uuid4().hex[:6]}"
+            subprocess.run(["buildah", "from", "--pull-never", "--name", ctr, image], check=True, capture_output=True)
+            containers.append(ctr)
+            scratch = work / name
+            scratch.mkdir()
+            os.chown(scratch, 10001, 10001)
+            env = [f"--env={k}={v}" for k, v in service_env(stack, name).items()]
+            cmd = ["buildah", "run", "--isolation", "chroot", "--network", "host", "--user", IMAGE_USER]
+            cmd += ["--volume", f"{scratch}:/scratch", *env, ctr, "--", "python3", "-m", f"services.{name}"]
+            log = (work / f"{name}.log").open("wb")
+            procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            samplers[name] = Sampler(procs[name].pid, scratch)
+        for name in SERVICES:
+            ready(name, procs[name], work / f"{name}.log")
+        yield samplers
+    finally:
+        for p in procs.values():
+            p.terminate()  # buildah passes SIGTERM on: each drains and exits
+        for name, p in procs.items():
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                print(f"{name} did not stop on SIGTERM")
+        for s in samplers.values():
+            s.stop.set()
+        for ctr in containers:
+            subprocess.run(["buildah", "rm", ctr], capture_output=True)
+        for name in SERVICES:  # for the failure report
+            shutil.copy(work / f"{name}.log", PROJECT_ROOT / ".reel-test" / f"image-{name}.log")
+
+
+def ready(name: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"{name} exited: {log.read_text()[-2000:]}"
+        if f"{name}-0 ready" in log.read_text(errors="replace"):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{name} not ready: {log.read_text()[-2000:]}")
+
+
+def peer(stack: Settings, port: int) -> str:
+    names = {stack.kafka_port: "kafka", stack.s3_port: "s3", stack.pg_port: "postgres", TRACKER_PORT: "tracker"}
+    return names.get(port, str(port))
+
+
+def http(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.status, resp.read().decode()
+
+
+def test_every_service_runs_from_the_image_as_its_user(services: dict[str, Sampler]) -> None:
+    for name, sampler in services.items():
+        uids = set()
+        for pid in tree(sampler.root_pid):
+            if is_buildah(pid):
+                continue
+            status = Path(f"/proc/{pid}/status").read_text()
+            uids.add(next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:")))
+        assert uids == {"10001"}, f"{name} runs as {uids}"
+
+
+def test_probes_and_metrics_answer_on_their_fixed_ports(services: dict[str, Sampler]) -> None:
+    for name in SERVICES:
+        base = f"http://127.0.0.1:{METRICS_PORT[name]}"
+        assert http(base + "/healthz") == (200, "ok\n"), name
+        assert http(base + "/readyz") == (200, "ok\n"), name
+        assert f'reel_service_up{{service="{name}",slot="0"}} 1.0' in http(base + "/metrics")[1]
+    assert http(f"http://127.0.0.1:{TRACKER_PORT}/readyz")[0] == 200
+
+
+def test_a_clip_goes_end_to_end_through_the_image(
+    services: dict[str, Sampler], stack: Settings, storage: Storage, tmp_path: Path
+) -> None:
+    clip = synthetic(tmp_path / "clip.mp4", size="320x240", seconds=8)
+    sub = submit(stack, storage, clip, "tiny", ["mp4", "hls"], request_id=f"image-{uuid.uuid4()}")
+    end = wait(stack, sub.video_id, sub.submitted_ms, timeout=300)
+    assert end["topic"] == "video.completed", end
+    manifest = storage.get_bytes(stack.bucket_outputs, f"{sub.video_id}/manifest.json")
+    out = tmp_path / "out"
+    get(storage, stack.bucket_outputs, manifest, out, [], None, lambda _todo, _n: lambda _w: lambda _b: None)
+    judge(clip, out)  # frames, CFR, sizes, audio start and length: what a viewer sees
+    status = json.loads(http(f"http://127.0.0.1:{TRACKER_PORT}/videos/{sub.video_id}")[1])
+    assert status["state"] == "completed" and status["percent"] == 100
+    time.sleep(1)  # a last sample after the pusher's scratch was cleared
+    size = int(
+        subprocess.run(
+            ["buildah", "inspect", "--type", "image", "--format", "{{.Size}}", TAG], capture_output=True, text=True
+        ).stdout.strip()
+        or 0
+    )
+    record = {
+        "date": time.strftime("%Y-%m-%d"),
+        "image": TAG,
+        "image_bytes": size,
+        "clip": "8 s 320x240 25 fps with stereo AAC, profile tiny, mp4 + hls",
+        "peak_rss_bytes": {n: s.peak_rss for n, s in services.items()},
+        "peak_scratch_bytes": {n: s.peak_scratch for n, s in services.items()},
+        "connected_to": {n: sorted(peer(stack, port) for port in s.connected) for n, s in services.items()},
+        "listened_on": {n: sorted(s.listened) for n, s in services.items()},
+    }
+    RESULTS.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+    assert all(record["peak_rss_bytes"].values()), record  # every service was sampled
+    assert record["peak_scratch_bytes"]["pusher"] > 0 and record["peak_scratch_bytes"]["transcoder"] > 0
