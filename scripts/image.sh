@@ -12,7 +12,7 @@ BASE=$(awk '/^FROM /{print $2; exit}' Containerfile)
 CACHE=.reel-cache/image
 mkdir -p "$CACHE"
 
-if ! buildah inspect --type image "$BASE" >/dev/null 2>&1 && ! buildah pull -q "$BASE" >/dev/null 2>&1; then
+if ! buildah inspect --type image "$BASE" >/dev/null 2>&1 && ! timeout 60 buildah pull -q "$BASE" >/dev/null 2>&1; then
   rootfs=$CACHE/bookworm-minbase.tar
   if [ ! -f "$rootfs" ]; then
     echo "making $BASE from Debian's packages (debootstrap, a few minutes, once)"

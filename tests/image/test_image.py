@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -36,7 +37,7 @@ from tests.e2e.media_checks import judge
 pytestmark = pytest.mark.image
 
 TAG = "localhost/reel:test"
-IMAGE_USER = "10001:10001"
+IMAGE_UID = "10001"  # the Containerfile's USER
 SERVICES = ("tracker", "splitter", "puller", "transcoder", "pusher")
 TRACKER_PORT = 28090
 METRICS_PORT = {name: 29100 + i for i, name in enumerate(SERVICES)}
@@ -59,19 +60,19 @@ def service_env(stack: Settings, name: str) -> dict[str, str]:
         "DATABASE_URL": stack.postgres_url,
         "REEL_TRACKER_PORT": str(TRACKER_PORT),
         "REEL_METRICS_PORT": str(METRICS_PORT[name]),
-        "REEL_MIN_SEGMENT_S": "2",
+        "REEL_MIN_SEGMENT_S": "6",
         "REEL_PLAN_WORKERS": "1",
         "REEL_SLOT": "0",
     }
 
 
 class Sampler:
-    """Of a process tree (the service and its ffmpeg children), sampled twice a second:
+    """Of a process tree (the service and its ffmpeg children), sampled five times a second:
     peak RSS, peak bytes under its scratch folder, and every TCP connection it opened and
     port it listened on, as `ss` sees them (the NetworkPolicies are checked against these)."""
 
-    def __init__(self, root_pid: int, scratch: Path) -> None:
-        self.root_pid, self.scratch = root_pid, scratch
+    def __init__(self, runner: subprocess.Popen[bytes], scratch: Path, log: Path) -> None:
+        self.runner, self.root_pid, self.scratch, self.log = runner, runner.pid, scratch, log
         self.peak_rss = self.peak_scratch = 0
         self.connected: set[int] = set()  # remote ports of connections it opened
         self.listened: set[int] = set()
@@ -80,7 +81,7 @@ class Sampler:
         self.thread.start()
 
     def _run(self) -> None:
-        while not self.stop.wait(0.5):
+        while not self.stop.wait(0.2):
             pids = {p for p in tree(self.root_pid) if not is_buildah(p)}
             self.peak_rss = max(self.peak_rss, sum(rss(p) for p in pids))
             self.peak_scratch = max(self.peak_scratch, folder_bytes(self.scratch))
@@ -126,10 +127,13 @@ def rss(pid: int) -> int:
 
 
 def is_buildah(pid: int) -> bool:
+    """buildah itself and its chroot helpers (buildah-chroot-runtime, -exec): the runtime
+    around a service, as a container runtime is, not part of it."""
     try:
-        return Path(f"/proc/{pid}/comm").read_text().strip().startswith("buildah")
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
     except OSError:
         return False
+    return Path(argv0.decode(errors="replace")).name.startswith("buildah")
 
 
 def folder_bytes(folder: Path) -> int:
@@ -147,29 +151,25 @@ def services(image: str, stack: Settings, tmp_path_factory: pytest.TempPathFacto
     try:
         for name in SERVICES:
             ctr = f"reel-test-{name}-{uuid.uuid4().hex[:6]}"
-            subprocess.run(["buildah", "from", "--pull-never", "--name", ctr, image], check=True, capture_output=True)
+            subprocess.run(["buildah", "from", "--pull=never", "--name", ctr, image], check=True, capture_output=True)
             containers.append(ctr)
             scratch = work / name
             scratch.mkdir()
-            os.chown(scratch, 10001, 10001)
+            os.chown(scratch, int(IMAGE_UID), int(IMAGE_UID))
             env = [f"--env={k}={v}" for k, v in service_env(stack, name).items()]
-            cmd = ["buildah", "run", "--isolation", "chroot", "--network", "host", "--user", IMAGE_USER]
+            cmd = ["buildah", "run", "--isolation", "chroot", "--network", "host"]  # as the image's USER
             cmd += ["--volume", f"{scratch}:/scratch", *env, ctr, "--", "python3", "-m", f"services.{name}"]
             log = (work / f"{name}.log").open("wb")
             procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-            samplers[name] = Sampler(procs[name].pid, scratch)
+            samplers[name] = Sampler(procs[name], scratch, work / f"{name}.log")
         for name in SERVICES:
             ready(name, procs[name], work / f"{name}.log")
         yield samplers
     finally:
-        for p in procs.values():
-            p.terminate()  # buildah passes SIGTERM on: each drains and exits
-        for name, p in procs.items():
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
+        for p in procs.values():  # what test_each_service_stops_on_sigterm left running
+            if p.poll() is None:
                 p.kill()
-                print(f"{name} did not stop on SIGTERM")
+                p.wait()
         for s in samplers.values():
             s.stop.set()
         for ctr in containers:
@@ -186,6 +186,18 @@ def ready(name: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 
             return
         time.sleep(0.5)
     raise AssertionError(f"{name} not ready: {log.read_text()[-2000:]}")
+
+
+def image_bytes(tag: str) -> int:
+    """The image's files, unpacked: du of a container's root, mounted."""
+    ctr = subprocess.run(["buildah", "from", "--pull=never", tag], capture_output=True, text=True, check=True)
+    name = ctr.stdout.strip()
+    try:
+        root = subprocess.run(["buildah", "mount", name], capture_output=True, text=True, check=True).stdout.strip()
+        du = subprocess.run(["du", "-sb", root], capture_output=True, text=True, check=True).stdout
+        return int(du.split()[0])
+    finally:
+        subprocess.run(["buildah", "rm", name], capture_output=True)
 
 
 def peer(stack: Settings, port: int) -> str:
@@ -206,7 +218,7 @@ def test_every_service_runs_from_the_image_as_its_user(services: dict[str, Sampl
                 continue
             status = Path(f"/proc/{pid}/status").read_text()
             uids.add(next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:")))
-        assert uids == {"10001"}, f"{name} runs as {uids}"
+        assert uids == {IMAGE_UID}, f"{name} runs as {uids}"
 
 
 def test_probes_and_metrics_answer_on_their_fixed_ports(services: dict[str, Sampler]) -> None:
@@ -221,7 +233,7 @@ def test_probes_and_metrics_answer_on_their_fixed_ports(services: dict[str, Samp
 def test_a_clip_goes_end_to_end_through_the_image(
     services: dict[str, Sampler], stack: Settings, storage: Storage, tmp_path: Path
 ) -> None:
-    clip = synthetic(tmp_path / "clip.mp4", size="320x240", seconds=8)
+    clip = synthetic(tmp_path / "clip.mp4", size="640x360", seconds=30)
     sub = submit(stack, storage, clip, "tiny", ["mp4", "hls"], request_id=f"image-{uuid.uuid4()}")
     end = wait(stack, sub.video_id, sub.submitted_ms, timeout=300)
     assert end["topic"] == "video.completed", end
@@ -232,17 +244,12 @@ def test_a_clip_goes_end_to_end_through_the_image(
     status = json.loads(http(f"http://127.0.0.1:{TRACKER_PORT}/videos/{sub.video_id}")[1])
     assert status["state"] == "completed" and status["percent"] == 100
     time.sleep(1)  # a last sample after the pusher's scratch was cleared
-    size = int(
-        subprocess.run(
-            ["buildah", "inspect", "--type", "image", "--format", "{{.Size}}", TAG], capture_output=True, text=True
-        ).stdout.strip()
-        or 0
-    )
+    size = image_bytes(TAG)
     record = {
         "date": time.strftime("%Y-%m-%d"),
         "image": TAG,
         "image_bytes": size,
-        "clip": "8 s 320x240 25 fps with stereo AAC, profile tiny, mp4 + hls",
+        "clip": "30 s 640x360 25 fps with stereo AAC, profile tiny, mp4 + hls, 5 segments",
         "peak_rss_bytes": {n: s.peak_rss for n, s in services.items()},
         "peak_scratch_bytes": {n: s.peak_scratch for n, s in services.items()},
         "connected_to": {n: sorted(peer(stack, port) for port in s.connected) for n, s in services.items()},
@@ -252,3 +259,23 @@ def test_a_clip_goes_end_to_end_through_the_image(
     print(json.dumps(record, indent=2))
     assert all(record["peak_rss_bytes"].values()), record  # every service was sampled
     assert record["peak_scratch_bytes"]["pusher"] > 0 and record["peak_scratch_bytes"]["transcoder"] > 0
+
+
+def test_each_service_stops_on_sigterm(services: dict[str, Sampler]) -> None:
+    """Last: SIGTERM to each service's own process, as the kubelet sends it to a
+    container's first process (buildah, asked to stop, would kill it instead)."""
+    for name, sampler in services.items():
+        (main,) = [p for p in tree(sampler.root_pid) if not is_buildah(p) and f"services.{name}" in cmdline(p)]
+        os.kill(main, signal.SIGTERM)
+    for name, sampler in services.items():
+        runner = sampler.runner
+        assert runner.wait(timeout=60) == 0, f"{name} exited with {runner.returncode}"
+        last = [json.loads(line) for line in sampler.log.read_text().splitlines() if line.startswith("{")][-1]
+        assert last["msg"].endswith("stopped"), (name, last)
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
