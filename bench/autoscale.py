@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import threading
@@ -351,6 +352,8 @@ def main(work: Path, quick: bool = False) -> dict[str, Any]:
     env = environment(work / "home")
     settings = load(env)
     down(settings, say=lambda _m: None)
+    for part in ("kafka", "s3", "postgres", "logs"):  # every run starts clean: an earlier run's
+        shutil.rmtree(settings.home / part, ignore_errors=True)  # leftovers would join this one
     up(settings, with_services=False, say=print)  # and this driver into the stack's group
     plan = QUICK if quick else FULL
     try:
