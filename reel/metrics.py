@@ -16,6 +16,11 @@ HANDBACKS = Counter(
     "Tasks given up mid-work for another attempt, by cause: rebalance, lost, sigterm, crash (reel/retries.py)",
     ["stage", "cause"],
 )
+STALLED = Counter(
+    "reel_stalled_partitions_total",
+    "Partitions found idle with records waiting that the consumer did not deliver, and resumed",
+    ["stage"],
+)
 IN_FLIGHT = Gauge("reel_tasks_in_flight", "Tasks being worked on", ["stage"])
 DEAD_LETTERS = Counter("reel_dead_letters_total", "Records sent to a dead-letter topic", ["topic", "kind"])
 UP = Gauge("reel_service_up", "1 while the service runs", ["service", "slot"])

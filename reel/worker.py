@@ -97,6 +97,10 @@ class Worker:
         self.committed_next: dict[tuple[str, int], int] = {}
         self.last_activity = time.monotonic()
         self.last_idle_commit = 0.0
+        # Partitions we own with records waiting that poll() has not delivered: since when.
+        self.waiting_since: dict[tuple[str, int], float] = {}
+        self.healed: set[tuple[str, int]] = set()  # resumed once already; still waiting: not live
+        self.last_watch = time.monotonic()
 
     # -- rebalance callbacks (run inside poll) ------------------------------------
     # An exception must not leave a callback: librdkafka would go on to the next one with
@@ -187,7 +191,8 @@ class Worker:
     def _loop(self) -> None:
         drain_deadline: float | None = None
         while True:
-            self.on_turn()
+            if not self.healed & self.waiting_since.keys():
+                self.on_turn()  # else /healthz fails: a restart is the cure left
             if self.stopping.is_set() and drain_deadline is None:
                 drain_deadline = time.monotonic() + self.drain_timeout_s
                 log.info("draining: no new tasks; finishing the current one")
@@ -204,6 +209,7 @@ class Worker:
                 self._finish(self.running)
             if self.running is None and msg is None:
                 self._idle_commit()
+                self._watch_waiting()
 
     def _on_message(self, msg: Message, accept: bool) -> None:
         err = msg.error()
@@ -239,6 +245,8 @@ class Worker:
 
     def _start(self, msg: Message) -> None:
         self.last_activity = time.monotonic()
+        self.waiting_since.clear()  # a record came: nothing is stuck
+        self.healed.clear()
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         with task_context(topic=topic, partition=partition, offset=offset):
             try:
@@ -474,6 +482,46 @@ class Worker:
         if ahead:
             log.debug("idle commit of %d partitions", len(ahead))
             self._transaction([], ahead, seek_back=False)
+
+    def _watch_waiting(self) -> None:
+        """Idle, yet a partition we own has records that poll() has not delivered for
+        REEL_STALLED_S: resume it and seek it to where our commits say, once. If it still
+        waits, the loop stops counting as live and /healthz fails.
+
+        In one autoscale benchmark run a splitter owned a partition with a video waiting
+        on it, polled, and was given nothing for twenty minutes (cause not found)."""
+        now = time.monotonic()
+        if now - self.last_watch < min(10.0, self.settings.stalled_s / 3):
+            return
+        self.last_watch = now
+        assignment = self.consumer.assignment()
+        try:
+            positions = {(tp.topic, tp.partition): tp.offset for tp in self.consumer.position(assignment)}
+            committed = {(tp.topic, tp.partition): tp.offset for tp in self.consumer.committed(assignment, 5)}
+            marks = {(tp.topic, tp.partition): self.consumer.get_watermark_offsets(tp, 2) for tp in assignment}
+        except KafkaException as exc:
+            log.info("waiting records not checked: %s", exc.args[0])
+            return
+        waiting = set()
+        for key, (low, end) in marks.items():
+            at = max(positions.get(key, -1), committed.get(key, -1), self.committed_next.get(key, -1))
+            if end > (at if at >= 0 else low):  # nothing committed yet: it starts at the earliest
+                waiting.add(key)
+        self.waiting_since = {k: self.waiting_since.get(k, now) for k in waiting}
+        self.healed &= waiting
+        for (topic, partition), since in self.waiting_since.items():
+            if now - since < self.settings.stalled_s or (topic, partition) in self.healed:
+                continue
+            key = (topic, partition)
+            offset = max(committed.get(key, -1), self.committed_next.get(key, -1), marks[key][0])
+            waited = now - since
+            log.warning("%s[%d]: records waiting %.0fs, none read: resumed at %d", topic, partition, waited, offset)
+            metrics.STALLED.labels(self.stage.name).inc()
+            self.consumer.resume([TopicPartition(topic, partition)])
+            if offset >= 0:
+                self._seek(topic, partition, offset)
+            self.healed.add((topic, partition))
+            self.waiting_since[(topic, partition)] = now
 
     # -- dead letters --------------------------------------------------------------
     def _dead_letter(self, msg: Message, event: dict[str, Any] | None, why: GivenUp) -> None:

@@ -9,7 +9,7 @@ at its 1 s timeout; "garbage" gives ffmpeg an input it refuses (a refusal of
 reel/refusals.py); "strange" fails in words the table does not know; "refused" is
 refused for good (Permanent), and with LOOP_FAIL_VIDEO=1 its video fails as a pipeline
 stage's would. LOOP_REWIND=1 makes the consumer re-deliver what was just committed, as
-librdkafka once did (issue #3).
+librdkafka once did (issue #3); LOOP_LEAK_PAUSE leaves partitions paused (LeakingPauseWorker).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from reel import media
 from reel.contract import task_fields
@@ -82,6 +82,24 @@ class RewindingWorker(Worker):
             self._seek(tp.topic, tp.partition, 0)
 
 
+class LeakingPauseWorker(Worker):
+    """Pauses the partitions it is first given with no bookkeeping, as a resume lost in the
+    client would leave them (LOOP_LEAK_PAUSE=once), or again after every watch (always)."""
+
+    leaked = False
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        super()._on_assign(consumer, partitions)
+        if partitions and not self.leaked:
+            consumer.pause(partitions)
+            self.leaked = True
+
+    def _watch_waiting(self) -> None:
+        super()._watch_waiting()
+        if os.environ["LOOP_LEAK_PAUSE"] == "always":
+            self.consumer.pause(self.consumer.assignment())
+
+
 def main() -> int:
     proc = start("loop")
     env = os.environ
@@ -92,7 +110,8 @@ def main() -> int:
         env["LOOP_STAGE"], env["LOOP_IN"], handler, schema="reel.events.SegmentRequested", on_dead_letter=fails_video
     )
     worker = RewindingWorker if env.get("LOOP_REWIND") == "1" else Worker
-    return worker(stage, proc.settings, storage, proc.stopping).run()
+    worker = LeakingPauseWorker if env.get("LOOP_LEAK_PAUSE") else worker
+    return worker(stage, proc.settings, storage, proc.stopping, on_turn=proc.health.tick).run()
 
 
 if __name__ == "__main__":

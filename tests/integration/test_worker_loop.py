@@ -10,6 +10,8 @@ import re
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -201,6 +203,44 @@ def test_partitions_revoked_mid_task_and_given_back_are_read_again(loop: LoopRun
     _wait_log(loop.tmp / f"worker-{loop.run_id}-0.log", r'"msg": "assigned \[\d', count=2)
     loop.produce(range(1, 25))  # on every partition
     assert_exactly_once(loop.wait_outputs(25, timeout=60), 25, loop)
+
+
+def test_a_partition_left_paused_is_found_and_read(loop: LoopRun) -> None:
+    """Records wait on partitions the client left paused (a lost resume): the idle worker
+    notices within REEL_STALLED_S, resumes them once, and every task is done once."""
+    loop.env.update(REEL_STALLED_S="3", LOOP_LEAK_PAUSE="once")
+    loop.start(0)
+    _wait_log(loop.tmp / f"worker-{loop.run_id}-0.log", r'"msg": "assigned \[\d')
+    loop.produce(range(8))
+    assert_exactly_once(loop.wait_outputs(8, timeout=60), 8, loop)
+    log = (loop.tmp / f"worker-{loop.run_id}-0.log").read_text()
+    assert re.search(r"records waiting \d+s, none read: resumed at 0", log), "the stall was not what moved it"
+
+
+def test_a_worker_whose_partitions_stay_stuck_fails_liveness(loop: LoopRun) -> None:
+    """Resumed and stuck again: the loop no longer counts as live, /healthz answers 503
+    (an orchestrator restarts it), while /metrics still answers."""
+    loop.env.update(REEL_STALLED_S="3", LOOP_LEAK_PAUSE="always")
+    loop.start(0)
+    log = loop.tmp / f"worker-{loop.run_id}-0.log"
+    _wait_log(log, r'"msg": "assigned \[\d')
+    port = int(re.search(r"/readyz on [\d.]+:(\d+)", log.read_text()).group(1))
+    assert _status(port, "/healthz") == 200
+    loop.produce(range(4))
+    deadline = time.monotonic() + 60
+    while _status(port, "/healthz") == 200:
+        assert time.monotonic() < deadline, "still live with its records stuck"
+        time.sleep(0.5)
+    assert _status(port, "/healthz") == 503 and _status(port, "/metrics") == 200
+    assert not loop.outputs()
+
+
+def _status(port: int, path: str) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 def _wait_log(path: Path, pattern: str, count: int = 1, timeout: float = 60) -> None:
