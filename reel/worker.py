@@ -46,6 +46,7 @@ from reel.transaction import Fatal, Transactions
 
 log = logging.getLogger(__name__)
 
+Offsets = dict[tuple[str, int], int]  # (topic, partition) -> offset
 HEARTBEAT_S = 2.0
 IDLE_COMMIT_S = 5.0
 
@@ -100,7 +101,6 @@ class Worker:
         # Partitions we own with records waiting that poll() has not delivered: since when.
         self.waiting_since: dict[tuple[str, int], float] = {}
         self.healed: set[tuple[str, int]] = set()  # resumed once already; still waiting: not live
-        self.last_watch = time.monotonic()
 
     # -- rebalance callbacks (run inside poll) ------------------------------------
     # An exception must not leave a callback: librdkafka would go on to the next one with
@@ -209,7 +209,6 @@ class Worker:
                 self._finish(self.running)
             if self.running is None and msg is None:
                 self._idle_commit()
-                self._watch_waiting()
 
     def _on_message(self, msg: Message, accept: bool) -> None:
         err = msg.error()
@@ -482,22 +481,17 @@ class Worker:
         if ahead:
             log.debug("idle commit of %d partitions", len(ahead))
             self._transaction([], ahead, seek_back=False)
+        self._watch_waiting(assignment, {(tp.topic, tp.partition): tp.offset for tp in positions}, committed)
 
-    def _watch_waiting(self) -> None:
-        """Idle, yet a partition we own has records that poll() has not delivered for
-        REEL_STALLED_S: resume it and seek it to where our commits say, once. If it still
+    def _watch_waiting(self, assignment: list[TopicPartition], positions: Offsets, committed: Offsets) -> None:
+        """At each idle commit: a partition we own whose records poll() has not delivered for
+        REEL_STALLED_S is resumed and sought to where our commits say, once. If it still
         waits, the loop stops counting as live and /healthz fails.
 
         In one autoscale benchmark run a splitter owned a partition with a video waiting
         on it, polled, and was given nothing for twenty minutes (cause not found)."""
         now = time.monotonic()
-        if now - self.last_watch < min(10.0, self.settings.stalled_s / 3):
-            return
-        self.last_watch = now
-        assignment = self.consumer.assignment()
         try:
-            positions = {(tp.topic, tp.partition): tp.offset for tp in self.consumer.position(assignment)}
-            committed = {(tp.topic, tp.partition): tp.offset for tp in self.consumer.committed(assignment, 5)}
             marks = {(tp.topic, tp.partition): self.consumer.get_watermark_offsets(tp, 2) for tp in assignment}
         except KafkaException as exc:
             log.info("waiting records not checked: %s", exc.args[0])

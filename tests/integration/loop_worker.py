@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
@@ -94,8 +95,8 @@ class LeakingPauseWorker(Worker):
             consumer.pause(partitions)
             self.leaked = True
 
-    def _watch_waiting(self) -> None:
-        super()._watch_waiting()
+    def _watch_waiting(self, *args: Any) -> None:
+        super()._watch_waiting(*args)
         if os.environ["LOOP_LEAK_PAUSE"] == "always":
             self.consumer.pause(self.consumer.assignment())
 
