@@ -147,3 +147,8 @@ def member_partitions(admin: AdminClient, group: str, topic: str) -> list[list[i
     except Exception:  # noqa: BLE001 - no group yet
         return []
     return [[tp.partition for tp in m.assignment.topic_partitions if tp.topic == topic] for m in members]
+
+
+def kafka_reachable(settings: Settings, timeout: float) -> None:
+    """Raises when the broker does not answer a metadata request within timeout."""
+    AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(timeout=timeout)

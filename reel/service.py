@@ -11,9 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka.admin import AdminClient
-
 from reel import faults, health, logs, metrics
+from reel.kafka import kafka_reachable
 from reel.pipeline import StageSpec
 from reel.settings import Settings, load
 from reel.storage import Storage
@@ -57,10 +56,6 @@ def start(name: str, looping: bool = True) -> Process:
     metrics.UP.labels(name, str(settings.slot)).set(1)
     log.info("metrics, /healthz and /readyz on %s:%d", settings.bind_address, port)
     return Process(name, settings, stopping, probes)
-
-
-def kafka_reachable(settings: Settings, timeout: float) -> None:
-    AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(timeout=timeout)
 
 
 def check_connections(settings: Settings) -> None:

@@ -13,14 +13,13 @@ from typing import Any
 
 import psycopg
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import make_asgi_app
 
 from reel.contract import Registry
-from reel.kafka import producer_config
+from reel.kafka import kafka_reachable, producer_config
 from reel.settings import Settings
 from reel.storage import Storage
 from services.tracker import playlists, reads
@@ -162,7 +161,7 @@ def create_app(settings: Settings, storage: Storage) -> FastAPI:
         except psycopg.Error as exc:
             problems.append(f"postgres: {exc}")
         try:
-            AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(timeout=3)
+            kafka_reachable(settings, 3)
         except Exception as exc:  # noqa: BLE001
             problems.append(f"kafka: {exc}")
         return _error(503, "; ".join(problems)) if problems else JSONResponse({"status": "ready"})
