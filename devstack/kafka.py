@@ -17,11 +17,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from devstack.procs import Component, StackError, spawn, wait_ready
 from reel import PROJECT_ROOT
-from reel.contract import all_topics
+from reel.contract import all_topics, topic_config
 from reel.settings import Settings
 
 POM = PROJECT_ROOT / "stack" / "kafka" / "pom.xml"
-DAY_MS = 24 * 3600 * 1000
 
 
 def ports(settings: Settings) -> list[int]:
@@ -130,8 +129,7 @@ def create_topics(settings: Settings) -> None:
     for topic in all_topics():
         if topic in existing:
             continue
-        config = {"retention.ms": str(DAY_MS)} if topic == "task.progress" else {}
-        wanted.append(NewTopic(topic, num_partitions=settings.kafka_partitions, config=config))
+        wanted.append(NewTopic(topic, num_partitions=settings.kafka_partitions, config=topic_config(topic)))
     if not wanted:
         return
     for topic, future in admin.create_topics(wanted, request_timeout=30).items():

@@ -50,6 +50,16 @@ def all_topics() -> list[str]:
     return [*TOPIC_SCHEMAS, *dead_letter_topics()]
 
 
+DAY_MS = 24 * 3600 * 1000
+
+
+def topic_config(topic: str) -> dict[str, str]:
+    """A topic's own config, where the broker's defaults will not do: progress is only
+    worth a day (the tracker has projected it long before); every other topic keeps the
+    broker's retention."""
+    return {"retention.ms": str(DAY_MS)} if topic == "task.progress" else {}
+
+
 def schema_for_topic(topic: str) -> str:
     return DEAD_LETTER if topic.endswith(DLQ_SUFFIX) else TOPIC_SCHEMAS[topic]
 

@@ -83,12 +83,16 @@ def _guard(run: Callable[[], None], proc: Process, failed: list[BaseException]) 
 
 
 def migrate_only() -> int:
+    """What a deployment needs before anything runs: the schema and the buckets. Both
+    idempotent, so every tracker pod may run it first (an init container)."""
     s = load()
     logs.setup("tracker-migrate", s.log_level)
     with psycopg.connect(s.postgres_url, autocommit=True, connect_timeout=10) as conn:
-        db.migrate(conn)  # idempotent, one migrator at a time (an advisory lock)
+        db.migrate(conn)  # one migrator at a time (an advisory lock)
         applied = [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY name")]
-    log.info("schema at %s", applied[-1] if applied else "nothing")
+    Storage.from_settings(s).ensure_buckets()
+    buckets = ", ".join((s.bucket_sources, s.bucket_work, s.bucket_outputs))
+    log.info("schema at %s; buckets %s", applied[-1] if applied else "nothing", buckets)
     return 0
 
 
