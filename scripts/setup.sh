@@ -2,7 +2,9 @@
 # Installs everything reel needs on a fresh Debian machine: ffmpeg, Java and Maven
 # (for the Kafka broker's jars), npm (hls.js for the tracker's player page) and the
 # Python packages; `setup.sh test` adds Chromium, the browser the playback test drives;
-# `setup.sh image` adds buildah and debootstrap, which build the container image.
+# and kustomize v5, which renders the Kubernetes manifests (built with Go into
+# .reel-cache/bin); `setup.sh image` adds buildah and debootstrap, which build the
+# container image.
 # Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +28,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[dev,stack]'
+if [ "${1:-}" = "test" ] && [ ! -x .reel-cache/bin/kustomize ]; then
+  # Debian's kubectl embeds kustomize 2.0, which has no components or patches.
+  command -v go >/dev/null || { echo "setup.sh: Go is needed to build kustomize v5" >&2; exit 1; }
+  GOBIN="$PWD/.reel-cache/bin" go install sigs.k8s.io/kustomize/kustomize/v5@v5.7.1
+fi
 # hls.js, exactly as the lockfile pins it.
 npm ci --prefix services/tracker/player --no-audit --no-fund --loglevel=error
 # The broker's jars, from Maven Central (the stack would fetch them on first `reel up`).

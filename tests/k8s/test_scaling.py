@@ -2,43 +2,26 @@
 (kustomize), each scales every worker kind once (HPAs or ScaledObjects, never both), on the
 metric, target, bounds and behavior of reel/autoscale.py; the StatefulSets drain within
 their grace period and take their slot from the ordinal; the splitter may read the
-transcoders' StatefulSet. Checked offline: no cluster runs here (issue 19 validates the
-manifests against the API schemas)."""
+transcoders' StatefulSet. Checked offline: no cluster runs here (test_manifests.py
+validates every object against the API schemas)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from reel import PROJECT_ROOT
 from reel.autoscale import Behavior, scalings
 from reel.pipeline import WORKER_KINDS
 from reel.settings import Settings, load
-
-K8S = PROJECT_ROOT / "k8s"
-
-
-def build(overlay: str) -> list[dict[str, Any]]:
-    if shutil.which("kubectl") is None:
-        pytest.skip("kubectl (with kustomize) is not installed")
-    out = subprocess.run(
-        ["kubectl", "kustomize", str(K8S / "overlays" / overlay)], capture_output=True, text=True, check=True
-    )
-    return [d for d in yaml.safe_load_all(out.stdout) if d]
+from tests.k8s.render import K8S, build, of
 
 
-def of(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
-    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
-
-
-def settings_of(docs: list[dict[str, Any]]) -> Settings:
-    """The settings a pod of this deployment reads (the ConfigMap's REEL_ variables)."""
-    return load(of(docs, "ConfigMap")["reel-config"]["data"])
+def settings_of(docs: tuple[dict[str, Any], ...]) -> Settings:
+    """The settings the splitter's pods read (its ConfigMap: it sizes videos for the scaling)."""
+    (ref,) = of(docs, "StatefulSet")["reel-splitter"]["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+    return load(of(docs, "ConfigMap")[ref["configMapRef"]["name"]]["data"])
 
 
 def behavior_yaml(b: Behavior) -> dict[str, Any]:
@@ -52,7 +35,7 @@ def behavior_yaml(b: Behavior) -> dict[str, Any]:
     return {"scaleUp": rules(b.up, b.up_window_s), "scaleDown": rules(b.down, b.down_window_s)}
 
 
-@pytest.mark.parametrize("overlay", ["hpa", "keda"])
+@pytest.mark.parametrize("overlay", ["prod", "keda"])
 def test_each_worker_kind_scales_once_by_the_local_rule(overlay: str) -> None:
     docs = build(overlay)
     s = settings_of(docs)
@@ -65,7 +48,7 @@ def test_each_worker_kind_scales_once_by_the_local_rule(overlay: str) -> None:
     for kind, x in expected.items():
         obj = objects[f"reel-{kind}"]["spec"]
         assert obj["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": f"reel-{kind}"}
-        if overlay == "hpa":
+        if hpas:
             (metric,) = obj["metrics"]
             ext = metric["external"]
             assert ext["metric"] == {"name": x.metric, "selector": {"matchLabels": {"group": x.group}}}
@@ -84,7 +67,7 @@ def test_each_worker_kind_scales_once_by_the_local_rule(overlay: str) -> None:
 
 
 def test_workers_drain_within_their_grace_and_take_their_slot_from_the_ordinal() -> None:
-    docs = build("hpa")
+    docs = build("prod")
     s = settings_of(docs)
     headless = {n for n, svc in of(docs, "Service").items() if svc["spec"].get("clusterIP") == "None"}
     for name, sts in of(docs, "StatefulSet").items():
@@ -96,13 +79,15 @@ def test_workers_drain_within_their_grace_and_take_their_slot_from_the_ordinal()
         env = {e["name"]: e for e in container["env"]}
         slot = env["REEL_SLOT"]["valueFrom"]["fieldRef"]["fieldPath"]
         assert slot == "metadata.labels['apps.kubernetes.io/pod-index']"
-        assert env["REEL_BIND_ADDRESS"]["value"] == "0.0.0.0"  # Prometheus scrapes the pod's address
+        (ref,) = container["envFrom"]
+        config = of(docs, "ConfigMap")[ref["configMapRef"]["name"]]["data"]
+        assert config["REEL_BIND_ADDRESS"] == "0.0.0.0"  # Prometheus scrapes the pod's address
         assert sts["spec"]["serviceName"] in headless
         assert sts["spec"]["podManagementPolicy"] == "Parallel"  # scale-in drains side by side
 
 
 def test_only_the_splitter_may_read_the_transcoders_statefulset() -> None:
-    docs = build("hpa")
+    docs = build("prod")
     s = settings_of(docs)
     sets = of(docs, "StatefulSet")
     splitter = sets["reel-splitter"]["spec"]["template"]["spec"]
@@ -124,8 +109,9 @@ def test_only_the_splitter_may_read_the_transcoders_statefulset() -> None:
     assert all(sets[n]["spec"]["template"]["spec"]["serviceAccountName"] == "reel-worker" for n in others)
 
 
-def test_the_kafka_lag_example_is_kept_out_of_the_overlay() -> None:
-    example = yaml.safe_load((K8S / "overlays" / "keda" / "kafka-lag.example.yaml").read_text())
+def test_the_kafka_lag_example_is_kept_out_of_the_component() -> None:
+    example = yaml.safe_load((K8S / "components" / "keda" / "kafka-lag.example.yaml").read_text())
     assert example["spec"]["triggers"][0]["type"] == "kafka"
-    listed = yaml.safe_load((K8S / "overlays" / "keda" / "kustomization.yaml").read_text())["resources"]
-    assert "kafka-lag.example.yaml" not in listed and Path(K8S / "overlays" / "keda" / "scaledobjects.yaml").exists()
+    listed = yaml.safe_load((K8S / "components" / "keda" / "kustomization.yaml").read_text())["resources"]
+    assert listed == ["scaledobjects.yaml"]
+    assert "ScaledObject" not in {d["kind"] for d in build("prod")}
