@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -16,14 +17,18 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from devstack import clips
 from reel import PROJECT_ROOT
 from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import submit
+from tests.k8s.render import build, of
 
 SERVICES = ["splitter", "puller", "transcoder", "pusher", "tracker"]
 
@@ -127,7 +132,9 @@ def test_tracker_roles_split_the_work(
     stack: Settings, stack_env: dict[str, str], storage: Storage, tmp_path: Path
 ) -> None:
     """As a cluster runs it: the schema by a one-shot migrate, one projector, an API apart.
-    A video submitted is projected by the one and read through the other."""
+    A video submitted is projected by the one and read through the other; every series the
+    scaling objects ask for (HPAs through the adapter, ScaledObjects) is in the projector's
+    scrape, with the labels they select."""
     env = {**os.environ, **stack_env}
     migrate = subprocess.run(
         [sys.executable, "-m", "services.tracker"],
@@ -166,6 +173,10 @@ def test_tracker_roles_split_the_work(
         while "reel_consumer_lag{" not in wait_for(f"http://127.0.0.1:{ports['projector']}/metrics").decode():
             assert time.monotonic() < deadline + 30, "the projector never refreshed its gauges"
             time.sleep(0.5)
+        scrape = wait_for(f"http://127.0.0.1:{ports['projector']}/metrics").decode()
+        for overlay in ("prod", "keda"):
+            for name, labels in scaling_series(build(overlay)):
+                assert series_present(scrape, name, labels), f"{overlay}: {name}{labels} not in the projector's scrape"
         api_metrics = wait_for(f"http://127.0.0.1:{ports['api']}/metrics").decode()
         assert "reel_consumer_lag{" not in api_metrics  # the gauges are the projector's alone: replicas would add up
         for role, port in ports.items():  # the API has no loop to stall: live all the same
@@ -178,3 +189,30 @@ def test_tracker_roles_split_the_work(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def scaling_series(docs: tuple[dict[str, Any], ...]) -> list[tuple[str, dict[str, str]]]:
+    """The series each HPA (through prometheus-adapter's rules) or ScaledObject (its query)
+    asks Prometheus for: a metric name and its label matchers."""
+    wanted = []
+    for hpa in of(docs, "HorizontalPodAutoscaler").values():
+        for m in hpa["spec"]["metrics"]:
+            wanted.append((m["external"]["metric"]["name"], m["external"]["metric"]["selector"]["matchLabels"]))
+    for rules in (yaml.safe_load(c["data"]["config.yaml"]) for c in of(docs, "ConfigMap").values() if "config.yaml" in c.get("data", {})):
+        for rule in rules["externalRules"]:
+            (name,) = re.findall(r'__name__="([a-z_]+)"', rule["seriesQuery"])
+            wanted.append((name, {}))
+    for so in of(docs, "ScaledObject").values():
+        for trigger in so["spec"]["triggers"]:
+            name, matchers = re.fullmatch(r"max\((\w+)\{(.*)\}\)", trigger["metadata"]["query"]).groups()  # type: ignore[union-attr]
+            wanted.append((name, dict(re.findall(r'(\w+)="([^"]*)"', matchers))))
+    assert wanted
+    return wanted
+
+
+def series_present(scrape: str, name: str, labels: dict[str, str]) -> bool:
+    return any(
+        s.name == name and labels.items() <= s.labels.items()
+        for family in text_string_to_metric_families(scrape)
+        for s in family.samples
+    )
