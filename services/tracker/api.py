@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import make_asgi_app
+from psycopg_pool import ConnectionPool
 
 from reel.contract import Registry
 from reel.kafka import kafka_reachable, producer_config
@@ -111,8 +113,21 @@ def create_app(settings: Settings, storage: Storage) -> FastAPI:
     app = FastAPI(title="reel tracker", version="1", description="Status and live progress of reel videos.")
     app.mount("/metrics", make_asgi_app())
 
-    def connect() -> psycopg.Connection:
-        return psycopg.connect(settings.postgres_url, connect_timeout=5, autocommit=True)
+    # Connections kept open and checked before each use, rather than one TCP connect and
+    # authentication per request; a Postgres failover costs one failed check, not a request.
+    pool = ConnectionPool(
+        settings.postgres_url,
+        min_size=1,
+        max_size=8,
+        kwargs={"autocommit": True, "connect_timeout": 5},
+        timeout=5,
+        check=ConnectionPool.check_connection,
+        name="tracker-api",
+        open=True,
+    )
+
+    def connect() -> AbstractContextManager[psycopg.Connection]:
+        return pool.connection()
 
     producer = Producer(producer_config(settings, "tracker-api", None))
     registry = Registry()

@@ -1,6 +1,8 @@
 """reel's image, built from the Containerfile (scripts/image.sh) and run for real: every
 service from it, as its non-root user, on the host network against the embedded Kafka,
-S3 and Postgres, one real clip end to end through the stitch gate; every probe answers.
+S3 and Postgres, one real clip end to end through the stitch gate; every probe the
+manifests name answers. The tracker runs as a cluster runs it: migrate first, then the
+projector and the API apart.
 
 Marked `image`: `.ci/run` runs it in a step of its own (`make image-test`), as building
 the image takes minutes. It records the image's size and each service's peak RSS (its
@@ -33,12 +35,22 @@ from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import submit, wait
 from tests.e2e.media_checks import judge
+from tests.k8s.render import OVERLAYS, build, workloads
 
 pytestmark = pytest.mark.image
 
 TAG = "localhost/reel:test"
 IMAGE_UID = "10001"  # the Containerfile's USER
-SERVICES = ("tracker", "splitter", "puller", "transcoder", "pusher")
+# Each run: its service and role, named as its workload is in k8s/ (reel-NAME).
+RUNS = {
+    "tracker-projector": ("tracker", {"REEL_TRACKER_ROLE": "projector"}),
+    "tracker-api": ("tracker", {"REEL_TRACKER_ROLE": "api"}),
+    "splitter": ("splitter", {}),
+    "puller": ("puller", {}),
+    "transcoder": ("transcoder", {}),
+    "pusher": ("pusher", {}),
+}
+SERVICES = tuple(RUNS)
 TRACKER_PORT = 28090
 METRICS_PORT = {name: 29100 + i for i, name in enumerate(SERVICES)}
 RESULTS = PROJECT_ROOT / "bench" / "results" / "image.json"
@@ -53,6 +65,7 @@ def image() -> str:
 def service_env(stack: Settings, name: str) -> dict[str, str]:
     """What a pod would get: addresses, credentials, its ports. Nothing of the host's."""
     return {
+        **RUNS[name][1],
         "REEL_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
         "REEL_S3_ENDPOINT": stack.s3_endpoint,
         "REEL_S3_ACCESS_KEY": stack.s3_access_key,
@@ -149,16 +162,26 @@ def services(image: str, stack: Settings, tmp_path_factory: pytest.TempPathFacto
     work = tmp_path_factory.mktemp("image-run")
     procs, samplers, containers = {}, {}, []
     try:
+        migrate = start_container(image, containers)
+        env = [
+            f"--env={k}={v}" for k, v in {**service_env(stack, "tracker-api"), "REEL_TRACKER_ROLE": "migrate"}.items()
+        ]
+        done = subprocess.run(
+            ["buildah", "run", "--isolation", "chroot", "--network", "host", *env, migrate, "--"]
+            + ["python3", "-m", "services.tracker"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0 and "schema at" in done.stdout + done.stderr, done.stderr[-2000:]
         for name in SERVICES:
-            ctr = f"reel-test-{name}-{uuid.uuid4().hex[:6]}"
-            subprocess.run(["buildah", "from", "--pull=never", "--name", ctr, image], check=True, capture_output=True)
-            containers.append(ctr)
+            ctr = start_container(image, containers)
             scratch = work / name
             scratch.mkdir()
             os.chown(scratch, int(IMAGE_UID), int(IMAGE_UID))
             env = [f"--env={k}={v}" for k, v in service_env(stack, name).items()]
             cmd = ["buildah", "run", "--isolation", "chroot", "--network", "host"]  # as the image's USER
-            cmd += ["--volume", f"{scratch}:/scratch", *env, ctr, "--", "python3", "-m", f"services.{name}"]
+            cmd += ["--volume", f"{scratch}:/scratch", *env, ctr, "--", "python3", "-m", f"services.{RUNS[name][0]}"]
             log = (work / f"{name}.log").open("wb")
             procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
             samplers[name] = Sampler(procs[name], scratch, work / f"{name}.log")
@@ -178,11 +201,18 @@ def services(image: str, stack: Settings, tmp_path_factory: pytest.TempPathFacto
             shutil.copy(work / f"{name}.log", PROJECT_ROOT / ".reel-test" / f"image-{name}.log")
 
 
+def start_container(image: str, containers: list[str]) -> str:
+    ctr = f"reel-test-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["buildah", "from", "--pull=never", "--name", ctr, image], check=True, capture_output=True)
+    containers.append(ctr)
+    return ctr
+
+
 def ready(name: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"{name} exited: {log.read_text()[-2000:]}"
-        if f"{name}-0 ready" in log.read_text(errors="replace"):
+        if f"{RUNS[name][0]}-0 ready" in log.read_text(errors="replace"):
             return
         time.sleep(0.5)
     raise AssertionError(f"{name} not ready: {log.read_text()[-2000:]}")
@@ -226,8 +256,30 @@ def test_probes_and_metrics_answer_on_their_fixed_ports(services: dict[str, Samp
         base = f"http://127.0.0.1:{METRICS_PORT[name]}"
         assert http(base + "/healthz") == (200, "ok\n"), name
         assert http(base + "/readyz") == (200, "ok\n"), name
-        assert f'reel_service_up{{service="{name}",slot="0"}} 1.0' in http(base + "/metrics")[1]
+        assert f'reel_service_up{{service="{RUNS[name][0]}",slot="0"}} 1.0' in http(base + "/metrics")[1]
     assert http(f"http://127.0.0.1:{TRACKER_PORT}/readyz")[0] == 200
+
+
+def test_every_probe_the_manifests_name_answers(services: dict[str, Sampler]) -> None:
+    """Each workload's probes, on the run of the same name: the manifests' port numbers
+    are the image's own defaults (its ENV), which this run moved to free ports."""
+    image_env = image_defaults(TAG)
+    listens_on = {int(image_env["REEL_METRICS_PORT"]): "metrics", int(image_env["REEL_TRACKER_PORT"]): "tracker"}
+    for overlay in OVERLAYS:
+        for workload, w in workloads(build(overlay)).items():
+            name = workload.removeprefix("reel-")
+            c = w["spec"]["template"]["spec"]["containers"][0]
+            ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                get = c[probe]["httpGet"]
+                setting = listens_on[ports[get["port"]]]  # a port the image listens on by default
+                port = METRICS_PORT[name] if setting == "metrics" else TRACKER_PORT
+                assert http(f"http://127.0.0.1:{port}{get['path']}")[0] == 200, (overlay, workload, probe)
+
+
+def image_defaults(tag: str) -> dict[str, str]:
+    config = json.loads(subprocess.run(["buildah", "inspect", tag], capture_output=True, text=True, check=True).stdout)
+    return dict(e.split("=", 1) for e in config["OCIv1"]["config"]["Env"])
 
 
 def test_a_clip_goes_end_to_end_through_the_image(
@@ -265,7 +317,7 @@ def test_each_service_stops_on_sigterm(services: dict[str, Sampler]) -> None:
     """Last: SIGTERM to each service's own process, as the kubelet sends it to a
     container's first process (buildah, asked to stop, would kill it instead)."""
     for name, sampler in services.items():
-        (main,) = [p for p in tree(sampler.root_pid) if not is_buildah(p) and f"services.{name}" in cmdline(p)]
+        (main,) = [p for p in tree(sampler.root_pid) if not is_buildah(p) and f"services.{RUNS[name][0]}" in cmdline(p)]
         os.kill(main, signal.SIGTERM)
     for name, sampler in services.items():
         runner = sampler.runner

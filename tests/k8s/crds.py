@@ -74,7 +74,9 @@ KAFKA = {
                             enum=("internal", "route", "loadbalancer", "nodeport", "ingress", "cluster-ip"),
                         ),
                         "tls": F(bool, required=True),
-                        "networkPolicyPeers": F([{"podSelector": F(LABEL_SELECTOR), "namespaceSelector": F(LABEL_SELECTOR)}]),
+                        "networkPolicyPeers": F(
+                            [{"podSelector": F(LABEL_SELECTOR), "namespaceSelector": F(LABEL_SELECTOR)}]
+                        ),
                     }
                 ],
                 required=True,

@@ -24,6 +24,13 @@ from tests.k8s import crds
 from tests.k8s.render import KUBERNETES, OVERLAYS, Doc, build, of, service_of, workloads
 
 IMAGE_RUN = json.loads((PROJECT_ROOT / "bench" / "results" / "image.json").read_text())
+
+
+def run_of(workload: str) -> str:
+    """The image run's name for a workload (tests/image runs each as k8s/ does)."""
+    return workload.removeprefix("reel-")
+
+
 MiB = 1 << 20
 
 
@@ -129,7 +136,9 @@ def test_every_topic_the_code_uses_is_a_kafka_topic_with_enough_partitions(overl
     scalers = [*of(docs, "HorizontalPodAutoscaler").values(), *of(docs, "ScaledObject").values()]
     most = max(s["spec"].get("maxReplicas", s["spec"].get("maxReplicaCount", 0)) for s in scalers)
     splitter = of(docs, "StatefulSet")["reel-splitter"]["spec"]["template"]["spec"]["containers"][0]
-    expected = int(of(docs, "ConfigMap")[splitter["envFrom"][0]["configMapRef"]["name"]]["data"]["REEL_KAFKA_PARTITIONS"])
+    expected = int(
+        of(docs, "ConfigMap")[splitter["envFrom"][0]["configMapRef"]["name"]]["data"]["REEL_KAFKA_PARTITIONS"]
+    )
     kafka = of(docs, "Kafka")["reel"]["spec"]["kafka"]["config"]
     (pool,) = of(docs, "KafkaNodePool").values()
     replication = 1 if overlay == "dev" else 3
@@ -152,10 +161,16 @@ def test_every_pod_is_restricted(overlay: str) -> None:
     for name, w in {**workloads(docs), **of(docs, "StatefulSet")}.items():
         pod = w["spec"]["template"]["spec"]
         sc = pod["securityContext"]
-        assert sc["runAsNonRoot"] is True and sc["runAsUser"] >= 10000 and sc["seccompProfile"]["type"] == "RuntimeDefault"
+        assert (
+            sc["runAsNonRoot"] is True and sc["runAsUser"] >= 10000 and sc["seccompProfile"]["type"] == "RuntimeDefault"
+        )
         for c in containers(w):
             csc = c["securityContext"]
-            assert csc == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}, (name, c["name"])
+            assert csc == {
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]},
+            }, (name, c["name"])
         if name in workloads(docs):
             (scratch,) = [v for v in pod["volumes"] if v["name"] == "scratch"]
             mounts = {m["mountPath"] for c in pod["containers"] for m in c["volumeMounts"]}
@@ -167,13 +182,12 @@ def test_requests_and_limits_cover_what_the_image_run_measured() -> None:
     least that peak; the pusher's disk holds three times the longest video's output."""
     docs = build("prod")
     for name, w in workloads(docs).items():
-        service = service_of(w)
         res = w["spec"]["template"]["spec"]["containers"][0]["resources"]
-        peak = IMAGE_RUN["peak_rss_bytes"][service]
+        peak = IMAGE_RUN["peak_rss_bytes"][run_of(name)]
         assert quantity(res["requests"]["memory"]) >= peak, name
         assert quantity(res["limits"]["memory"]) >= 2 * peak, name
         assert "cpu" not in res["limits"], f"{name}: a CPU limit only throttles"
-        assert quantity(res["limits"]["ephemeral-storage"]) >= 2 * IMAGE_RUN["peak_scratch_bytes"][service], name
+        assert quantity(res["limits"]["ephemeral-storage"]) >= 2 * IMAGE_RUN["peak_scratch_bytes"][run_of(name)], name
     s = Settings()
     profile = load_profile("default")
     bits_per_s = sum(r.bitrate for r in profile.rungs) + profile.audio.bitrate
@@ -297,10 +311,16 @@ def test_network_policies_allow_the_connections_the_image_run_made_and_no_other(
     for name, w in workloads(docs).items():
         service = service_of(w)
         labels = w["spec"]["template"]["metadata"]["labels"]
-        mine = [p["spec"] for p in policies if all(labels.get(k) == v for k, v in p["spec"]["podSelector"]["matchLabels"].items())]
-        assert any("Egress" in p["policyTypes"] for p in mine) and any("Ingress" in p["policyTypes"] for p in mine), name
+        mine = [
+            p["spec"]
+            for p in policies
+            if all(labels.get(k) == v for k, v in p["spec"]["podSelector"]["matchLabels"].items())
+        ]
+        assert any("Egress" in p["policyTypes"] for p in mine) and any("Ingress" in p["policyTypes"] for p in mine), (
+            name
+        )
         allowed = [peer for p in mine for rule in p.get("egress", []) for peer in egress_peers(rule)]
-        observed = set(IMAGE_RUN["connected_to"][service])
+        observed = set(IMAGE_RUN["connected_to"][run_of(name)])
         assert observed <= set(allowed), f"{name}: the image run reached {observed - set(allowed)}, not allowed here"
         extra = set(allowed) - observed
         expected_extra = {"dns"} | ({"api-server"} if service == "splitter" else set())
@@ -312,13 +332,14 @@ def test_network_policies_allow_the_connections_the_image_run_made_and_no_other(
         ingress = {p["port"] for s in mine for rule in s.get("ingress", []) for p in rule["ports"]}
         container_ports = {p["containerPort"] for p in w["spec"]["template"]["spec"]["containers"][0]["ports"]}
         assert ingress == container_ports, name
-        listened = len(IMAGE_RUN["listened_on"][service])
-        assert len(container_ports) <= listened, name  # "all" ran both API and metrics listeners
+        assert len(container_ports) == len(IMAGE_RUN["listened_on"][run_of(name)]), name
 
 
 def test_the_network_check_can_fail() -> None:
     assert egress_peers({"ports": [{"port": 80}]}) == ["anything"]
-    assert egress_peers({"to": [{"podSelector": {"matchLabels": {"app": "x"}}}], "ports": [{"port": 9092}]}) == ["other pods"]
+    assert egress_peers({"to": [{"podSelector": {"matchLabels": {"app": "x"}}}], "ports": [{"port": 9092}]}) == [
+        "other pods"
+    ]
     assert egress_peers({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": 80}]}) == ["an address block"]
 
 
@@ -333,5 +354,7 @@ def test_the_dev_overlay_is_one_of_everything_and_small() -> None:
     s3 = {e: load(of(docs, "ConfigMap")[e]["data"]).s3_endpoint for e in of(docs, "ConfigMap") if e.startswith("reel-")}
     assert set(s3.values()) == {"reel-minio:9000"} and "reel-minio" in of(docs, "Service")
     prod = build("prod")
-    assert {load(c["data"]).s3_endpoint for n, c in of(prod, "ConfigMap").items() if n.startswith("reel-")} != {"reel-minio:9000"}
+    assert {load(c["data"]).s3_endpoint for n, c in of(prod, "ConfigMap").items() if n.startswith("reel-")} != {
+        "reel-minio:9000"
+    }
     assert "reel-minio" not in of(prod, "Service")
