@@ -198,7 +198,11 @@ def scaling_series(docs: tuple[dict[str, Any], ...]) -> list[tuple[str, dict[str
     for hpa in of(docs, "HorizontalPodAutoscaler").values():
         for m in hpa["spec"]["metrics"]:
             wanted.append((m["external"]["metric"]["name"], m["external"]["metric"]["selector"]["matchLabels"]))
-    for rules in (yaml.safe_load(c["data"]["config.yaml"]) for c in of(docs, "ConfigMap").values() if "config.yaml" in c.get("data", {})):
+    for rules in (
+        yaml.safe_load(c["data"]["config.yaml"])
+        for c in of(docs, "ConfigMap").values()
+        if "config.yaml" in c.get("data", {})
+    ):
         for rule in rules["externalRules"]:
             (name,) = re.findall(r'__name__="([a-z_]+)"', rule["seriesQuery"])
             wanted.append((name, {}))
