@@ -358,3 +358,13 @@ def test_the_dev_overlay_is_one_of_everything_and_small() -> None:
         "reel-minio:9000"
     }
     assert "reel-minio" not in of(prod, "Service")
+
+
+def test_no_service_creates_topics() -> None:
+    """In a cluster the Topic Operator owns the topics: nothing a service imports makes one
+    (only the embedded stack, devstack/kafka.py, does)."""
+    for service in k8s_config.SERVICES:
+        for module in k8s_config.modules_of(service):
+            path = PROJECT_ROOT.joinpath(*module.split("."))
+            source = (path / "__init__.py" if path.is_dir() else path.with_suffix(".py")).read_text()
+            assert "create_topics" not in source and "NewTopic" not in source, module
