@@ -87,6 +87,7 @@ class Sampler:
     def __init__(self, runner: subprocess.Popen[bytes], scratch: Path, log: Path) -> None:
         self.runner, self.root_pid, self.scratch, self.log = runner, runner.pid, scratch, log
         self.peak_rss = self.peak_scratch = 0
+        self.cpu_s = 0.0  # CPU time of the service and the ffmpeg runs it waited for
         self.connected: set[int] = set()  # remote ports of connections it opened
         self.listened: set[int] = set()
         self.stop = threading.Event()
@@ -98,6 +99,7 @@ class Sampler:
             pids = {p for p in tree(self.root_pid) if not is_buildah(p)}
             self.peak_rss = max(self.peak_rss, sum(rss(p) for p in pids))
             self.peak_scratch = max(self.peak_scratch, folder_bytes(self.scratch))
+            self.cpu_s = max([self.cpu_s, *(cpu_seconds(p) for p in pids if "services." in cmdline(p))])
             listening = sockets("-tlnpH", pids)
             self.listened |= {local for local, _ in listening}
             for local, remote in sockets("-tnpH", pids, "state", "established"):
@@ -127,6 +129,15 @@ def tree(pid: int) -> list[int]:
             with contextlib.suppress(OSError):
                 todo += [int(c) for c in (task / "children").read_text().split()]
     return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and of its children it has waited for (/proc/PID/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def rss(pid: int) -> int:
@@ -304,6 +315,7 @@ def test_a_clip_goes_end_to_end_through_the_image(
         "clip": "30 s 640x360 25 fps with stereo AAC, profile tiny, mp4 + hls, 5 segments",
         "peak_rss_bytes": {n: s.peak_rss for n, s in services.items()},
         "peak_scratch_bytes": {n: s.peak_scratch for n, s in services.items()},
+        "cpu_seconds": {n: round(s.cpu_s, 1) for n, s in services.items()},
         "connected_to": {n: sorted(peer(stack, port) for port in s.connected) for n, s in services.items()},
         "listened_on": {n: sorted(s.listened) for n, s in services.items()},
     }
