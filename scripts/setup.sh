@@ -4,7 +4,7 @@
 # Python packages; `setup.sh test` adds Chromium, the browser the playback test drives;
 # and kustomize v5, which renders the Kubernetes manifests (built with Go into
 # .reel-cache/bin); `setup.sh image` adds buildah and debootstrap, which build the
-# container image.
+# container image, and bubblewrap, which runs its services on a read-only root.
 # Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,7 @@ fi
 if [ "${1:-}" = "image" ]; then
   command -v buildah >/dev/null || need_apt+=(buildah)
   command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+  command -v bwrap >/dev/null || need_apt+=(bubblewrap)  # runs the services as the pods would
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

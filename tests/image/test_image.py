@@ -1,8 +1,10 @@
 """reel's image, built from the Containerfile (scripts/image.sh) and run for real: every
 service from it, as its non-root user, on the host network against the embedded Kafka,
 S3 and Postgres, one real clip end to end through the stitch gate; every probe the
-manifests name answers. The tracker runs as a cluster runs it: migrate first, then the
-projector and the API apart.
+manifests name answers. The tracker runs as a cluster runs it: migrate first (with
+`buildah run`), then the projector and the API apart. The services run on the image's
+root mounted read-only, with every capability dropped and no new privileges, as the pods'
+securityContext has them (bubblewrap: `buildah run` cannot make the root read-only).
 
 Marked `image`: `.ci/run` runs it in a step of its own (`make image-test`), as building
 the image takes minutes. It records the image's size and each service's peak RSS (its
@@ -94,6 +96,10 @@ class Sampler:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
+    def main_pid(self) -> int:
+        (pid,) = [p for p in tree(self.root_pid) if not is_buildah(p) and "services." in cmdline(p)]
+        return pid
+
     def _run(self) -> None:
         while not self.stop.wait(0.2):
             pids = {p for p in tree(self.root_pid) if not is_buildah(p)}
@@ -151,13 +157,14 @@ def rss(pid: int) -> int:
 
 
 def is_buildah(pid: int) -> bool:
-    """buildah itself and its chroot helpers (buildah-chroot-runtime, -exec): the runtime
-    around a service, as a container runtime is, not part of it."""
+    """The runtime around a service, as a container runtime is, not part of it: bubblewrap,
+    or buildah and its chroot helpers (buildah-chroot-runtime, -exec)."""
     try:
         argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
     except OSError:
         return False
-    return Path(argv0.decode(errors="replace")).name.startswith("buildah")
+    name = Path(argv0.decode(errors="replace")).name
+    return name.startswith("buildah") or name == "bwrap"
 
 
 def folder_bytes(folder: Path) -> int:
@@ -185,14 +192,16 @@ def services(image: str, stack: Settings, tmp_path_factory: pytest.TempPathFacto
             timeout=120,
         )
         assert done.returncode == 0 and "schema at" in done.stdout + done.stderr, done.stderr[-2000:]
+        image_env = image_defaults(image)
         for name in SERVICES:
-            ctr = start_container(image, containers)
+            root = subprocess.run(
+                ["buildah", "mount", start_container(image, containers)], capture_output=True, text=True, check=True
+            ).stdout.strip()
             scratch = work / name
             scratch.mkdir()
             os.chown(scratch, int(IMAGE_UID), int(IMAGE_UID))
-            env = [f"--env={k}={v}" for k, v in service_env(stack, name).items()]
-            cmd = ["buildah", "run", "--isolation", "chroot", "--network", "host"]  # as the image's USER
-            cmd += ["--volume", f"{scratch}:/scratch", *env, ctr, "--", "python3", "-m", f"services.{RUNS[name][0]}"]
+            env = {**image_env, **service_env(stack, name)}
+            cmd = as_the_pod_runs(root, scratch, env, ["python3", "-m", f"services.{RUNS[name][0]}"])
             log = (work / f"{name}.log").open("wb")
             procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
             samplers[name] = Sampler(procs[name], scratch, work / f"{name}.log")
@@ -210,6 +219,19 @@ def services(image: str, stack: Settings, tmp_path_factory: pytest.TempPathFacto
             subprocess.run(["buildah", "rm", ctr], capture_output=True)
         for name in SERVICES:  # for the failure report
             shutil.copy(work / f"{name}.log", PROJECT_ROOT / ".reel-test" / f"image-{name}.log")
+
+
+def as_the_pod_runs(root: str, scratch: Path, env: dict[str, str], argv: list[str]) -> list[str]:
+    """The pods' securityContext, here: the image's root read-only with only /scratch
+    writable, the image's user, every capability dropped (bounding set too), no new
+    privileges; the host's network. bubblewrap makes the mounts, setpriv (util-linux, in
+    the image) drops to the user; buildah run has no read-only root."""
+    cmd = ["bwrap", "--ro-bind", root, "/", "--bind", str(scratch), "/scratch", "--proc", "/proc", "--dev", "/dev"]
+    cmd += ["--tmpfs", "/run", "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--clearenv"]
+    for k, v in env.items():
+        cmd += ["--setenv", k, v]
+    cmd += ["--", "setpriv", f"--reuid={IMAGE_UID}", f"--regid={IMAGE_UID}", "--clear-groups"]
+    return [*cmd, "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--", *argv]
 
 
 def start_container(image: str, containers: list[str]) -> str:
@@ -252,14 +274,20 @@ def http(url: str) -> tuple[int, str]:
 
 
 def test_every_service_runs_from_the_image_as_its_user(services: dict[str, Sampler]) -> None:
+    """As its user, with no capability left to gain and no new privileges, on a read-only
+    root (what the pods' securityContext asks)."""
     for name, sampler in services.items():
-        uids = set()
+        seen = set()
         for pid in tree(sampler.root_pid):
             if is_buildah(pid):
                 continue
-            status = Path(f"/proc/{pid}/status").read_text()
-            uids.add(next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:")))
-        assert uids == {IMAGE_UID}, f"{name} runs as {uids}"
+            status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+            caps = {k: int(status[k], 16) for k in ("CapEff", "CapPrm", "CapBnd")}
+            seen.add((status["Uid"].split()[0], tuple(caps.values()), status["NoNewPrivs"].strip()))
+        assert seen == {(IMAGE_UID, (0, 0, 0), "1")}, f"{name} runs as {seen}"
+        mounts = Path(f"/proc/{sampler.main_pid()}/mountinfo").read_text().splitlines()
+        (root_mount,) = [m for m in mounts if m.split()[4] == "/"]
+        assert "ro" in root_mount.split()[5].split(","), f"{name}: the root is writable: {root_mount}"
 
 
 def test_probes_and_metrics_answer_on_their_fixed_ports(services: dict[str, Sampler]) -> None:
