@@ -48,6 +48,7 @@ class Settings:
     callback_secret: str = "reel-dev-callback-secret"  # HMAC key of callbacks; set your own
     callback_max_attempts: int = 8  # a callback is abandoned after this many failed POSTs
     callback_backoff_s: float = 2.0  # delay after the first failed POST; doubles each time
+    callback_allow: str = ""  # hosts (or host:port) callbacks may reach though not public, comma-separated
     workers_per_kind: int = 1  # fleet size of the splitter, puller and pusher under `reel up`
     transcoders: int = 2  # fleet size of the transcoder under `reel up`
     autoscale: bool = False  # `reel up` scales each worker kind on its backlog (devstack/autoscaler.py)

@@ -8,7 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from reel import keys, ladder, media, pipeline, task
+from reel import callback_target, keys, ladder, media, pipeline, task
 from reel.contract import Registry, task_key
 from reel.faults import fault_point
 from reel.media import flags
@@ -136,6 +136,11 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     formats = list(ev["formats"])
     if not formats or set(formats) - FORMATS:
         raise Permanent(f"unknown output format in {formats}; known: {', '.join(sorted(FORMATS))}")
+    if ev.get("callback_url"):  # refused now, with the reason, rather than never delivered
+        try:
+            callback_target.check(ev["callback_url"], callback_target.allow_list(deps.settings.callback_allow))
+        except callback_target.Refused as exc:
+            raise Permanent(str(exc)) from exc
     if ev.get("reuse_generation") is not None:  # reel retry --segment
         reused = reuse_generation(task, deps, deps.registry)
         if reused is not None:

@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
-from reel import metrics
+from reel import callback_target, metrics
 from reel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -99,29 +98,30 @@ def enqueue(conn: psycopg.Connection, video_id: str) -> None:
 
 
 # -- delivery --------------------------------------------------------------------------
-def post(url: str, key: str, outcome: str, payload: bytes, secret: str) -> tuple[int | None, str | None]:
-    """One attempt: (HTTP status or None, error text or None)."""
-    ts = int(time.time())
-    request = urllib.request.Request(
-        url,
-        data=payload,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": "reel-tracker",
-            "Idempotency-Key": key,
-            "X-Reel-Event": f"video.{outcome}",
-            "X-Reel-Timestamp": str(ts),
-            "X-Reel-Signature": sign(secret, ts, payload),
-        },
-    )
+def post(
+    url: str, key: str, outcome: str, payload: bytes, secret: str, allow: frozenset[str] = frozenset()
+) -> tuple[int | None, str | None, bool]:
+    """One attempt: (HTTP status or None, error text or None, refused for good). The URL is
+    checked again here (its name may resolve elsewhere now) and the POST goes to the
+    address checked; a redirect is an answer, not followed."""
     try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as resp:
-            return resp.status, None
-    except urllib.error.HTTPError as exc:
-        return exc.code, f"HTTP {exc.code}"
-    except (OSError, ValueError) as exc:  # refused, timed out, bad URL
-        return None, str(exc)[:500]
+        target = callback_target.check(url, allow)
+    except callback_target.Refused as exc:
+        return None, str(exc), True
+    ts = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "reel-tracker",
+        "Idempotency-Key": key,
+        "X-Reel-Event": f"video.{outcome}",
+        "X-Reel-Timestamp": str(ts),
+        "X-Reel-Signature": sign(secret, ts, payload),
+    }
+    try:
+        status = callback_target.post(target, payload, headers, HTTP_TIMEOUT_S)
+    except (OSError, http.client.HTTPException) as exc:  # refused, timed out, reset
+        return None, str(exc)[:500], False
+    return status, None if 200 <= status < 300 else f"HTTP {status}", False
 
 
 def deliver_due(conn: psycopg.Connection, settings: Settings, limit: int = 10) -> int:
@@ -133,10 +133,13 @@ def deliver_due(conn: psycopg.Connection, settings: Settings, limit: int = 10) -
             "ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED",
             (limit,),
         ).fetchall()
+        allow = callback_target.allow_list(settings.callback_allow)
         for cb in due:
             attempt = cb["attempts"] + 1
             payload = json.dumps(cb["body"], sort_keys=True).encode()
-            status, error = post(cb["url"], cb["idempotency_key"], cb["outcome"], payload, settings.callback_secret)
+            status, error, refused = post(
+                cb["url"], cb["idempotency_key"], cb["outcome"], payload, settings.callback_secret, allow
+            )
             ok = status is not None and 200 <= status < 300
             cur.execute(
                 "INSERT INTO callback_attempts (idempotency_key, attempt, status, error) VALUES (%s, %s, %s, %s)",
@@ -144,7 +147,7 @@ def deliver_due(conn: psycopg.Connection, settings: Settings, limit: int = 10) -
             )
             if ok:
                 state, outcome = "delivered", "delivered"
-            elif attempt >= settings.callback_max_attempts:
+            elif refused or attempt >= settings.callback_max_attempts:
                 state, outcome = "abandoned", "abandoned"
                 log.error("callback %s abandoned after %d attempts: %s", cb["idempotency_key"], attempt, error)
             else:

@@ -22,6 +22,7 @@ E2E_ENV = {
     "REEL_CALLBACK_SECRET": "e2e-callback-secret",
     "REEL_PLAYBACK_SECRET": "e2e-playback-secret",
     "REEL_CALLBACK_BACKOFF_S": "0.3",
+    "REEL_CALLBACK_ALLOW": "127.0.0.1",  # the tests' own receivers
     # The plan does not follow a transcoder being restarted after a kill: runs compare.
     "REEL_PLAN_WORKERS": "2",
 }

@@ -1,6 +1,8 @@
 """Callbacks: a signed POST on completion and on failure, retried with backoff, one
 idempotency key per outcome; a receiver that fails twice still gets exactly one
-accepted delivery. The receiver is a real HTTP server on loopback, in the test."""
+accepted delivery. The receiver is a real HTTP server on loopback, in the test (allowed by
+REEL_CALLBACK_ALLOW); URLs that reach inside are refused at submit and never POSTed to,
+and a redirect is never followed."""
 
 from __future__ import annotations
 
@@ -142,3 +144,77 @@ def test_failure_callback_carries_the_reason(receiver: Receiver, e2e_settings: S
         == {"stage": end["stage"], "reason": end["reason"], "kind": "bad_input"}
         == {"stage": end["stage"], "reason": end["reason"], "kind": end["kind"]}
     )
+
+
+@pytest.mark.parametrize(
+    "inside",
+    [
+        "http://localhost:{port}/hooks",  # a name resolving to loopback
+        "http://[::1]:{port}/hooks",
+        "http://169.254.169.254/latest/meta-data/",  # cloud metadata
+        "http://10.1.2.3/hooks",
+    ],
+)
+def test_a_callback_url_that_reaches_inside_is_refused_at_submit(
+    inside: str, receiver: Receiver, e2e_settings: Settings, tmp_path: Path
+) -> None:
+    """Refused with the reason when the video is submitted (it fails before any work), and
+    never POSTed to: the failure's own callback is refused again at delivery."""
+    port = receiver.url.split(":")[2].split("/")[0]
+    clip = tmp_path / "clip.mp4"
+    synthetic(clip, seconds=1, audio=False)
+    storage = Storage.from_settings(e2e_settings)
+    url = inside.format(port=port)
+    sub = submit(e2e_settings, storage, clip, "tiny", request_id=str(uuid.uuid4()), callback_url=url)
+    end = wait(e2e_settings, sub.video_id, sub.submitted_ms, timeout=120)
+    assert end["topic"] == "video.failed" and end["stage"] == "splitter", end
+    assert "callbacks go to public addresses only" in end["reason"] or "does not resolve" in end["reason"], end
+    deadline = time.monotonic() + 30
+    while not [c for c in status(sub.video_id).get("callbacks", []) if c["state"] == "abandoned"]:
+        assert time.monotonic() < deadline, status(sub.video_id)
+        time.sleep(0.3)
+    (cb,) = status(sub.video_id)["callbacks"]
+    assert cb["attempts"] == 1 and "public addresses only" in cb["last_error"], cb
+    assert receiver.deliveries(sub.video_id) == []
+
+
+def test_a_redirect_to_inside_is_not_followed(e2e_settings: Settings, tmp_path: Path) -> None:
+    """An allowed receiver answering 307 towards another listener: the answer counts as a
+    failed attempt; the listener it points to receives nothing."""
+    hits: dict[str, int] = {"redirector": 0, "target": 0}
+
+    def listener(name: str, location: str | None) -> ThreadingHTTPServer:
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                self.rfile.read(int(self.headers["Content-Length"]))
+                hits[name] += 1
+                self.send_response(307 if location else 200)
+                if location:
+                    self.send_header("Location", location)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+    target = listener("target", None)
+    redirector = listener("redirector", f"http://127.0.0.1:{target.server_address[1]}/metadata")
+    try:
+        clip = tmp_path / "clip.mp4"
+        synthetic(clip, seconds=1, audio=False)
+        storage = Storage.from_settings(e2e_settings)
+        url = f"http://127.0.0.1:{redirector.server_address[1]}/hooks"
+        sub = submit(e2e_settings, storage, clip, "tiny", request_id=str(uuid.uuid4()), callback_url=url)
+        assert wait(e2e_settings, sub.video_id, sub.submitted_ms, timeout=120)["topic"] == "video.completed"
+        deadline = time.monotonic() + 30
+        while hits["redirector"] < 2:  # tried, and tried again: a 307 is a failure
+            assert time.monotonic() < deadline, hits
+            time.sleep(0.2)
+        (cb,) = status(sub.video_id)["callbacks"]
+        assert cb["last_error"] == "HTTP 307" and hits["target"] == 0, (cb, hits)
+    finally:
+        target.shutdown()
+        redirector.shutdown()

@@ -179,7 +179,8 @@ def test_every_pod_is_restricted(overlay: str) -> None:
 
 def test_requests_and_limits_cover_what_the_image_run_measured() -> None:
     """Memory limits at least twice each service's peak RSS in the image run; requests at
-    least that peak; the pusher's disk holds three times the longest video's output."""
+    least that peak; the busiest asks most CPU; the pusher's disk holds three times the
+    longest video's output."""
     docs = build("prod")
     for name, w in workloads(docs).items():
         res = w["spec"]["template"]["spec"]["containers"][0]["resources"]
@@ -188,6 +189,13 @@ def test_requests_and_limits_cover_what_the_image_run_measured() -> None:
         assert quantity(res["limits"]["memory"]) >= 2 * peak, name
         assert "cpu" not in res["limits"], f"{name}: a CPU limit only throttles"
         assert quantity(res["limits"]["ephemeral-storage"]) >= 2 * IMAGE_RUN["peak_scratch_bytes"][run_of(name)], name
+    # CPU: the one that burned most in the image run (the transcoder, by far) asks most.
+    cpu = {
+        name: quantity(w["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"])
+        for name, w in workloads(docs).items()
+    }
+    burned = IMAGE_RUN["cpu_seconds"]
+    assert max(cpu, key=cpu.__getitem__) == "reel-" + max(burned, key=burned.__getitem__)
     s = Settings()
     profile = load_profile("default")
     bits_per_s = sum(r.bitrate for r in profile.rungs) + profile.audio.bitrate
