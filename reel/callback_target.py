@@ -96,12 +96,13 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
     """TLS to the checked address, verified against the URL's host name."""
 
     def __init__(self, target: Target, timeout: float) -> None:
-        super().__init__(target.address, target.port, timeout=timeout, context=ssl.create_default_context())
+        super().__init__(target.address, target.port, timeout=timeout)
         self.server_name = target.host
+        self.tls = ssl.create_default_context()
 
     def connect(self) -> None:
         sock = socket.create_connection((self.host, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.server_name)  # type: ignore[attr-defined]
+        self.sock = self.tls.wrap_socket(sock, server_hostname=self.server_name)
 
 
 def post(target: Target, body: bytes, headers: dict[str, str], timeout: float) -> int:

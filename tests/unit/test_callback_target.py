@@ -5,9 +5,12 @@ following a redirect."""
 
 from __future__ import annotations
 
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +139,34 @@ def test_a_redirect_is_an_answer_not_followed(servers: list[ThreadingHTTPServer]
     target = check(f"http://127.0.0.1:{outside.server_address[1]}/", allow_list("127.0.0.1"), answering("127.0.0.1"))
     assert post(target, b"{}", {}, 5) == 307
     assert len(outside_seen) == 1 and inside_seen == []
+
+
+def tls_listener(tmp_path: Path, name: str) -> ThreadingHTTPServer:
+    """An HTTPS receiver on loopback with a certificate for `name` from a CA of its own,
+    which the client is told to trust (SSL_CERT_FILE)."""
+    key, cert = tmp_path / f"{name}.key", tmp_path / f"{name}.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}"]
+        + ["-addext", f"subjectAltName=DNS:{name}", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    server, _seen = serve()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    return server
+
+
+def test_tls_is_verified_against_the_urls_name_not_the_address(
+    servers: list[ThreadingHTTPServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = tls_listener(tmp_path, "hooks.test")
+    servers.append(good)
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "hooks.test.crt"))
+    port = good.server_address[1]
+    target = check(f"https://hooks.test:{port}/done", allow_list("hooks.test"), answering("127.0.0.1"))
+    assert post(target, b"{}", {}, 5) == 204  # connected to 127.0.0.1, verified as hooks.test
+    other = check(f"https://other.test:{port}/done", allow_list("other.test"), answering("127.0.0.1"))
+    with pytest.raises(ssl.SSLCertVerificationError):
+        post(other, b"{}", {}, 5)
