@@ -61,7 +61,7 @@ VALUES: dict[str, object] = {
 }
 
 
-def _module_file(name: str) -> Path | None:
+def module_file(name: str) -> Path | None:
     p = ROOT.joinpath(*name.split("."))
     for f in (p / "__init__.py", p.with_suffix(".py")):
         if f.exists():
@@ -90,7 +90,7 @@ def modules_of(service: str) -> set[str]:
     todo = [f"services.{service}.__main__"]
     while todo:
         name = todo.pop()
-        f = _module_file(name)
+        f = module_file(name)
         if name in seen or f is None:
             continue
         seen.add(name)
@@ -113,7 +113,7 @@ def settings_read(service: str) -> set[str]:
     """The Settings fields the service's code reads."""
     read: set[str] = set()
     for name in modules_of(service) - {"reel.settings"}:
-        f = _module_file(name)
+        f = module_file(name)
         assert f is not None
         for node in ast.walk(ast.parse(f.read_text())):
             if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load) and _is_settings(node.value):

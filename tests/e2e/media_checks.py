@@ -9,7 +9,10 @@ from fractions import Fraction
 from pathlib import Path
 
 from devstack.baseline import psnr
+from reel.download import get
 from reel.media import flags
+from reel.settings import Settings
+from reel.storage import Storage
 
 __all__ = ["psnr"]  # the tests measure quality as the benchmark does
 
@@ -115,3 +118,9 @@ def judge(source: Path, out: Path) -> None:
         assert abs(first) <= 1 / float(fps) + 1e-3, f"{mp4.name}: audio starts at {first:.4f}s"
         expected = min(src_first + src_length - src_v0, len(got.pts) / float(fps))
         assert abs(length - expected) <= AAC_FRAME_S + 1e-3, f"{mp4.name}: audio {length:.4f}s not {expected:.4f}s"
+
+
+def download(settings: Settings, storage: Storage, video_id: str, out: Path) -> None:
+    """Every output of a video, as `reel get` fetches them (checked against its manifest)."""
+    manifest = storage.get_bytes(settings.bucket_outputs, f"{video_id}/manifest.json")
+    get(storage, settings.bucket_outputs, manifest, out, [], None, lambda _todo, _n: lambda _w: lambda _b: None)

@@ -32,11 +32,10 @@ import pytest
 
 from devstack.clips import synthetic
 from reel import PROJECT_ROOT
-from reel.download import get
 from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import submit, wait
-from tests.e2e.media_checks import judge
+from tests.e2e.media_checks import download, judge
 from tests.k8s.render import OVERLAYS, build, workloads
 
 pytestmark = pytest.mark.image
@@ -328,9 +327,8 @@ def test_a_clip_goes_end_to_end_through_the_image(
     sub = submit(stack, storage, clip, "tiny", ["mp4", "hls"], request_id=f"image-{uuid.uuid4()}")
     end = wait(stack, sub.video_id, sub.submitted_ms, timeout=300)
     assert end["topic"] == "video.completed", end
-    manifest = storage.get_bytes(stack.bucket_outputs, f"{sub.video_id}/manifest.json")
     out = tmp_path / "out"
-    get(storage, stack.bucket_outputs, manifest, out, [], None, lambda _todo, _n: lambda _w: lambda _b: None)
+    download(stack, storage, sub.video_id, out)
     judge(clip, out)  # frames, CFR, sizes, audio start and length: what a viewer sees
     status = json.loads(http(f"http://127.0.0.1:{TRACKER_PORT}/videos/{sub.video_id}")[1])
     assert status["state"] == "completed" and status["percent"] == 100

@@ -373,6 +373,7 @@ def test_no_service_creates_topics() -> None:
     (only the embedded stack, devstack/kafka.py, does)."""
     for service in k8s_config.SERVICES:
         for module in k8s_config.modules_of(service):
-            path = PROJECT_ROOT.joinpath(*module.split("."))
-            source = (path / "__init__.py" if path.is_dir() else path.with_suffix(".py")).read_text()
+            path = k8s_config.module_file(module)
+            assert path is not None
+            source = path.read_text()
             assert "create_topics" not in source and "NewTopic" not in source, module
