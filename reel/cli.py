@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -16,10 +13,11 @@ from rich.live import Live
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from reel import ladder
+from reel import ladder, tenancy, tokens
 from reel import settings as settings_mod
 from reel.download import GetError, Wanted, digest
 from reel.download import get as download
+from reel.remote import Tracker
 from reel.storage import Storage
 from reel.submit import SubmitError, parse_formats, submit
 from reel.submit import wait as wait_for
@@ -30,6 +28,26 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 out = Console()
+_remote: dict[str, str] = {}  # --tracker / --token
+
+
+@app.callback()
+def main(
+    tracker: str | None = typer.Option(
+        None, "--tracker", help="The tracker's URL: submit through its front door (no Kafka or S3 credentials)."
+    ),
+    token: str | None = typer.Option(None, "--token", help="Your tenant's token (default: REEL_TRACKER_TOKEN)."),
+) -> None:
+    """reel: distributed video transcoding over Kafka."""
+    if tracker:
+        _remote["url"] = tracker
+    if token:
+        _remote["token"] = token
+
+
+def _tracker_client() -> Tracker:
+    s = settings_mod.load()
+    return Tracker(_remote.get("url", s.tracker_url), _remote.get("token", s.tracker_token))
 
 
 def _devstack() -> ModuleType:
@@ -87,8 +105,13 @@ def submit_cmd(
     callback_url: str | None = typer.Option(None, help="POSTed when the video completes or fails."),
     wait: bool = typer.Option(False, "--wait", help="Follow the video until it completes or fails."),
     timeout: float = typer.Option(3600, help="Seconds to wait with --wait."),
+    tenant: str = typer.Option(
+        "default", help="Direct path only (no --tracker): the tenant to file it under, as a trusted producer."
+    ),
 ) -> None:
-    """Upload FILE (resumable), ask for it to be processed, print its video id."""
+    """Upload FILE (resumable), ask for it to be processed, print its video id. With
+    --tracker, through the tracker's front door as the token's tenant; without, straight to
+    S3 and Kafka with this machine's credentials (a trusted producer)."""
     s = settings_mod.load()
     storage = Storage.from_settings(s)
     try:
@@ -96,9 +119,14 @@ def submit_cmd(
         size = file.stat().st_size if file.is_file() else 0
         with Progress(*Progress.get_default_columns(), DownloadColumn(), console=err) as bar:
             job = bar.add_task(f"upload {file.name}", total=size)
-            sub = submit(
-                s, storage, file, profile, formats, request_id, callback_url, progress=lambda n: bar.advance(job, n)
-            )
+            advance = lambda n: bar.advance(job, n)  # noqa: E731
+            if "url" in _remote:
+                sub = _tracker_client().submit(file, profile, formats, request_id, callback_url, advance)
+            else:
+                sub = submit(s, storage, file, profile, formats, request_id, callback_url, advance, tenant)
+    except OSError as exc:
+        err.print(f"reel submit: the tracker cannot be reached ({exc})", highlight=False)
+        raise typer.Exit(1) from None
     except SubmitError as exc:
         err.print(f"reel submit: {exc}", highlight=False)
         raise typer.Exit(2) from None
@@ -115,7 +143,7 @@ def _follow(s: settings_mod.Settings, storage: Storage, video_id: str, since_ms:
     try:
         view = _watch(video_id, timeout, missing_ok=True)
     except OSError:
-        err.print(f"(no tracker on port {s.tracker_port}: following the video's events on Kafka)")
+        err.print(f"(no tracker at {_tracker_client().url}: following the video's events on Kafka)")
         with err.status(f"waiting for {video_id} ..."):
             event = wait_for(s, video_id, since_ms, timeout)
         if event["topic"] == "video.failed":
@@ -151,12 +179,7 @@ def _print_outputs(outputs: list[dict], playback: dict | None = None) -> None:
 
 def _get(path: str, method: str = "GET") -> tuple[int, dict]:
     """(HTTP status, JSON body) from the tracker; OSError when it cannot be reached."""
-    url = f"http://127.0.0.1:{settings_mod.load().tracker_port}{path}"
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=20) as resp:
-            return resp.status, dict(json.loads(resp.read()))
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(json.loads(exc.read() or b"{}"))
+    return _tracker_client().call(method, path, timeout=20)
 
 
 def _watch(video_id: str, timeout: float, missing_ok: bool = False) -> dict:
@@ -189,8 +212,8 @@ def _tracker(path: str, method: str = "GET") -> dict:
     try:
         code, body = _get(path, method)
     except OSError as exc:
-        port = settings_mod.load().tracker_port
-        err.print(f"reel: the tracker on port {port} cannot be reached ({exc}); is the stack up (reel ps)?")
+        url = _tracker_client().url
+        err.print(f"reel: the tracker at {url} cannot be reached ({exc}); is the stack up (reel ps)?")
         raise typer.Exit(1) from None
     if not 200 <= code < 300:
         detail = "; ".join(str(d.get("msg")) for d in body.get("detail", []) if isinstance(d, dict))
@@ -335,6 +358,24 @@ def list_cmd(
             v["error"] or "",
         )
     out.print(table)
+
+
+token_app = typer.Typer(help="Tenants' bearer tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("new")
+def token_new(tenant: str = typer.Argument(..., help="The tenant the token is for.")) -> None:
+    """Make a token: give the token to the tenant, add the entry to the tracker's
+    REEL_TENANT_TOKENS (only its digest; keep the old entry until clients have moved)."""
+    try:
+        tenancy.check_tenant(tenant)
+    except tenancy.Refused as exc:
+        err.print(f"reel token: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    token = tokens.new_token()
+    out.print(f"token: {token}", highlight=False)
+    out.print(f"entry: {tenant}:{tokens.digest(token)}", highlight=False)
 
 
 if __name__ == "__main__":

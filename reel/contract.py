@@ -21,6 +21,7 @@ import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from reel.pipeline import DLQ_SUFFIX, dead_letter_topics
+from reel.tenancy import DEFAULT as DEFAULT_TENANT
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
@@ -159,6 +160,7 @@ def envelope(
     attempt: int = 1,
     event_id: str | None = None,
     trace_id: str | None = None,
+    tenant: str = DEFAULT_TENANT,
 ) -> dict[str, Any]:
     """The envelope fields every event carries."""
     return {
@@ -171,6 +173,7 @@ def envelope(
         "produced_at": int(time.time() * 1000),
         "producer": producer,
         "trace_id": trace_id,
+        "tenant": tenant,
     }
 
 

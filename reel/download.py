@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reel import keys
+from reel import keys, tenancy
 from reel.parallel import in_threads
 from reel.storage import Storage, sha256_file
 
@@ -47,7 +47,7 @@ def select(manifest: dict[str, Any], rungs: list[str], fmt: str | None) -> list[
     kinds = KINDS[fmt] if fmt else {k for ks in KINDS.values() for k in ks}
     if fmt and not any(r["kind"] in kinds and r["kind"] != "poster" for r in rows):
         raise GetError(f"video {manifest['video_id']} was not made in {fmt}")
-    prefix = keys.output(manifest["video_id"], "")
+    prefix = keys.output(manifest.get("tenant", tenancy.DEFAULT), manifest["video_id"], "")
     wanted = []
     for r in rows:
         if r["kind"] not in kinds:

@@ -1,5 +1,8 @@
 """Every object key reel writes, built in one place.
 
+Every key below starts with the tenant's prefix (reel/tenancy.py: nothing for the default
+tenant, `tenants/{name}/` for any other), in each of the three buckets.
+
 reel-work (intermediates; a generation's prefix holds all of its work, so removing it
 clears a failed video):
 
@@ -23,6 +26,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from reel.tenancy import DEFAULT, prefix
+
 Event = dict[str, Any]  # anything with the envelope's video_id, generation, track, segment_index
 
 
@@ -30,8 +35,12 @@ def segment(ev: Event) -> str:
     return "all" if ev.get("segment_index") is None else f"{ev['segment_index']:05d}"
 
 
+def tenant_prefix(ev: Event) -> str:
+    return prefix(ev.get("tenant", DEFAULT))
+
+
 def generation(ev: Event) -> str:
-    return f"{ev['video_id']}/{ev['generation']}/"
+    return f"{tenant_prefix(ev)}{ev['video_id']}/{ev['generation']}/"
 
 
 def work(ev: Event, attempt_id: str, name: str) -> str:
@@ -60,7 +69,7 @@ def checkpoint(stage: str, ev: Event) -> str:
 
 
 def attempts_prefix(stage: str, ev: Event) -> str:
-    return f"attempts/{ev['video_id']}/{ev['generation']}/{ev['track']}/{segment(ev)}/{stage}/"
+    return f"{tenant_prefix(ev)}attempts/{ev['video_id']}/{ev['generation']}/{ev['track']}/{segment(ev)}/{stage}/"
 
 
 def attempt_marker(stage: str, ev: Event, time_ns: int, attempt_id: str) -> str:
@@ -69,26 +78,27 @@ def attempt_marker(stage: str, ev: Event, time_ns: int, attempt_id: str) -> str:
 
 
 def tombstone(ev: Event) -> str:
-    return f"failed/{ev['video_id']}/{ev['generation']}.json"
+    return f"{tenant_prefix(ev)}failed/{ev['video_id']}/{ev['generation']}.json"
 
 
-def submission(video_id: str) -> str:
-    return f"submissions/{video_id}.json"
+def submission(tenant: str, video_id: str) -> str:
+    return f"{prefix(tenant)}submissions/{video_id}.json"
 
 
-def upload(sha256: str, file_name: str) -> str:
-    return f"uploads/{sha256}/{file_name}"
+def upload(tenant: str, sha256: str, file_name: str) -> str:
+    """An uploaded source; file_name already made a safe key part (tenancy.safe_file_name)."""
+    return f"{prefix(tenant)}uploads/{sha256}/{file_name}"
 
 
-def output(video_id: str, path: str) -> str:
+def output(tenant: str, video_id: str, path: str) -> str:
     """An output under the video's folder in reel-outputs (path as `mp4/360p.mp4`)."""
-    return f"{video_id}/{path}"
+    return f"{prefix(tenant)}{video_id}/{path}"
 
 
-def manifest(video_id: str) -> str:
-    return output(video_id, "manifest.json")
+def manifest(tenant: str, video_id: str) -> str:
+    return output(tenant, video_id, "manifest.json")
 
 
-def hls_playlist(video_id: str, rendition: str | None = None) -> str:
+def hls_playlist(tenant: str, video_id: str, rendition: str | None = None) -> str:
     """The master playlist (rendition None) or a rendition's media playlist."""
-    return output(video_id, "hls/master.m3u8" if rendition is None else f"hls/{rendition}/index.m3u8")
+    return output(tenant, video_id, "hls/master.m3u8" if rendition is None else f"hls/{rendition}/index.m3u8")

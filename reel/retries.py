@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from reel import tenancy
 from reel.attempts import COMPLETED, FAILED, HANDED_BACK, STARTED, Marker
 from reel.contract import ContractError, envelope
 from reel.media import MediaError
@@ -125,7 +126,7 @@ class GivenUp:
     """Why an input is given up: the kind, the loop's finer word, the reason, how often."""
 
     kind: Kind
-    error_kind: str  # malformed | unknown-schema | permanent | attempts-exhausted
+    error_kind: str  # malformed | unknown-schema | refused | permanent | attempts-exhausted
     reason: str
     failed: int
 
@@ -139,6 +140,7 @@ def dead_letter(source: Input, event: dict[str, Any] | None, why: GivenUp, produ
         generation=e.get("generation", 0),
         track=e.get("track", "video"),
         segment_index=e.get("segment_index"),
+        tenant=tenancy.known(e),
         event_id=str(uuid.uuid5(EVENT_NS, f"{source.topic}/{source.partition}/{source.offset}/dead-letter")),
     )
     where = {

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from reel import PROJECT_ROOT
+from reel.tokens import DEV_TOKEN, DEV_TOKENS
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,11 @@ class Settings:
     tracker_port: int = 18080
     tracker_role: str = "all"  # all | projector | api | migrate (services/tracker/__main__.py)
     tracker_url: str = ""  # how viewers reach the tracker; empty: http://127.0.0.1:tracker_port
+    tenant_tokens: str = DEV_TOKENS  # tenant:sha256-of-token pairs the tracker accepts (reel/tokens.py)
+    tracker_token: str = DEV_TOKEN  # the bearer token the CLI presents to the tracker
+    tracker_open: str = "/readyz,/metrics,/docs,/openapi.json"  # answered without a token (and /healthz)
+    auth_failures: int = 10  # failed authentications a client may make per auth_window_s ...
+    auth_window_s: float = 60.0  # ... before it is refused (HTTP 429) until the window frees
     playback_secret: str = "reel-dev-playback-secret"  # HMAC key of playlist tokens; set your own
     playback_ttl_s: float = 3600.0  # playback links live this long at least (and the video's length + 10 min)
     outputs_base_url: str = ""  # a CDN or public bucket in front of reel-outputs: links name it, unsigned

@@ -3,12 +3,13 @@
 Every object written here carries its sha256 in metadata, and events carry the
 key and checksum of every object they point at; readers verify before use.
 minio-py's multipart calls are private API (pinned minio 7.2.x); they are used
-only in `MultipartUpload` below.
+only in the multipart section of `Storage` below.
 """
 
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import io
 import logging
@@ -297,6 +298,38 @@ class Storage:
     def presign_get(self, bucket: str, key: str, expires: timedelta = timedelta(hours=1)) -> str:
         return self.client.presigned_get_object(bucket, key, expires=expires)
 
+    # -- multipart uploads: resumed by `MultipartUpload`, or by clients through presigned parts
+    def open_uploads(self, bucket: str, key: str) -> builtins.list[str]:  # `list` is a method here
+        result = self._retry(lambda: self.client._list_multipart_uploads(bucket, prefix=key), "list uploads")
+        return [str(u.upload_id) for u in result.uploads if u.object_name == key]
+
+    def create_upload(self, bucket: str, key: str, sha256: str) -> str:
+        headers: dict[str, str | list[str] | tuple[str]] = {"x-amz-meta-" + SHA_META: sha256}
+        return self._retry(lambda: self.client._create_multipart_upload(bucket, key, headers), "create upload")
+
+    def uploaded_parts(self, bucket: str, key: str, upload_id: str) -> dict[int, tuple[str, int]]:
+        """Each part the store holds: number -> (ETag, size)."""
+        parts: dict[int, tuple[str, int]] = {}
+        marker: str | None = None
+        while True:
+            res = self._retry(
+                partial(self.client._list_parts, bucket, key, upload_id, part_number_marker=marker), "list parts"
+            )
+            for part in res.parts:
+                parts[part.part_number] = (part.etag.strip('"'), int(part.size or 0))
+            if not res.is_truncated:
+                return parts
+            marker = res.next_part_number_marker
+
+    def complete_upload(self, bucket: str, key: str, upload_id: str, etags: dict[int, str]) -> None:
+        parts = [Part(n, etags[n]) for n in sorted(etags)]
+        self._retry(lambda: self.client._complete_multipart_upload(bucket, key, upload_id, parts), "complete upload")
+
+    def presign_part(self, bucket: str, key: str, upload_id: str, number: int, expires: timedelta) -> str:
+        """A URL a client PUTs one part to, holding no credentials itself."""
+        query: dict[str, str | list[str] | tuple[str]] = {"uploadId": upload_id, "partNumber": str(number)}
+        return self.client.get_presigned_url("PUT", bucket, key, expires=expires, extra_query_params=query)
+
     def _guard_missing(self, call: Callable[[], T], bucket: str, key: str) -> T:
         try:
             return self._retry(call, f"{bucket}/{key}")
@@ -337,38 +370,10 @@ class MultipartUpload:
         self.reused = 0  # parts found complete and identical
 
     def _open_uploads(self) -> list[str]:
-        result = self.storage._retry(
-            lambda: self.client._list_multipart_uploads(self.bucket, prefix=self.key),
-            "list uploads",
-        )
-        return [str(u.upload_id) for u in result.uploads if u.object_name == self.key]
-
-    def _create(self) -> str:
-        headers: dict[str, str | list[str] | tuple[str]] = {"x-amz-meta-" + SHA_META: self.sha256}
-        return self.storage._retry(
-            lambda: self.client._create_multipart_upload(self.bucket, self.key, headers),
-            "create upload",
-        )
+        return self.storage.open_uploads(self.bucket, self.key)
 
     def _listed_parts(self, upload_id: str) -> dict[int, str]:
-        etags: dict[int, str] = {}
-        marker: str | None = None
-        while True:
-            res = self.storage._retry(
-                partial(
-                    self.client._list_parts,
-                    self.bucket,
-                    self.key,
-                    upload_id,
-                    part_number_marker=marker,
-                ),
-                "list parts",
-            )
-            for part in res.parts:
-                etags[part.part_number] = part.etag.strip('"')
-            if not res.is_truncated:
-                return etags
-            marker = res.next_part_number_marker
+        return {n: etag for n, (etag, _size) in self.storage.uploaded_parts(self.bucket, self.key, upload_id).items()}
 
     def run(self, progress: Callable[[int], None] | None = None) -> None:
         local = {n: hashlib.md5(d).hexdigest() for n, d in _parts(self.path, self.part_size)}
@@ -381,8 +386,8 @@ class MultipartUpload:
                 self.abort_all()
                 upload_id, done = None, {}
         if upload_id is None:
-            upload_id = self._create()
-        parts: list[Part] = []
+            upload_id = self.storage.create_upload(self.bucket, self.key, self.sha256)
+        parts: dict[int, str] = {}
         for number, data in _parts(self.path, self.part_size):
             if done.get(number) == local[number]:
                 self.reused += 1
@@ -404,13 +409,10 @@ class MultipartUpload:
                 metrics.UPLOAD_PARTS.labels("sent").inc()
                 if number < len(local):
                     fault_point("mid-part")
-            parts.append(Part(number, local[number]))
+            parts[number] = local[number]
             if progress:
                 progress(len(data))
-        self.storage._retry(
-            lambda: self.client._complete_multipart_upload(self.bucket, self.key, upload_id, parts),
-            "complete upload",
-        )
+        self.storage.complete_upload(self.bucket, self.key, upload_id, parts)
         log.info(
             "uploaded %s/%s in %d parts: %d sent, %d reused from an earlier upload",
             self.bucket,

@@ -1,8 +1,11 @@
 """Submitting a video: upload the source (resumable), produce video.requested, and
 follow the video's events until it completes or fails.
 
-Idempotent: video_id = uuid5(request id) when the client gives one, else
-uuid5(source sha256 + profile + formats); a duplicate returns the existing id.
+Idempotent: video_id = uuid5(tenant + request id) when the client gives one, else
+uuid5(tenant + source sha256 + profile + formats); a duplicate returns the existing id, and
+two tenants sending the same file get two videos. This is the direct path, for trusted
+producers holding Kafka and S3 credentials: the tenant is whatever they say. Clients go
+through the tracker's front door instead, which stamps the tenant its token names.
 The source is stored content-addressed, so re-uploading the same file is skipped;
 its sha256 stands in for the ETag (a multipart ETag is not a content hash).
 """
@@ -19,7 +22,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from reel import keys, ladder
+from reel import keys, ladder, tenancy
 from reel.contract import Registry, envelope
 from reel.kafka import producer_config
 from reel.settings import Settings
@@ -40,8 +43,10 @@ class Submission:
     submitted_ms: int
 
 
-def video_id_for(request_id: str | None, sha256: str, profile: str, formats: list[str]) -> str:
+def video_id_for(tenant: str, request_id: str | None, sha256: str, profile: str, formats: list[str]) -> str:
     name = f"request:{request_id}" if request_id else f"source:{sha256}:{profile}:{','.join(formats)}"
+    if tenant != tenancy.DEFAULT:  # the default tenant's ids are those of before tenants
+        name = f"tenant:{tenant}:{name}"
     return str(uuid.uuid5(ID_NS, name))
 
 
@@ -62,8 +67,13 @@ def submit(
     request_id: str | None = None,
     callback_url: str | None = None,
     progress: Callable[[int], None] | None = None,
+    tenant: str = tenancy.DEFAULT,
 ) -> Submission:
     formats = formats or list(FORMATS)
+    try:
+        tenancy.check_tenant(tenant)
+    except tenancy.Refused as exc:
+        raise SubmitError(str(exc)) from exc
     if not path.is_file():
         raise SubmitError(f"no such file: {path}")
     try:
@@ -71,27 +81,43 @@ def submit(
     except ladder.UnknownProfile as exc:
         raise SubmitError(str(exc)) from exc
     sha = sha256_file(path)
-    vid = video_id_for(request_id, sha, profile, formats)
-    marker = keys.submission(vid)
+    vid = video_id_for(tenant, request_id, sha, profile, formats)
+    marker = keys.submission(tenant, vid)
     if storage.exists(settings.bucket_work, marker):
         return Submission(vid, False, json.loads(storage.get_bytes(settings.bucket_work, marker))["at"])
-    key = keys.upload(sha, path.name)
+    key = keys.upload(tenant, sha, tenancy.safe_file_name(path.name))
     if not storage.exists(settings.bucket_sources, key):
         storage.put_file(settings.bucket_sources, key, path, progress)
     elif progress:
         progress(path.stat().st_size)
     now = int(time.time() * 1000)
-    record = {
-        **envelope(video_id=vid, producer="reel-submit", event_id=str(uuid.uuid5(ID_NS, vid))),
+    source = {"bucket": settings.bucket_sources, "key": key, "etag": sha, "size": path.stat().st_size}
+    record = request(tenant, vid, "reel-submit", request_id, profile, formats, callback_url, source)
+    produce(settings, "video.requested", vid, record)
+    storage.put_bytes(settings.bucket_work, marker, json.dumps({"at": now, "source": key}).encode())
+    return Submission(vid, True, now)
+
+
+def request(
+    tenant: str,
+    video_id: str,
+    producer: str,
+    request_id: str | None,
+    profile: str,
+    formats: list[str],
+    callback_url: str | None,
+    source: dict[str, Any],
+) -> dict[str, Any]:
+    """A video's video.requested; its event id follows from the video id, so a request
+    sent twice is one event to every reader."""
+    return {
+        **envelope(video_id=video_id, producer=producer, event_id=str(uuid.uuid5(ID_NS, video_id)), tenant=tenant),
         "request_id": request_id,
         "profile": profile,
         "formats": formats,
         "callback_url": callback_url,
-        "source": {"bucket": settings.bucket_sources, "key": key, "etag": sha, "size": path.stat().st_size},
+        "source": source,
     }
-    produce(settings, "video.requested", vid, record)
-    storage.put_bytes(settings.bucket_work, marker, json.dumps({"at": now, "source": key}).encode())
-    return Submission(vid, True, now)
 
 
 def produce(settings: Settings, topic: str, key: str, record: dict[str, Any]) -> None:

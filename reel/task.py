@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from reel import tenancy
 from reel.attempts import Attempt
 from reel.contract import envelope
 from reel.pipeline import StageSpec
@@ -39,6 +40,7 @@ class Kind(str, Enum):
     STITCH_GATE = "stitch_gate"
     ENVIRONMENT = "environment"  # the machine, not the input: disk full, out of memory
     INTERNAL = "internal"  # reel broke its own contract (an output its schema refuses)
+    CANCELLED = "cancelled"  # its tenant cancelled it, or deleted it once finished (DELETE /videos/{id})
     UNKNOWN = "unknown"  # written before events carried a kind
 
 
@@ -88,6 +90,7 @@ class Task:
             attempt=self.attempt.number,
             event_id=str(uuid.uuid5(EVENT_NS, f"{e['event_id']}/{topic}/{n}")),
             trace_id=e.get("trace_id"),
+            tenant=e["tenant"],
         )
         env.update(changes)
         return env
@@ -124,6 +127,7 @@ def fail_video(stage: str) -> DeadLetterHook:
             segment_index=event["segment_index"],
             attempt=event.get("attempt", 1),
             trace_id=event.get("trace_id"),
+            tenant=tenancy.known(event),
             event_id=str(uuid.uuid5(EVENT_NS, f"{event['event_id']}/video.failed")),
         )
         record = {

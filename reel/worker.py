@@ -30,7 +30,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from reel import metrics, retries
+from reel import metrics, retries, tenancy
 from reel.attempts import COMPLETED, FAILED, HANDED_BACK, Attempt, Attempts
 from reel.checkpoints import Checkpoints
 from reel.contract import ContractError, Registry, dlq_topic, schema_for_topic
@@ -84,6 +84,7 @@ class Worker:
         self.worker_id = f"{stage.name}-{settings.slot}"
         self.attempts = Attempts(storage, settings.bucket_work, stage.name)
         self.checkpoints = Checkpoints(storage, settings.bucket_work, self.registry, stage.name)
+        self.buckets = (settings.bucket_sources, settings.bucket_work, settings.bucket_outputs)
         self.group = f"reel.{stage.name}"
         self.consumer = Consumer(consumer_config(settings, self.group, self.worker_id))
         # Stable per slot: a restarted slot fences its zombie and aborts its open transaction.
@@ -253,6 +254,12 @@ class Worker:
             except ContractError as exc:
                 log.error("undecodable record: %s", exc)
                 self._dead_letter(msg, None, GivenUp(Kind.BAD_INPUT, exc.kind, str(exc), 0))
+                return
+            try:  # before anything reads or writes storage for it
+                tenancy.check_event(event, self.buckets)
+            except tenancy.Refused as exc:
+                log.error("refused: %s", exc)
+                self._dead_letter(msg, event, GivenUp(Kind.BAD_INPUT, "refused", str(exc), 0))
                 return
         ctx = {
             "topic": topic,

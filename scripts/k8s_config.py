@@ -37,6 +37,7 @@ SECRETS = {
     "database_url": ("reel-postgres-app", "uri"),
     "playback_secret": ("reel-tracker-keys", "playback-secret"),
     "callback_secret": ("reel-tracker-keys", "callback-secret"),
+    "tenant_tokens": ("reel-tracker-keys", "tenant-tokens"),
 }
 # Set in the pod spec: the ordinal, the namespace, the tracker's role per Deployment.
 FROM_POD = frozenset({"slot", "kubernetes_namespace", "tracker_role"})

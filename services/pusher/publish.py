@@ -27,13 +27,13 @@ class Published:
 
 def publish(task: Task, deps: Deps, stitched: Stitched) -> Published:
     ev = task.event
-    bucket, vid = deps.settings.bucket_outputs, ev["video_id"]
+    bucket, tenant, vid = deps.settings.bucket_outputs, ev["tenant"], ev["video_id"]
     formats = set(ev["formats"])
     # The MP4s are always made (HLS is cut from them); they are kept only when asked for.
     files = [f for f in stitched.files if not (f.kind == "mp4" and "mp4" not in formats)]
 
     def put(f: OutputFile) -> ObjectRef:
-        ref = deps.storage.put_file(bucket, keys.output(vid, f.rel), f.path)
+        ref = deps.storage.put_file(bucket, keys.output(tenant, vid, f.rel), f.path)
         fault_point("mid-upload")
         return ref
 
@@ -46,13 +46,14 @@ def publish(task: Task, deps: Deps, stitched: Stitched) -> Published:
     rows = [_row(f, ref, stitched) for f, ref in zip(files, refs, strict=True)]  # every object
     manifest = {
         "video_id": vid,
+        "tenant": tenant,
         "generation": ev["generation"],
         "profile": ev["profile"],
         "duration": stitched.duration,
-        "playback": playback(deps.settings, vid, formats),
+        "playback": playback(deps.settings, tenant, vid, formats),
         "outputs": rows,
     }
-    mref = deps.storage.put_bytes(bucket, keys.manifest(vid), json.dumps(manifest, indent=2).encode())
+    mref = deps.storage.put_bytes(bucket, keys.manifest(tenant, vid), json.dumps(manifest, indent=2).encode())
     return Published(mref, [*listed, {"kind": "manifest", "rung": None, "object": mref.as_record()}])
 
 
@@ -73,12 +74,12 @@ def _row(f: OutputFile, ref: ObjectRef, stitched: Stitched) -> dict[str, Any]:
     return row
 
 
-def playback(settings: Settings, video_id: str, formats: set[str]) -> dict[str, str] | None:
+def playback(settings: Settings, tenant: str, video_id: str, formats: set[str]) -> dict[str, str] | None:
     """Where the video plays, for as long as the outputs stay: behind a public base URL
     the stored master itself; else the tracker's stable route, which redirects to freshly
     signed links (a signed link written here would expire)."""
     if "hls" not in formats:
         return None
     if settings.outputs_base_url:
-        return {"hls": f"{settings.outputs_base_url.rstrip('/')}/{keys.hls_playlist(video_id)}"}
+        return {"hls": f"{settings.outputs_base_url.rstrip('/')}/{keys.hls_playlist(tenant, video_id)}"}
     return {"hls": f"{settings.tracker_url}/videos/{video_id}/play.m3u8"}

@@ -20,13 +20,17 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import make_asgi_app
 from psycopg_pool import ConnectionPool
 
-from reel.contract import Registry
+from reel import keys
+from reel.attempts import Attempts
+from reel.contract import Registry, envelope
 from reel.kafka import kafka_reachable, producer_config
 from reel.settings import Settings
 from reel.storage import Storage
-from services.tracker import playlists, reads
+from reel.task import Kind
+from services.tracker import auth, front_door, playlists, reads
+from services.tracker.playback import BadToken, verify
 from services.tracker.playlists import Links, output_url
-from services.tracker.projection import VIDEO_STATES, current_work, stalled
+from services.tracker.projection import FINISHED, VIDEO_STATES, current_work, stalled
 from services.tracker.retry import Conflict, check_segment_retry, claim_retry
 
 STALL_S = 15.0  # a segment whose worker sent no heartbeat for this long is stalled
@@ -98,6 +102,7 @@ def status_view(row: dict[str, Any], links: Links, now: datetime) -> dict[str, A
         "segments": segments,
         "outputs": outputs,
         "playback": playback,
+        "events": links.events(),
         "callbacks": [
             {
                 **c,
@@ -137,12 +142,12 @@ def create_app(settings: Settings, storage: Storage) -> FastAPI:
         if producer.flush(15) != 0:
             raise RuntimeError(f"Kafka did not take the {topic} event")
 
-    def load(video_id: str) -> dict[str, Any]:
+    def load(video_id: str, tenant: str | None) -> dict[str, Any]:
         with connect() as conn:
-            row = reads.video(conn, video_id)
+            row = reads.video(conn, video_id, tenant)
         if row is None:
             raise NotFound(video_id)
-        links = Links(settings, storage.presign_get, video_id, row["generation"], row["duration"], time.time())
+        links = Links.of(settings, storage.presign_get, video_id, row)
         return status_view(row, links, datetime.now(UTC))
 
     def playable(video_id: str) -> dict[str, Any] | None:
@@ -150,6 +155,8 @@ def create_app(settings: Settings, storage: Storage) -> FastAPI:
             return reads.playable(conn, str(_valid_id(video_id)))
 
     app.include_router(playlists.router(settings, storage, playable))
+    app.include_router(front_door.router(settings, storage, connect, produce_event))
+    app.middleware("http")(auth.gate(settings))
 
     @app.exception_handler(NotFound)
     async def not_found(_req: Request, exc: NotFound) -> JSONResponse:
@@ -182,18 +189,19 @@ def create_app(settings: Settings, storage: Storage) -> FastAPI:
         return _error(503, "; ".join(problems)) if problems else JSONResponse({"status": "ready"})
 
     @app.get("/videos/{video_id}")
-    def get_video(video_id: str) -> dict[str, Any]:
-        return load(_valid_id(video_id))
+    def get_video(request: Request, video_id: str) -> dict[str, Any]:
+        return load(_valid_id(video_id), request.state.tenant)
 
     @app.get("/videos")
     def list_videos(
+        request: Request,
         state: str | None = Query(None, pattern="^(" + "|".join(STATES) + ")$"),
         limit: int = Query(20, ge=1, le=200),
         cursor: str | None = Query(None, description="next_cursor of the previous page"),
     ) -> dict[str, Any]:
         before = _decode_cursor(cursor) if cursor else None
         with connect() as conn:
-            rows = reads.videos(conn, state, limit, before)
+            rows = reads.videos(conn, request.state.tenant, state, limit, before)
         last = rows[-1] if len(rows) == limit else None
         return {
             "videos": [
@@ -203,36 +211,84 @@ def create_app(settings: Settings, storage: Storage) -> FastAPI:
         }
 
     @app.post("/videos/{video_id}/retry", status_code=202)
-    def retry(video_id: str, segment: int | None = None) -> dict[str, Any]:
+    def retry(request: Request, video_id: str, segment: int | None = None) -> dict[str, Any]:
         """Re-drive a failed video from its original request, as a new generation; with
         `segment`, redo that video segment and reuse what the failed generation finished."""
         vid = _valid_id(video_id)
         with connect() as conn, conn.transaction():
-            row = reads.video(conn, vid)
-            if row is not None and row["state"] == "failed" and segment is not None:
+            row = reads.video(conn, vid, request.state.tenant)
+            if row is None:
+                raise NotFound(vid)
+            if row["state"] == "failed" and segment is not None:
                 check_segment_retry(row, segment)
             try:
                 claimed = claim_retry(conn, vid, segment)
             except LookupError as exc:
                 raise Conflict(f"cannot retry: {exc}") from exc
             if claimed is None:
-                row = reads.video(conn, vid)
-                if row is None:
-                    raise NotFound(vid)
                 raise Conflict(f"video {vid} is {row['state']}; only a failed video can be retried")
             # Produced inside the claim: if Kafka does not take it, the claim rolls back.
             produce_event("video.requested", vid, claimed)
         return {"video_id": vid, "generation": claimed["generation"]}
 
-    @app.get("/videos/{video_id}/events")
-    async def stream(video_id: str) -> StreamingResponse:
+    @app.delete("/videos/{video_id}", status_code=202)
+    def delete(request: Request, video_id: str) -> dict[str, Any]:
+        """Cancel a running video - every stage drops its tasks and its work is removed - or
+        delete a finished one's outputs. Either way the video ends as failed, kind
+        `cancelled`, by an event (a replay of the projection agrees). A stitch already
+        running when it came may still publish: a second DELETE removes that."""
         vid = _valid_id(video_id)
-        await asyncio.to_thread(load, vid)  # 404 before the stream starts
+        with connect() as conn, conn.transaction():
+            row = conn.execute(
+                "SELECT state, generation, callback_url FROM videos WHERE video_id = %s AND tenant = %s FOR UPDATE",
+                (vid, request.state.tenant),
+            ).fetchone()
+            if row is None:
+                raise NotFound(vid)
+            state, generation, callback_url = row
+            ev = {"video_id": vid, "generation": generation, "tenant": request.state.tenant}
+            running = state not in FINISHED
+            why = "cancelled by its tenant" if running else "deleted by its tenant: its outputs are removed"
+            # The tombstone first: from here every stage skips the generation's tasks and clears their work.
+            Attempts(storage, settings.bucket_work, "tracker").bury(ev, why)
+            removed = storage.remove_prefix(settings.bucket_outputs, keys.output(ev["tenant"], vid, ""))
+            record = {
+                **envelope(
+                    video_id=vid,
+                    producer="tracker-api",
+                    generation=generation,
+                    tenant=ev["tenant"],
+                    event_id=str(uuid.uuid5(uuid.UUID(vid), f"delete/{generation}/{state}")),
+                ),
+                "stage": "tracker",
+                "reason": why,
+                "kind": Kind.CANCELLED.value,
+                "detail": None,
+                "callback_url": callback_url,
+            }
+            produce_event("video.failed", vid, record)
+        return {"video_id": vid, "generation": generation, "was": state, "outputs_removed": removed}
+
+    @app.get("/videos/{video_id}/events", response_model=None)
+    async def stream(
+        request: Request, video_id: str, token: str | None = Query(None, description="`events` of GET /videos/{id}")
+    ) -> StreamingResponse | JSONResponse:
+        """The video's status each time it changes (server-sent events), until it ends.
+        With a bearer token, or with the signed link the status gives (EventSource sends
+        no headers)."""
+        vid = _valid_id(video_id)
+        tenant = auth.tenant_of(request)
+        if token is not None:
+            try:
+                verify(settings.playback_secret, vid, token, time.time())
+            except BadToken as exc:
+                return _error(403, str(exc))
+        await asyncio.to_thread(load, vid, tenant)  # 404 before the stream starts
 
         async def changes() -> AsyncIterator[str]:
             last, beat = None, time.monotonic()
             while True:
-                view = await asyncio.to_thread(load, vid)
+                view = await asyncio.to_thread(load, vid, tenant)
                 snapshot = json.dumps(view, default=str)
                 if snapshot != last:
                     last, beat = snapshot, time.monotonic()

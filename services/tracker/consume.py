@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -116,8 +117,9 @@ class Projector:
                 topic = rec.topic
                 positions[(topic, rec.partition)] = rec.offset + 1
                 try:
-                    event = self.registry.decode_for_topic(topic, rec.value)
-                except ContractError as exc:
+                    event = db.storable(self.registry.decode_for_topic(topic, rec.value))
+                    uuid.UUID(event["event_id"])  # the event log's key
+                except (ContractError, ValueError) as exc:
                     log.warning("undecodable record on %s: %s", topic, exc)
                     continue
                 if db.record_event(conn, topic, event):

@@ -47,6 +47,19 @@ def ts(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
+def storable(value: Any) -> Any:
+    """The event as Postgres can hold it: text and jsonb take no NUL, which only a broken
+    or hostile producer writes (the workers refuse such keys); each becomes U+FFFD, so one
+    event cannot stop the projection."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {k: storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
+
+
 def record_event(conn: psycopg.Connection, topic: str, ev: dict[str, Any]) -> bool:
     """Append to the event log; False if this event_id was seen before."""
     body = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in ev.items()}

@@ -42,6 +42,7 @@ class Links:
 
     settings: Settings
     presign: Callable[[str, str, timedelta], str]
+    tenant: str
     video_id: str
     generation: int
     duration: float | None
@@ -59,6 +60,11 @@ class Links:
     def public(self) -> str:
         return self.settings.outputs_base_url.rstrip("/")
 
+    @classmethod
+    def of(cls, settings: Settings, presign: Callable[[str, str, timedelta], str], video_id: str, row: dict) -> Links:
+        """A video's links, minted now, from its tracker row."""
+        return cls(settings, presign, row["tenant"], video_id, row["generation"], row["duration"], time.time())
+
     def token(self) -> str:
         return sign(self.settings.playback_secret, Grant(self.video_id, self.generation, self.expires))
 
@@ -69,14 +75,18 @@ class Links:
 
     def playlist(self, rendition: str | None = None, token: str | None = None) -> str:
         """The master (rendition None) or one rendition's media playlist."""
-        key = keys.hls_playlist(self.video_id, rendition)
+        key = keys.hls_playlist(self.tenant, self.video_id, rendition)
         if self.public:  # the stored playlists play as they are: their URIs are relative
             return f"{self.public}/{quote(key)}"
-        route = key.removeprefix(f"{self.video_id}/")  # the same path under the video's route
+        route = key.removeprefix(keys.output(self.tenant, self.video_id, ""))  # the same path under the video's route
         return f"{self.settings.tracker_url}/videos/{self.video_id}/{route}?token={token or self.token()}"
 
     def watch(self) -> str:
-        return f"{self.settings.tracker_url}/videos/{self.video_id}/watch"
+        return f"{self.settings.tracker_url}/videos/{self.video_id}/watch?token={self.token()}"
+
+    def events(self) -> str:
+        """The video's event stream, signed: a page's EventSource cannot send a token."""
+        return f"{self.settings.tracker_url}/videos/{self.video_id}/events?token={self.token()}"
 
 
 def output_url(links: Links, output: dict[str, Any]) -> str:
@@ -108,9 +118,11 @@ def router(settings: Settings, storage: Storage, playable: Callable[[str], dict[
             raise Refused(502, f"{key} does not match its checksum")
         return data
 
-    def video(video_id: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    def video(video_id: str, tenant: str | None = None) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """tenant: the caller's, from its bearer token (another tenant's video is not
+        found); None when a signed link has already said which video."""
         row = playable(video_id)
-        if row is None:
+        if row is None or tenant not in (None, row["tenant"]):
             raise Refused(404, f"no video {video_id}")
         if row["state"] != "completed":
             raise Refused(409, f"video {video_id} is {row['state']}: it plays once completed")
@@ -120,14 +132,14 @@ def router(settings: Settings, storage: Storage, playable: Callable[[str], dict[
         manifest = json.loads(stored(ref["bucket"], ref["key"], ref["sha256"]))
         return row, {o["key"]: o for o in manifest["outputs"]}
 
-    def hls_video(video_id: str) -> dict[str, Any]:
-        row, objects = video(video_id)
-        if keys.hls_playlist(video_id) not in objects:
+    def hls_video(video_id: str, tenant: str | None) -> dict[str, Any]:
+        row, objects = video(video_id, tenant)
+        if keys.hls_playlist(row["tenant"], video_id) not in objects:
             raise Refused(404, f"video {video_id} was made without HLS (formats: mp4)")
         return row
 
     def links_for(row: dict[str, Any], video_id: str) -> Links:
-        return Links(settings, storage.presign_get, video_id, row["generation"], row["duration"], time.time())
+        return Links.of(settings, storage.presign_get, video_id, row)
 
     def serve(request: Request, video_id: str, rendition: str | None, token: str) -> Response:
         try:
@@ -135,7 +147,7 @@ def router(settings: Settings, storage: Storage, playable: Callable[[str], dict[
             row, objects = video(video_id)
             if grant.generation != row["generation"]:
                 raise Refused(403, "the playback token is for another generation of this video")
-            key = keys.hls_playlist(video_id, rendition)
+            key = keys.hls_playlist(row["tenant"], video_id, rendition)
             if key not in objects:
                 raise Refused(404, f"video {video_id} has no playlist {key.split('/hls/', 1)[1]}")
             links = links_for(row, video_id)
@@ -172,19 +184,25 @@ def router(settings: Settings, storage: Storage, playable: Callable[[str], dict[
         return serve(request, video_id, rendition, token)
 
     @api.get("/videos/{video_id}/play.m3u8", tags=["playback"])
-    def play(video_id: str) -> Response:
-        """A stable address for players: redirects to a freshly signed master playlist."""
+    def play(request: Request, video_id: str) -> Response:
+        """A stable address for the video's owner (bearer token): redirects to a freshly
+        signed master playlist, which is what a player is given."""
         try:
-            row = hls_video(video_id)
+            row = hls_video(video_id, request.state.tenant)
         except Refused as exc:
             return _refuse(exc.status, str(exc))
         return RedirectResponse(links_for(row, video_id).playlist(), status_code=307)
 
     @api.get("/videos/{video_id}/watch", response_class=HTMLResponse, tags=["playback"])
-    def watch(video_id: str) -> Response:
-        """A page that plays the video (hls.js; Safari plays HLS natively)."""
+    def watch(request: Request, video_id: str, token: str | None = Query(None)) -> Response:
+        """A page that plays the video (hls.js; Safari plays HLS natively): with the signed
+        link the status gives (`playback.watch`), or a bearer token."""
         try:
-            row = hls_video(video_id)
+            if token is not None:
+                verify(settings.playback_secret, video_id, token, time.time())
+            row = hls_video(video_id, getattr(request.state, "tenant", None))
+        except BadToken as exc:
+            return _refuse(403, str(exc))
         except Refused as exc:
             return _refuse(exc.status, str(exc))
         return HTMLResponse(player_page(video_id, links_for(row, video_id).playlist()))

@@ -75,6 +75,8 @@ def video(conn: psycopg.Connection, ev: dict[str, Any], state: str, **fields: An
         ).fetchone()
     row = merge_video(old, ev["generation"], state, fields)
     if row is not None:
+        if old is None:  # whose the video is, from its first event; never changed after
+            row["tenant"] = ev["tenant"]
         _write(conn, "videos", {"video_id": ev["video_id"]}, row)
 
 

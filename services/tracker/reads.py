@@ -12,9 +12,13 @@ from services.tracker.db import ts
 from services.tracker.projection import FINISHED, STAGE_OF_EVENT, backlog
 
 
-def video(conn: psycopg.Connection, video_id: str) -> dict[str, Any] | None:
+def video(conn: psycopg.Connection, video_id: str, tenant: str | None) -> dict[str, Any] | None:
+    """The video with its segments and callbacks; None if unknown or another tenant's (the
+    same query either way). tenant None: whoever's it is (a signed link's request)."""
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute("SELECT * FROM videos WHERE video_id = %s", (video_id,)).fetchone()
+        row = cur.execute(
+            "SELECT * FROM videos WHERE video_id = %s AND tenant = coalesce(%s, tenant)", (video_id, tenant)
+        ).fetchone()
         if row is None:
             return None
         segs = cur.execute(
@@ -39,13 +43,15 @@ def playable(conn: psycopg.Connection, video_id: str) -> dict[str, Any] | None:
     """What the playback routes need: generation, state, duration, outputs."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            "SELECT generation, state, duration, outputs FROM videos WHERE video_id = %s", (video_id,)
+            "SELECT tenant, generation, state, duration, outputs FROM videos WHERE video_id = %s", (video_id,)
         ).fetchone()
 
 
-def videos(conn: psycopg.Connection, state: str | None, limit: int, before: tuple[datetime, str] | None) -> list[dict]:
-    sql = "SELECT video_id, generation, state, percent, profile, error, updated_at FROM videos WHERE true"
-    args: list[Any] = []
+def videos(
+    conn: psycopg.Connection, tenant: str, state: str | None, limit: int, before: tuple[datetime, str] | None
+) -> list[dict]:
+    sql = "SELECT video_id, generation, state, percent, profile, error, updated_at FROM videos WHERE tenant = %s"
+    args: list[Any] = [tenant]
     if state:
         sql += " AND state = %s"
         args.append(state)

@@ -14,9 +14,29 @@ from typing import Any
 
 from reel import PROJECT_ROOT
 from reel.settings import Settings
-from tests.e2e.conftest import E2E_ENV
+from tests.e2e.conftest import E2E_ENV, TOKENS
 
 API = f"http://127.0.0.1:{E2E_ENV['REEL_TRACKER_PORT']}"
+
+
+def authorized(
+    url: str, tenant: str = "default", method: str = "GET", data: bytes | None = None
+) -> urllib.request.Request:
+    """A request to the tracker with the tenant's bearer token."""
+    headers = {"Authorization": f"Bearer {TOKENS[tenant]}"}
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    return urllib.request.Request(url, data=data, method=method, headers=headers)
+
+
+def call(path: str, tenant: str = "default", method: str = "GET", body: Any = None) -> tuple[int, Any]:
+    """(status, JSON body) of one tracker route, as the tenant."""
+    data = None if body is None else json.dumps(body).encode()
+    try:
+        with urllib.request.urlopen(authorized(API + path, tenant, method, data), timeout=30) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
 
 
 def cli(
@@ -54,7 +74,7 @@ def status_when(video_id: str, state: str, timeout: float = 60) -> dict[str, Any
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(f"{API}/videos/{video_id}", timeout=10) as resp:
+            with urllib.request.urlopen(authorized(f"{API}/videos/{video_id}"), timeout=10) as resp:
                 view = json.loads(resp.read())
             if view["state"] == state:
                 return dict(view)

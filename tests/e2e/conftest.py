@@ -11,8 +11,19 @@ import pytest
 
 from devstack import fleet as fleet_proc
 from reel.settings import Settings
+from reel.tokens import digest
 
+# Each tenant's bearer token; acme has two (rotation: either is accepted).
+TOKENS = {
+    "default": "e2e-default-token",
+    "acme": "e2e-acme-token",
+    "acme-next": "e2e-acme-next",
+    "beta": "e2e-beta-token",
+}
 E2E_ENV = {
+    "REEL_TENANT_TOKENS": ",".join(f"{t.removesuffix('-next')}:{digest(token)}" for t, token in TOKENS.items()),
+    "REEL_TRACKER_TOKEN": TOKENS["default"],  # what the CLI presents
+    "REEL_AUTH_WINDOW_S": "5",  # the tests share one client address: a short window
     "REEL_MIN_SEGMENT_S": "2",
     "REEL_TRANSCODERS": "2",
     "REEL_DRAIN_TIMEOUT_S": "20",

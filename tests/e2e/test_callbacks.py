@@ -24,6 +24,7 @@ from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import submit, wait
 from services.tracker.callbacks import verify
+from tests.e2e.client import authorized
 from tests.e2e.conftest import E2E_ENV
 from tests.e2e.test_tracker import metrics
 
@@ -85,7 +86,7 @@ def receiver() -> Iterator[Receiver]:
 
 def status(video_id: str) -> dict[str, Any]:
     url = f"http://127.0.0.1:{E2E_ENV['REEL_TRACKER_PORT']}/videos/{video_id}"
-    with urllib.request.urlopen(url, timeout=10) as resp:
+    with urllib.request.urlopen(authorized(url), timeout=10) as resp:
         return dict(json.loads(resp.read()))
 
 

@@ -22,7 +22,7 @@ from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import submit, wait
 from tests.e2e import media_checks as mc
-from tests.e2e.client import API, cli, status_when
+from tests.e2e.client import API, authorized, cli, status_when
 
 pytestmark = pytest.mark.usefixtures("fleet")
 
@@ -155,7 +155,7 @@ def test_resubmitting_returns_the_same_video(synthetic: Path, e2e_settings: Sett
     status = status_when(vid, "completed")
     assert status["playback"]["hls"] is None and all(o["url"] for o in status["outputs"])
     with pytest.raises(urllib.error.HTTPError) as no_hls:  # nothing to watch: it was made without HLS
-        urllib.request.urlopen(f"{API}/videos/{vid}/watch", timeout=10)
+        urllib.request.urlopen(authorized(f"{API}/videos/{vid}/watch"), timeout=10)
     assert no_hls.value.code == 404 and "without HLS" in no_hls.value.read().decode()
 
 

@@ -42,6 +42,7 @@ from reel.media import flags
 from reel.settings import Settings
 from reel.storage import PART_SIZE, Storage
 from reel.submit import submit, wait
+from tests.e2e.client import authorized
 from tests.e2e.conftest import E2E_ENV
 
 pytestmark = pytest.mark.usefixtures("fleet")
@@ -101,7 +102,7 @@ def run(settings: Settings, clip: Path, seen: set[str] | None = None, profile: s
 def _sample_states(video_id: str, seen: set[str], stop: threading.Event) -> None:
     while not stop.wait(0.1):
         try:
-            with urllib.request.urlopen(f"{TRACKER}/videos/{video_id}", timeout=2) as resp:
+            with urllib.request.urlopen(authorized(f"{TRACKER}/videos/{video_id}"), timeout=2) as resp:
                 seen.update(s["state"] for s in json.loads(resp.read())["segments"])
         except (OSError, ValueError):
             pass  # not projected yet, or the tracker is being restarted after its own kill
@@ -185,7 +186,7 @@ def test_kills_lose_nothing_and_duplicate_nothing(
         time.sleep(0.5)
     assert len(tracked) == len(set(tracked))
     # ... and its status shows every segment done, the re-queued ones at their later attempt.
-    with urllib.request.urlopen(f"{TRACKER}/videos/{end['video_id']}", timeout=10) as resp:
+    with urllib.request.urlopen(authorized(f"{TRACKER}/videos/{end['video_id']}"), timeout=10) as resp:
         view = json.loads(resp.read())
     assert view["state"] == "completed" and {s["stage"] for s in view["segments"]} == {"uploaded"}
     if {s for s, _ in arms.values()} & {"puller", "transcoder", "pusher"}:
@@ -270,13 +271,13 @@ def test_a_segment_that_kills_its_worker_every_time_is_escalated_then_retried(
 
     url = f"{TRACKER}/videos/{sub.video_id}"
     deadline = time.monotonic() + 30
-    while json.loads(urllib.request.urlopen(url, timeout=10).read())["state"] != "failed":
+    while json.loads(urllib.request.urlopen(authorized(url), timeout=10).read())["state"] != "failed":
         assert time.monotonic() < deadline, "the tracker never saw the failure"
         time.sleep(0.3)
     with pytest.raises(urllib.error.HTTPError) as no_such:  # a segment the plan does not have
-        urllib.request.urlopen(urllib.request.Request(f"{url}/retry?segment=99", method="POST"), timeout=10)
+        urllib.request.urlopen(authorized(f"{url}/retry?segment=99", method="POST"), timeout=10)
     assert no_such.value.code == 422 and "has video segments 0.." in no_such.value.read().decode()
-    with urllib.request.urlopen(urllib.request.Request(f"{url}/retry?segment=1", method="POST"), timeout=10) as r:
+    with urllib.request.urlopen(authorized(f"{url}/retry?segment=1", method="POST"), timeout=10) as r:
         assert json.loads(r.read())["generation"] == 1
     deadline = time.monotonic() + 300
     while not (done := [e for t, e in events(e2e_settings, sub.video_id, ["video.completed"])]):

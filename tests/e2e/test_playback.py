@@ -25,7 +25,7 @@ from reel.storage import Storage
 from reel.submit import submit, wait
 from services.tracker.playback import Grant, sign
 from tests.e2e import media_checks as mc
-from tests.e2e.client import API, status_when
+from tests.e2e.client import API, authorized, status_when
 from tests.e2e.conftest import E2E_ENV
 from tests.e2e.test_happy_path import split_of
 
@@ -110,7 +110,7 @@ def test_media_links_are_presigned_and_outlive_the_token(video: dict[str, Any], 
 def test_playlists_refuse_missing_forged_expired_and_foreign_tokens(video: dict[str, Any]) -> None:
     vid, secret = video["id"], E2E_ENV["REEL_PLAYBACK_SECRET"]
     route = f"{API}/videos/{vid}/hls/master.m3u8"
-    assert get(route)[0] == 422  # no token at all
+    assert get(route)[0] == 401  # no token at all: neither a signed link nor a bearer token
     expired = sign(secret, Grant(vid, 0, int(time.time()) - 1))
     foreign = sign(secret, Grant(str(uuid.uuid4()), 0, int(time.time()) + 600))
     forged = sign("not the tracker's key", Grant(vid, 0, int(time.time()) + 600))
@@ -128,8 +128,9 @@ def test_playlists_refuse_missing_forged_expired_and_foreign_tokens(video: dict[
     assert get(f"{API}/videos/{vid}/hls/1080p/index.m3u8?token={fine}")[0] == 404  # no such rung
     assert get(f"{API}/videos/{uuid.uuid4()}/hls/master.m3u8?token={fine}")[0] == 403
     manifest = json.loads(get(next(o["url"] for o in video["status"]["outputs"] if o["kind"] == "manifest"))[1])
-    assert manifest["playback"]["hls"] == f"{API}/videos/{vid}/play.m3u8"  # the stable address ...
-    with urllib.request.urlopen(manifest["playback"]["hls"], timeout=30) as resp:  # ... signs a fresh link
+    assert manifest["playback"]["hls"] == f"{API}/videos/{vid}/play.m3u8"  # the owner's stable address ...
+    assert get(manifest["playback"]["hls"])[0] == 401
+    with urllib.request.urlopen(authorized(manifest["playback"]["hls"]), timeout=30) as resp:  # ... signs a fresh link
         assert resp.url.startswith(route + "?token=") and resp.read().startswith(b"#EXTM3U")
 
 

@@ -25,7 +25,8 @@ from reel.kafka import read_to_end
 from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import submit, wait
-from tests.e2e.conftest import E2E_ENV
+from tests.e2e.client import authorized
+from tests.e2e.conftest import E2E_ENV, TOKENS
 from tests.e2e.untidy import make_bad
 
 pytestmark = pytest.mark.usefixtures("fleet")
@@ -35,7 +36,8 @@ SIGNATURE_PARTS = ("X-Amz-Signature", "X-Amz-Credential")
 
 def leaks(settings: Settings, text: str | bytes) -> list[str]:
     blob = text if isinstance(text, str) else text.decode("latin-1")
-    secrets = (settings.s3_access_key, settings.s3_secret_key, *SIGNATURE_PARTS)
+    keys = (E2E_ENV["REEL_CALLBACK_SECRET"], E2E_ENV["REEL_PLAYBACK_SECRET"], *TOKENS.values())
+    secrets = (settings.s3_access_key, settings.s3_secret_key, *keys, *SIGNATURE_PARTS)
     return [s for s in secrets if s.lower() in blob.lower()]
 
 
@@ -99,9 +101,9 @@ def test_no_credential_anywhere_reel_writes(failures: dict[str, dict[str, Any]],
     for end in failures.values():
         vid = end["video_id"]
         for route in (f"/videos/{vid}", f"/videos/{vid}/events"):
-            with urllib.request.urlopen(API + route, timeout=30) as resp:
+            with urllib.request.urlopen(authorized(API + route), timeout=30) as resp:
                 look(route, resp.read())
     for route in ("/videos?limit=200", "/metrics/"):
-        with urllib.request.urlopen(API + route, timeout=30) as resp:
+        with urllib.request.urlopen(authorized(API + route), timeout=30) as resp:
             look(route, resp.read())
     assert found == {}, found

@@ -24,6 +24,7 @@ from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import produce, wait
 from services.transcoder.encode import Cut, segment_runs
+from tests.e2e.client import authorized
 from tests.e2e.conftest import E2E_ENV
 from tests.e2e.test_tracker import metrics
 from tests.e2e.test_untidy_inputs import events_for
@@ -106,7 +107,7 @@ def test_a_failing_stitch_gate_fails_the_video_with_its_reason(
     url = f"http://127.0.0.1:{E2E_ENV['REEL_TRACKER_PORT']}/videos/{video_id}"
     deadline = time.monotonic() + 30
     while True:
-        status = json.load(urllib.request.urlopen(url, timeout=5))
+        status = json.load(urllib.request.urlopen(authorized(url), timeout=5))
         if status["state"] == "failed" or time.monotonic() > deadline:
             break
         time.sleep(0.5)

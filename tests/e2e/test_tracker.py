@@ -29,7 +29,7 @@ from reel.storage import Storage
 from reel.submit import produce, submit, wait
 from services.tracker import db
 from services.tracker import project as projection
-from tests.e2e.client import cli
+from tests.e2e.client import authorized, cli
 
 pytestmark = pytest.mark.usefixtures("fleet")
 API = "http://127.0.0.1:28080"
@@ -37,7 +37,7 @@ API = "http://127.0.0.1:28080"
 
 def get(path: str) -> tuple[int, Any]:
     try:
-        with urllib.request.urlopen(API + path, timeout=10) as resp:
+        with urllib.request.urlopen(authorized(API + path), timeout=10) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
@@ -48,7 +48,7 @@ def sse(path: str, timeout: float = 300) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:  # the stream 404s until the request itself has been projected
         try:
-            resp = urllib.request.urlopen(API + path, timeout=timeout)
+            resp = urllib.request.urlopen(authorized(API + path), timeout=timeout)
             break
         except urllib.error.HTTPError:
             assert time.monotonic() < deadline
@@ -139,6 +139,9 @@ def test_health_and_openapi() -> None:
     assert get("/readyz") == (200, {"status": "ready"})
     status, spec = get("/openapi.json")
     assert status == 200 and "/videos/{video_id}" in spec["paths"]
+    assert {"get", "post"} <= set(spec["paths"]["/videos"])  # the list, and the front door
+    assert "post" in spec["paths"]["/videos/{video_id}/start"]
+    assert {"file_name", "size", "sha256"} <= set(spec["components"]["schemas"]["NewVideo"]["required"])
 
 
 # -- exactly once and order-insensitive ----------------------------------------------

@@ -28,7 +28,7 @@ from reel.kafka import read_to_end
 from reel.pipeline import WORKER_KINDS, dead_letter_topics
 from reel.settings import Settings, load
 from reel.storage import Storage
-from reel.submit import submit, wait
+from reel.submit import Submission, submit, wait
 from tests.e2e.media_checks import download, judge
 
 # The release upgraded from: the last commit before the Kubernetes deployment (override
@@ -133,6 +133,19 @@ def transcoded(s: Settings, video_id: str) -> int:
     return sum(1 for e in events if e["video_id"] == video_id)
 
 
+def old_submit(env: dict[str, str], tree: Path, clip: Path, request_id: str) -> Submission:
+    """Submitted with the old release's own CLI, as its clients would have: the request is
+    written in the old schemas, which the new readers must take."""
+    since = int(time.time() * 1000)
+    done = subprocess.run(
+        [sys.executable, "-m", "reel.cli", "submit", str(clip), "--profile", "tiny", "--format", "mp4,hls",
+         "--request-id", request_id],
+        cwd=tree, env={**env, "PYTHONPATH": str(tree)}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return Submission(done.stdout.split()[0], True, since)
+
+
 def test_a_rolling_upgrade_finishes_every_video_and_dead_letters_nothing(
     own_stack: tuple[dict[str, str], Settings], old_tree: Path, tmp_path: Path
 ) -> None:
@@ -143,7 +156,7 @@ def test_a_rolling_upgrade_finishes_every_video_and_dead_letters_nothing(
         for kind in fleet_kinds():
             fleet.start(kind, old_tree, "old")
         clip = synthetic(tmp_path / "across.mp4", size="640x360", seconds=120)
-        across = submit(s, storage, clip, "tiny", ["mp4", "hls"], request_id=f"upgrade-{uuid.uuid4()}")
+        across = old_submit(env, old_tree, clip, f"upgrade-{uuid.uuid4()}")  # an old client: old events
         deadline = time.monotonic() + 180
         while transcoded(s, across.video_id) < 1:  # midway: the old release has done part of it
             assert time.monotonic() < deadline, "the old release never got going"

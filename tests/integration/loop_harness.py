@@ -70,7 +70,7 @@ class LoopRun:
         for f in futures.values():
             f.result(30)
         self.storage = Storage.from_settings(self.settings)
-        self.video_id = f"vid-{self.run_id}"
+        self.video_id = str(uuid.uuid4())  # as real video ids are: the loop refuses any other
 
     # -- inputs ----------------------------------------------------------------
     def produce(self, indices: range | list[int], source_key: str = "clip.mp4") -> None:

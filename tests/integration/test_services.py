@@ -28,6 +28,7 @@ from reel import PROJECT_ROOT
 from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import submit
+from reel.tokens import DEV_TOKEN
 from tests.k8s.render import build, of
 
 SERVICES = ["splitter", "puller", "transcoder", "pusher", "tracker"]
@@ -117,10 +118,12 @@ def free_port() -> int:
 
 
 def wait_for(url: str, timeout: float = 60) -> bytes:
+    """The body at url once it answers, asked with the development tenant's token."""
     deadline = time.monotonic() + timeout
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {DEV_TOKEN}"})
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
+            with urllib.request.urlopen(request, timeout=5) as resp:
                 return resp.read()
         except OSError:
             if time.monotonic() > deadline:

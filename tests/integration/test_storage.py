@@ -108,8 +108,7 @@ def test_multipart_upload_resumes_after_sigkill(
 def test_multipart_upload_of_a_different_file_reuses_nothing(storage: Storage, stack: Settings, tmp_path: Path) -> None:
     key = f"t-{uuid.uuid4()}/big.bin"
     first = _random_file(tmp_path / "one.bin", 2 * PART_SIZE + 10)
-    up = MultipartUpload(storage, stack.bucket_outputs, key, first, sha256_file(first))
-    upload_id = up._create()
+    upload_id = storage.create_upload(stack.bucket_outputs, key, sha256_file(first))
     with open(first, "rb") as f:
         storage.client._upload_part(stack.bucket_outputs, key, f.read(PART_SIZE), None, upload_id, 1)
     second = _random_file(tmp_path / "two.bin", 2 * PART_SIZE + 10)

@@ -74,7 +74,7 @@ def links(**settings: str) -> Links:
         return f"https://s3/{bucket}/{key}?X-Amz-Expires={int(expires.total_seconds())}&X-Amz-Signature=f"
 
     s = load({"REEL_TRACKER_URL": "https://reel.example", "REEL_PLAYBACK_SECRET": "k", **settings})
-    return Links(s, presign, VID, 1, 7200.0, now=1_000_000.0)
+    return Links(s, presign, "default", VID, 1, 7200.0, now=1_000_000.0)
 
 
 def test_links_are_signed_playlists_and_presigned_objects_by_default() -> None:
@@ -86,7 +86,8 @@ def test_links_are_signed_playlists_and_presigned_objects_by_default() -> None:
     assert got.playlist("360p", "t") == f"https://reel.example/videos/{VID}/hls/360p/index.m3u8?token=t"
     assert got.object("reel-outputs", "a/b.ts").endswith("X-Amz-Expires=7800&X-Amz-Signature=f")
     assert "X-Amz-Expires=9001&" in got.object("reel-outputs", "a/b.ts", at_least_s=9000)  # never before the token
-    assert got.watch() == f"https://reel.example/videos/{VID}/watch"
+    assert got.watch() == f"https://reel.example/videos/{VID}/watch?token={token}"  # players send no headers
+    assert got.events() == f"https://reel.example/videos/{VID}/events?token={token}"  # nor does EventSource
     master = {"kind": "hls-master", "rung": None, "object": {"bucket": "reel-outputs", "key": f"{VID}/hls/master.m3u8"}}
     assert output_url(got, master) == got.playlist()
 
