@@ -347,7 +347,7 @@ def test_delete_cancels_a_running_video_and_removes_its_work(e2e_settings: Setti
 
     settle_limit()
     storage = Storage.from_settings(e2e_settings)
-    vid = upload("acme", synthetic(tmp_path / "long.mp4", seconds=40))["video_id"]
+    vid = upload("acme", synthetic(tmp_path / "long.mp4", seconds=30))["video_id"]
     assert call(f"/videos/{vid}/start", "acme", "POST")[0] == 202
     wait_state(vid, "acme", ("transcoding",))
     assert call(f"/videos/{vid}", "beta", "DELETE")[0] == 404  # not beta's to cancel
