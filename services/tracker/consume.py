@@ -117,15 +117,15 @@ class Projector:
                 topic = rec.topic
                 positions[(topic, rec.partition)] = rec.offset + 1
                 try:
-                    event = db.storable(self.registry.decode_for_topic(topic, rec.value))
+                    event = self.registry.decode_for_topic(topic, rec.value)
                     uuid.UUID(event["event_id"])  # the event log's key
                 except (ContractError, ValueError) as exc:
                     log.warning("undecodable record on %s: %s", topic, exc)
                     continue
-                if db.record_event(conn, topic, event):
-                    project.apply(conn, topic, event)
+                stored = project.record(conn, topic, event)
+                if stored is not None:
                     self.projected += 1
-                    self._observe(conn, topic, event)
+                    self._observe(conn, topic, stored)
                 if n == 0:
                     fault_point("mid-batch")
             db.save_offsets(conn, positions)

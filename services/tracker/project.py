@@ -13,7 +13,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from reel import pipeline
-from services.tracker import callbacks
+from services.tracker import callbacks, db
 from services.tracker.db import ts
 from services.tracker.projection import (
     GENERATION_COLUMNS,
@@ -32,6 +32,16 @@ from services.tracker.projection import (
 VIDEO_COLUMNS = ("generation", "state", "percent", *GENERATION_COLUMNS)
 SEGMENT_COLUMNS = ("stage", *SEGMENT_DEFAULTS)
 SEGMENT_KEY = ("video_id", "generation", "track", "segment_index")
+
+
+def record(conn: psycopg.Connection, topic: str, ev: dict[str, Any]) -> dict[str, Any] | None:
+    """Log a decoded event and project it, once: the event as stored, or None if it was
+    seen before. Its strings are made storable first (db.storable)."""
+    ev = db.storable(ev)
+    if not db.record_event(conn, topic, ev):
+        return None
+    apply(conn, topic, ev)
+    return ev
 
 
 def apply(conn: psycopg.Connection, topic: str, ev: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ TOKENS = {
 E2E_ENV = {
     "REEL_TENANT_TOKENS": ",".join(f"{t.removesuffix('-next')}:{digest(token)}" for t, token in TOKENS.items()),
     "REEL_TRACKER_TOKEN": TOKENS["default"],  # what the CLI presents
-    "REEL_AUTH_WINDOW_S": "2",  # the tests share one client address: a short window
+    "REEL_AUTH_WINDOW_S": "1",  # the tests share one client address: a short window
     "REEL_MIN_SEGMENT_S": "2",
     "REEL_TRANSCODERS": "2",
     "REEL_DRAIN_TIMEOUT_S": "20",

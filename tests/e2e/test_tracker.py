@@ -163,8 +163,7 @@ def project(url: str, events: list[tuple[str, dict[str, Any]]]) -> None:
         db.migrate(conn)
         with conn.transaction():
             for topic, ev in events:
-                if db.record_event(conn, topic, ev):
-                    projection.apply(conn, topic, ev)
+                projection.record(conn, topic, ev)
 
 
 def snapshot(url: str) -> dict[str, Any]:
