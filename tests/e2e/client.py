@@ -55,6 +55,7 @@ def cli(
         "REEL_S3_ACCESS_KEY": settings.s3_access_key,
         "REEL_S3_SECRET_KEY": settings.s3_secret_key,
         "REEL_TRACKER_PORT": str(tracker_port),
+        "REEL_TRACKER_TOKEN": E2E_ENV["REEL_TRACKER_TOKEN"],  # the default tenant's, as the fleet knows it
         "COLUMNS": "200",
         **env,
     }

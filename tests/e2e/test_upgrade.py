@@ -127,8 +127,7 @@ def fleet_kinds() -> tuple[str, ...]:
 def transcoded(s: Settings, video_id: str) -> int:
     registry = Registry()
     events = [
-        registry.decode_for_topic("segment.transcoded", m.value())
-        for m in read_to_end(s.kafka_bootstrap, ["segment.transcoded"])
+        registry.decode_for_topic("segment.transcoded", m.value()) for m in read_to_end(s, ["segment.transcoded"])
     ]
     return sum(1 for e in events if e["video_id"] == video_id)
 
@@ -182,6 +181,6 @@ def test_a_rolling_upgrade_finishes_every_video_and_dead_letters_nothing(
         log = (tmp_path / "logs" / f"transcoder-{release}.log").read_text()
         worked = [line for line in log.splitlines() if "task completed" in line and across.video_id in line]
         assert worked, f"the {release} transcoder did none of the video processed across the switch"
-    assert read_to_end(s.kafka_bootstrap, dead_letter_topics()) == [], "something was dead-lettered"
-    assert read_to_end(s.kafka_bootstrap, ["video.failed"]) == []
+    assert read_to_end(s, dead_letter_topics()) == [], "something was dead-lettered"
+    assert read_to_end(s, ["video.failed"]) == []
     assert sorted(ORDER) == sorted(fleet_kinds())  # every kind was rolled
