@@ -45,6 +45,8 @@ class Settings:
     database_url: str = ""  # DATABASE_URL or REEL_DATABASE_URL; empty: embedded Postgres
     pg_port: int = 15432  # embedded Postgres
     pg_tls: bool = False  # embedded Postgres over TLS only (Debian's server; sslmode=verify-full, a password)
+    pg_sslmode: str = ""  # libpq's sslmode for the database (verify-full: TLS, the server's name checked)
+    pg_ca: str = ""  # CA bundle the database's certificate is checked against (libpq's sslrootcert)
     pg_password: str = "reel-dev-pg-password"  # with pg_tls: the embedded server's password; set your own
     metrics_port: int = 0  # each worker's /metrics, /healthz, /readyz; 0: a free port (9100 in the image)
     bind_address: str = "127.0.0.1"  # where /metrics and the tracker listen; 0.0.0.0 in a container
@@ -121,12 +123,17 @@ class Settings:
 
     @property
     def postgres_url(self) -> str:
-        if self.database_url:
-            return self.database_url
-        if self.pg_tls:  # the server's name checked against the stack's CA
-            where = f"127.0.0.1:{self.pg_port}/postgres?sslmode=verify-full&sslrootcert={self.stack_ca}"
-            return f"postgresql://postgres:{quote(self.pg_password, safe='')}@{where}"
-        return f"postgresql://postgres@127.0.0.1:{self.pg_port}/postgres"
+        """The database's URL, with pg_sslmode and pg_ca as libpq parameters (a URL such
+        as CloudNativePG's has none); the embedded server over TLS is checked against the
+        stack's CA."""
+        url, mode, ca = self.database_url, self.pg_sslmode, self.pg_ca
+        if not url:
+            user = f"postgres:{quote(self.pg_password, safe='')}" if self.pg_tls else "postgres"
+            url = f"postgresql://{user}@127.0.0.1:{self.pg_port}/postgres"
+            if self.pg_tls:
+                mode, ca = mode or "verify-full", ca or str(self.stack_ca)
+        params = [f"sslmode={mode}"] * bool(mode) + [f"sslrootcert={quote(ca)}"] * bool(ca)
+        return url + ("&" if "?" in url else "?") + "&".join(params) if params else url
 
 
 def _coerce(raw: str, kind: type) -> object:
