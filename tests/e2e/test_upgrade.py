@@ -20,15 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from devstack import down, up
 from devstack.clips import synthetic
 from reel import PROJECT_ROOT
 from reel.contract import Registry
 from reel.kafka import read_to_end
 from reel.pipeline import WORKER_KINDS, dead_letter_topics
-from reel.settings import Settings, load
+from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import Submission, submit, wait
+from tests import stacks
 from tests.e2e.media_checks import download, judge
 
 # The release upgraded from: the last commit before the Kubernetes deployment (override
@@ -75,15 +75,8 @@ def old_tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], Settings]]:
-    home = tmp_path_factory.mktemp("upgrade") / "home"
-    env = {**os.environ, **ENV, "REEL_HOME": str(home)}
-    env.pop("DATABASE_URL", None)
-    s = load(env)
-    up(s, with_services=False, say=lambda _m: None)
-    try:
-        yield env, s
-    finally:
-        down(s, say=lambda _m: None)
+    with stacks.own_stack(tmp_path_factory.mktemp("upgrade") / "home", ENV) as stack:
+        yield stack
 
 
 class Fleet:

@@ -8,7 +8,6 @@ passwords and clients that do not trust the CA are refused; no credential shows 
 from __future__ import annotations
 
 import dataclasses
-import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -18,14 +17,14 @@ import psycopg
 import pytest
 from confluent_kafka import KafkaException
 
-from devstack import down, up
 from devstack import fleet as fleet_proc
 from devstack.clips import synthetic
 from reel import media
 from reel.kafka import admin_client
-from reel.settings import Settings, load
+from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import submit, wait
+from tests import stacks
 from tests.e2e.media_checks import download, judge
 
 PASSWORD = "planted-kafka-password-5f1c"
@@ -49,15 +48,8 @@ ENV = {
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], Settings]]:
-    home = tmp_path_factory.mktemp("secured") / "home"
-    env = {**os.environ, **ENV, "REEL_HOME": str(home)}
-    env.pop("DATABASE_URL", None)
-    s = load(env)
-    up(s, with_services=False, say=lambda _m: None)
-    try:
-        yield env, s
-    finally:
-        down(s, say=lambda _m: None)
+    with stacks.own_stack(tmp_path_factory.mktemp("secured") / "home", ENV) as stack:
+        yield stack
 
 
 def refused(s: Settings) -> str:
