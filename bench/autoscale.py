@@ -192,7 +192,7 @@ def run_fleet(
         assert not failed and len(ends) == len(trace), f"{name}: {failed}"
         registry = Registry()
         since = int(t0 * 1000) - 5000
-        msgs = read_to_end(settings.kafka_bootstrap, ["task.progress"], since_ms=since)
+        msgs = read_to_end(settings, ["task.progress"], since_ms=since)
         beats = [registry.decode_for_topic("task.progress", m.value()) for m in msgs]
         run.beats = [b for b in beats if b["video_id"] in ends]
         after = group.throttled()  # before the fleet stops: its groups go with it
@@ -240,7 +240,7 @@ def video_times(settings: Settings, video_id: str) -> dict[str, float]:
     topics = ["video.requested", "video.split", "segment.uploaded", "video.completed"]
     registry = Registry()
     at: dict[str, list[float]] = {t: [] for t in topics}
-    for m in read_to_end(settings.kafka_bootstrap, topics):
+    for m in read_to_end(settings, topics):
         e = registry.decode_for_topic(m.topic(), m.value())
         if e["video_id"] == video_id:
             at[m.topic()].append(e["produced_at"] / 1000)

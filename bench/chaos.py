@@ -92,7 +92,7 @@ def audit(settings: Settings, ends: dict[str, dict[str, Any]], since_ms: int) ->
     ]
     per_task: Counter[tuple[Any, ...]] = Counter()
     dead, transcoded = [], []
-    for m in read_to_end(settings.kafka_bootstrap, topics, since_ms=since_ms):
+    for m in read_to_end(settings, topics, since_ms=since_ms):
         ev = registry.decode_for_topic(m.topic(), m.value())
         if ev["video_id"] not in ids:
             continue

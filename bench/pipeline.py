@@ -73,7 +73,7 @@ def events_of(settings: Settings, video_id: str, since_ms: int) -> dict[str, lis
     topics = [t for t in TOPIC_SCHEMAS if t != "video.failed"]
     registry = Registry()
     out: dict[str, list[dict[str, Any]]] = {t: [] for t in topics}
-    for msg in read_to_end(settings.kafka_bootstrap, topics, since_ms=since_ms - 5000):
+    for msg in read_to_end(settings, topics, since_ms=since_ms - 5000):
         event = registry.decode_for_topic(msg.topic(), msg.value())
         if event["video_id"] == video_id:
             out[msg.topic()].append(event)

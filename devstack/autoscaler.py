@@ -29,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from reel import health, logs, replicas
 from reel.autoscale import Decision, History, Rule, Scaling, decide, scalings
+from reel.kafka import admin_client
 from reel.settings import Settings, load
 
 log = logging.getLogger("devstack.autoscaler")
@@ -108,7 +109,7 @@ def scrape(url: str) -> Samples:
 
 def run(settings: Settings, stopping: threading.Event) -> None:
     home = settings.home
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = admin_client(settings)
     scaler = Autoscaler(scalings(settings), topic_partitions(admin))
     journal = home / "logs" / "autoscaler-decisions.jsonl"
     journal.parent.mkdir(parents=True, exist_ok=True)

@@ -13,11 +13,13 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 
+from devstack import tls as devstack_tls
 from devstack.procs import Component, StackError, spawn, wait_ready
 from reel import PROJECT_ROOT
 from reel.contract import all_topics, topic_config
+from reel.kafka import admin_client
 from reel.settings import Settings
 
 POM = PROJECT_ROOT / "stack" / "kafka" / "pom.xml"
@@ -69,7 +71,41 @@ def server_properties(settings: Settings, data: Path) -> str:
         "transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000",
         "auto.create.topics.enable": "false",
     }
+    if settings.kafka_security == "sasl_ssl":
+        props |= secured(settings, port)
     return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+def secured(settings: Settings, port: int) -> dict[str, str]:
+    """The client listener over TLS with SCRAM-SHA-512, the broker's own connections too;
+    the controller's stays on loopback in plain text (one process talking to itself)."""
+    tls = devstack_tls.ensure(settings.home)
+    login = "org.apache.kafka.common.security.scram.ScramLoginModule required"
+    return {
+        "listeners": f"SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{port + 1}",
+        "advertised.listeners": f"SASL_SSL://127.0.0.1:{settings.kafka_advertised_port or port}",
+        "inter.broker.listener.name": "SASL_SSL",
+        "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+        "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+        "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
+            f'{login} username="{settings.kafka_username}" password="{settings.kafka_password}";'
+        ),
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(tls.keystore),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(tls.ca),
+    }
+
+
+def scram_user(settings: Settings) -> list[str]:
+    """The format step's argument that creates the SCRAM user (KRaft keeps it in the
+    metadata log from the first record)."""
+    if settings.kafka_security != "sasl_ssl":
+        return []
+    if any(c in settings.kafka_password for c in ',[]="\n'):
+        raise StackError("the embedded broker's REEL_KAFKA_PASSWORD may not hold , [ ] = or quotes")
+    return ["--add-scram", f"SCRAM-SHA-512=[name={settings.kafka_username},password={settings.kafka_password}]"]
 
 
 LOG4J2 = """status = warn
@@ -95,6 +131,7 @@ def start(settings: Settings) -> Component:
     data = home / "data"
     home.mkdir(parents=True, exist_ok=True)
     props = home / "server.properties"
+    props.touch(mode=0o600)  # it may hold the SCRAM password
     props.write_text(server_properties(settings, data))
     log4j = home / "log4j2.properties"
     log4j.write_text(LOG4J2.format(log=home / "server.log"))
@@ -104,12 +141,13 @@ def start(settings: Settings) -> Component:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         # "=": a base64 id may start with "-", which the tool would take for an option.
         fmt = java + ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props)]
+        fmt += scram_user(settings)
         result = subprocess.run(fmt, capture_output=True, text=True)
         if result.returncode != 0:
             raise StackError(f"formatting Kafka storage failed: {result.stderr[-400:]}")
     console = home / "console.log"
     proc = spawn("kafka", java + ["kafka.Kafka", str(props)], console)
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
+    admin = admin_client(settings, log_level=0)
     wait_ready(
         "kafka",
         proc.pid,
@@ -123,7 +161,7 @@ def start(settings: Settings) -> Component:
 
 def create_topics(settings: Settings) -> None:
     """Create every topic with its final partition count; auto-creation is off."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = admin_client(settings)
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = []
     for topic in all_topics():
@@ -142,7 +180,7 @@ def create_topics(settings: Settings) -> None:
 
 def healthy(settings: Settings) -> bool:
     try:
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
+        admin = admin_client(settings, log_level=0)
         return bool(admin.list_topics(timeout=2).brokers)
     except Exception:  # noqa: BLE001
         return False

@@ -5,10 +5,12 @@ deleted while they hold objects, as MinIO behaves."""
 from __future__ import annotations
 
 import json
+import ssl
 import sysconfig
 import urllib.request
 from pathlib import Path
 
+from devstack import tls as devstack_tls
 from devstack.procs import Component, StackError, spawn, wait_ready
 from reel.settings import Settings
 from reel.storage import Storage
@@ -52,7 +54,16 @@ def argv(settings: Settings, data: Path) -> list[str]:
         f"-s3.config={data / 's3.json'}",
         "-s3.autoCreateBucket=false",
         "-s3.allowDeleteBucketNotEmpty=false",
+        *secured(settings),
     ]
+
+
+def secured(settings: Settings) -> list[str]:
+    """With s3_secure the S3 port speaks TLS only, with the stack's certificate."""
+    if not settings.s3_secure:
+        return []
+    tls = devstack_tls.ensure(settings.home)
+    return [f"-s3.cert.file={tls.cert}", f"-s3.key.file={tls.key}"]
 
 
 def identities(settings: Settings) -> str:
@@ -83,8 +94,9 @@ def start(settings: Settings) -> Component:
 
 def healthy(settings: Settings) -> bool:
     try:
-        url = f"http://{settings.s3_endpoint}/healthz"
-        with urllib.request.urlopen(url, timeout=2) as resp:
+        scheme = "https" if settings.s3_secure else "http"
+        context = ssl.create_default_context(cafile=settings.s3_ca or None)
+        with urllib.request.urlopen(f"{scheme}://{settings.s3_endpoint}/healthz", timeout=2, context=context) as resp:
             return bool(resp.status == 200)
     except OSError:
         return False

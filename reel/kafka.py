@@ -22,9 +22,32 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 from reel.settings import Settings
 
 
+def client_config(settings: Settings) -> dict[str, Any]:
+    """Where the broker is and how to reach it: in plain text, or (kafka_security
+    `sasl_ssl`) over TLS verified against the CA bundle, authenticated with SCRAM-SHA-512."""
+    conf: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap}
+    if settings.kafka_security == "sasl_ssl":
+        conf |= {
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanisms": "SCRAM-SHA-512",
+            "sasl.username": settings.kafka_username,
+            "sasl.password": settings.kafka_password,
+            "ssl.endpoint.identification.algorithm": "https",  # the broker's name is checked
+        }
+        if settings.kafka_ca:
+            conf["ssl.ca.location"] = settings.kafka_ca
+    elif settings.kafka_security != "plaintext":
+        raise ValueError(f"REEL_KAFKA_SECURITY is plaintext or sasl_ssl, not {settings.kafka_security!r}")
+    return conf
+
+
+def admin_client(settings: Settings, **extra: Any) -> AdminClient:
+    return AdminClient(client_config(settings) | extra)
+
+
 def consumer_config(settings: Settings, group: str, client_id: str) -> dict[str, Any]:
     return {
-        "bootstrap.servers": settings.kafka_bootstrap,
+        **client_config(settings),
         "group.id": group,
         "client.id": client_id,
         "group.protocol": "classic",
@@ -49,7 +72,7 @@ def consumer_config(settings: Settings, group: str, client_id: str) -> dict[str,
 
 def producer_config(settings: Settings, client_id: str, transactional_id: str | None) -> dict[str, Any]:
     conf: dict[str, Any] = {
-        "bootstrap.servers": settings.kafka_bootstrap,
+        **client_config(settings),
         "client.id": client_id,
         "acks": "all",
         "enable.idempotence": True,
@@ -98,7 +121,9 @@ def _offsets(
     return {(tp.topic, tp.partition): f.result(timeout).offset for tp, f in futures.items()}
 
 
-def read_to_end(bootstrap: str, topics: list[str], since_ms: int | None = None, timeout: float = 60.0) -> list[Message]:
+def read_to_end(
+    settings: Settings, topics: list[str], since_ms: int | None = None, timeout: float = 60.0
+) -> list[Message]:
     """Every committed record of `topics` (from `since_ms` if given) up to their current end.
 
     Done when every partition has reported end-of-partition - at the last stable offset,
@@ -107,7 +132,7 @@ def read_to_end(bootstrap: str, topics: list[str], since_ms: int | None = None, 
     """
     c = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **client_config(settings),
             "group.id": f"reel-reader-{uuid.uuid4()}",
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
@@ -151,4 +176,4 @@ def member_partitions(admin: AdminClient, group: str, topic: str) -> list[list[i
 
 def kafka_reachable(settings: Settings, timeout: float) -> None:
     """Raises when the broker does not answer a metadata request within timeout."""
-    AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(timeout=timeout)
+    admin_client(settings).list_topics(timeout=timeout)

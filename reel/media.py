@@ -71,11 +71,14 @@ MEDIA_DEMUXERS = tuple(
 )
 
 
-def upload_input(source: str) -> list[str]:
+def upload_input(source: str, ca_file: str = "") -> list[str]:
     """The input options of anything a user uploaded: one of the media demuxers, and only
-    the protocols that fetch the object itself, so nothing it names is ever opened."""
+    the protocols that fetch the object itself, so nothing it names is ever opened. Over
+    https the store's certificate is verified (ffmpeg does not by default), against
+    ca_file when given, else the system's CAs."""
     protocols = "http,https,tcp,tls" if source.startswith(("http://", "https://")) else "file"
-    return ["-format_whitelist", ",".join(MEDIA_DEMUXERS), "-protocol_whitelist", protocols, "-i", source]
+    tls = ["-tls_verify", "1", *(["-ca_file", ca_file] if ca_file else [])] if source.startswith("https://") else []
+    return ["-format_whitelist", ",".join(MEDIA_DEMUXERS), "-protocol_whitelist", protocols, *tls, "-i", source]
 
 
 # Where a stream copy may go, in order: MP4 keeps the rotation matrix; QuickTime carries what
@@ -239,10 +242,10 @@ def parse_probe(data: dict) -> Probe:
     )
 
 
-def probe(source: str | Path, timeout: float = 60.0, upload: bool = False) -> Probe:
+def probe(source: str | Path, timeout: float = 60.0, upload: bool = False, ca_file: str = "") -> Probe:
     """Headers only: format and streams. Never enumerates packets (over a URL that
     would read the whole file). upload: a user's file, opened as upload_input says."""
-    given = upload_input(str(source))[:-2] if upload else []  # ffprobe takes the input bare
+    given = upload_input(str(source), ca_file)[:-2] if upload else []  # ffprobe takes the input bare
     cmd = ["ffprobe", "-v", "error", *given, "-print_format", "json", "-show_format", "-show_streams", str(source)]
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)

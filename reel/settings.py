@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
+from urllib.parse import quote
 
 from reel import PROJECT_ROOT
 from reel.tokens import DEV_TOKEN, DEV_TOKENS
@@ -24,11 +25,18 @@ class Settings:
     kafka_advertised_port: int = 0  # 0: kafka_port; the port the embedded broker tells clients to use
     kafka_libs: Path = PROJECT_ROOT / "stack" / "kafka" / "libs"  # broker jars, from Maven
     kafka_partitions: int = 16
+    kafka_security: str = "plaintext"  # plaintext | sasl_ssl (TLS + SCRAM-SHA-512; the embedded broker too)
+    kafka_username: str = "reel"  # the SCRAM user, with sasl_ssl
+    kafka_password: str = "reel-dev-kafka-password"  # its password; set your own
+    kafka_ca: str = ""  # CA bundle the broker's certificate is checked against (sasl_ssl); empty: the system's
     s3_port: int = 18333  # embedded SeaweedFS; uses P..P+4 and P+10000..P+10004
     s3_endpoint: str = ""  # empty: the embedded server at 127.0.0.1:s3_port
     s3_access_key: str = "reel"
     s3_secret_key: str = "reel-secret-key"
-    s3_secure: bool = False
+    s3_secure: bool = False  # S3 over TLS
+    s3_ca: str = (
+        ""  # CA bundle the store's certificate is checked against (by reel and its ffmpeg); empty: the system's
+    )
     s3_region: str = "us-east-1"
     bucket_sources: str = "reel-sources"
     bucket_work: str = "reel-work"
@@ -36,6 +44,10 @@ class Settings:
     storage_retry_s: float = 30.0  # a storage call is retried in place this long before the attempt fails
     database_url: str = ""  # DATABASE_URL or REEL_DATABASE_URL; empty: embedded Postgres
     pg_port: int = 15432  # embedded Postgres
+    pg_tls: bool = False  # embedded Postgres over TLS only (Debian's server; sslmode=verify-full, a password)
+    pg_sslmode: str = ""  # libpq's sslmode for the database (verify-full: TLS, the server's name checked)
+    pg_ca: str = ""  # CA bundle the database's certificate is checked against (libpq's sslrootcert)
+    pg_password: str = "reel-dev-pg-password"  # with pg_tls: the embedded server's password; set your own
     metrics_port: int = 0  # each worker's /metrics, /healthz, /readyz; 0: a free port (9100 in the image)
     bind_address: str = "127.0.0.1"  # where /metrics and the tracker listen; 0.0.0.0 in a container
     tracker_port: int = 18080
@@ -88,12 +100,22 @@ class Settings:
 
     def __post_init__(self) -> None:
         # Derived defaults: an unset address means the embedded stack's.
+        # Over TLS, the embedded stack's servers are checked against its own CA (devstack/tls.py).
         if not self.kafka_bootstrap:
             object.__setattr__(self, "kafka_bootstrap", f"127.0.0.1:{self.kafka_port}")
+            if self.kafka_security != "plaintext" and not self.kafka_ca:
+                object.__setattr__(self, "kafka_ca", str(self.stack_ca))
         if not self.s3_endpoint:
             object.__setattr__(self, "s3_endpoint", f"127.0.0.1:{self.s3_port}")
+            if self.s3_secure and not self.s3_ca:
+                object.__setattr__(self, "s3_ca", str(self.stack_ca))
         if not self.tracker_url:
             object.__setattr__(self, "tracker_url", f"http://127.0.0.1:{self.tracker_port}")
+
+    @property
+    def stack_ca(self) -> Path:
+        """The embedded stack's CA, made by `reel up` when a link is to be encrypted."""
+        return self.home / "tls" / "ca.pem"
 
     @property
     def embedded_postgres(self) -> bool:
@@ -101,7 +123,17 @@ class Settings:
 
     @property
     def postgres_url(self) -> str:
-        return self.database_url or f"postgresql://postgres@127.0.0.1:{self.pg_port}/postgres"
+        """The database's URL, with pg_sslmode and pg_ca as libpq parameters (a URL such
+        as CloudNativePG's has none); the embedded server over TLS is checked against the
+        stack's CA."""
+        url, mode, ca = self.database_url, self.pg_sslmode, self.pg_ca
+        if not url:
+            user = f"postgres:{quote(self.pg_password, safe='')}" if self.pg_tls else "postgres"
+            url = f"postgresql://{user}@127.0.0.1:{self.pg_port}/postgres"
+            if self.pg_tls:
+                mode, ca = mode or "verify-full", ca or str(self.stack_ca)
+        params = [f"sslmode={mode}"] * bool(mode) + [f"sslrootcert={quote(ca)}"] * bool(ca)
+        return url + ("&" if "?" in url else "?") + "&".join(params) if params else url
 
 
 def _coerce(raw: str, kind: type) -> object:

@@ -111,6 +111,8 @@ class Storage:
             timeout=urllib3.Timeout(connect=3, read=60),
             retries=urllib3.Retry(total=1, backoff_factor=0.1),
             maxsize=8,
+            cert_reqs="CERT_REQUIRED",  # with s3_secure: the store's certificate, against s3_ca or the system's
+            ca_certs=settings.s3_ca or None,
         )
         client = Minio(
             settings.s3_endpoint,

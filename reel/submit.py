@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from reel import keys, ladder, tenancy
 from reel.contract import Registry, envelope
-from reel.kafka import producer_config
+from reel.kafka import client_config, producer_config
 from reel.settings import Settings
 from reel.storage import Storage, sha256_file
 
@@ -132,7 +132,7 @@ def wait(settings: Settings, video_id: str, since_ms: int, timeout: float) -> di
     registry = Registry()
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **client_config(settings),
             "group.id": f"reel-wait-{uuid.uuid4()}",
             "isolation.level": "read_committed",
             "enable.auto.commit": False,

@@ -81,7 +81,7 @@ def main() -> None:
         ends = {n: wait(s, sub.video_id, sub.submitted_ms, timeout=600) for n, sub in subs.items()}
         events = defaultdict(list)
         registry = Registry()
-        for msg in read_to_end(s.kafka_bootstrap, [t for t in all_topics() if t != "task.progress"]):
+        for msg in read_to_end(s, [t for t in all_topics() if t != "task.progress"]):
             ev = registry.decode_for_topic(msg.topic(), msg.value())
             events[ev["video_id"]].append((msg.topic(), ev["track"], ev["segment_index"], ev["attempt"]))
         lines = []

@@ -26,7 +26,7 @@ SERVICES = ("splitter", "puller", "transcoder", "pusher", "tracker")
 FIELDS = frozenset(f.name for f in fields(Settings))
 # Properties stand for the fields they read. The embedded stack's ports (kafka_port,
 # s3_port, pg_port) only fill an empty address, so they are not a cluster's settings.
-PROPERTIES = {"embedded_postgres": {"database_url"}, "postgres_url": {"database_url"}}
+PROPERTIES = {"embedded_postgres": {"database_url"}, "postgres_url": {"database_url", "pg_sslmode", "pg_ca"}}
 
 # Credentials: env name -> (Secret, key). The database's comes from CloudNativePG's own
 # Secret for the cluster's application user; the others are created by the operator
@@ -38,6 +38,7 @@ SECRETS = {
     "playback_secret": ("reel-tracker-keys", "playback-secret"),
     "callback_secret": ("reel-tracker-keys", "callback-secret"),
     "tenant_tokens": ("reel-tracker-keys", "tenant-tokens"),
+    "kafka_password": ("reel-services", "password"),  # Strimzi's User Operator, for KafkaUser reel-services
 }
 # Set in the pod spec: the ordinal, the namespace, the tracker's role per Deployment.
 FROM_POD = frozenset({"slot", "kubernetes_namespace", "tracker_role"})
@@ -45,7 +46,14 @@ FROM_POD = frozenset({"slot", "kubernetes_namespace", "tracker_role"})
 # The cluster's values. Those not named keep the code's defaults, written out so that a
 # ConfigMap shows everything its service reads.
 VALUES: dict[str, object] = {
-    "kafka_bootstrap": "reel-kafka-bootstrap:9092",  # Strimzi's bootstrap Service of Kafka "reel"
+    # Every link encrypted: Kafka's TLS listener with SCRAM-SHA-512 (the brokers checked
+    # against Strimzi's cluster CA), Postgres with verify-full against CloudNativePG's CA.
+    "kafka_bootstrap": "reel-kafka-bootstrap:9093",  # Strimzi's bootstrap Service of Kafka "reel"
+    "kafka_security": "sasl_ssl",
+    "kafka_username": "reel-services",
+    "kafka_ca": "/etc/reel/kafka-ca/ca.crt",
+    "pg_sslmode": "verify-full",
+    "pg_ca": "/etc/reel/postgres-ca/ca.crt",
     "s3_endpoint": "reel-minio:9000",  # overlays/prod names your S3 endpoint instead
     "tracker_url": "https://reel.example.com",
     "home": "/scratch/home",

@@ -16,6 +16,8 @@ command -v mvn >/dev/null || need_apt+=(maven)
 command -v npm >/dev/null || need_apt+=(npm)
 if [ "${1:-}" = "test" ]; then
   [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+  # The encrypted-links test runs Debian's Postgres: pgserver's is built without OpenSSL.
+  compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need_apt+=(postgresql)
 fi
 if [ "${1:-}" = "image" ]; then
   command -v buildah >/dev/null || need_apt+=(buildah)

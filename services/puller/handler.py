@@ -24,7 +24,7 @@ from reel.task import Deps, Kind, Output, Permanent, Task
 MARGIN_S = 1.0  # past the segment's end: B-frames and open GOPs need the packets after it
 
 
-def span_args(url: str, start: float, length: float, out: Path, container: str = "mp4") -> list[str]:
+def span_args(url: str, start: float, length: float, out: Path, container: str = "mp4", ca_file: str = "") -> list[str]:
     """Stream copy from the keyframe at or before the segment to a margin past its end.
     -seek_timestamp makes the input -ss a source timestamp (not an offset from the
     container's start, which would take a probe of the source to learn). Source
@@ -32,16 +32,16 @@ def span_args(url: str, start: float, length: float, out: Path, container: str =
     would count from that keyframe, which may lie tens of seconds earlier."""
     end = start + length + MARGIN_S
     copy = flags(f"-map 0:v:0 -c copy -to {end:.6f} -strict experimental -f {container} -y")
-    return [*flags(f"-copyts -seek_timestamp 1 -ss {start:.6f}"), *media.upload_input(url), *copy, str(out)]
+    return [*flags(f"-copyts -seek_timestamp 1 -ss {start:.6f}"), *media.upload_input(url, ca_file), *copy, str(out)]
 
 
-def audio_args(url: str, out: Path) -> list[str]:
+def audio_args(url: str, out: Path, ca_file: str = "") -> list[str]:
     """The audio, decoded exactly as a player decodes it, into lossless FLAC (Matroska,
     source timestamps kept). A stream copy lost what a decoder trims: the encoder delay of
     an MP3 (LAME's header), an MP4's edit list; MP3 sources came out 35 ms long. Stereo,
     16 bits, as every output is: a quarter of the bytes of the source's own layout."""
     decode = flags("-map 0:a:0 -c:a flac -ac 2 -sample_fmt s16 -f matroska -y")
-    return ["-copyts", *media.upload_input(url), *decode, str(out)]
+    return ["-copyts", *media.upload_input(url, ca_file), *decode, str(out)]
 
 
 def span_start_of(out: Path, seg: SegmentTask) -> float:
@@ -79,14 +79,14 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     with scratch(deps.settings, "pull") as tmp:
         if ev["track"] == "audio":
             out, name = tmp / "audio.mka", "audio.mka"
-            media.run_ffmpeg(audio_args(url, out), timeout=600, cancel=task.cancel, nice=0)
+            media.run_ffmpeg(audio_args(url, out, deps.settings.s3_ca), timeout=600, cancel=task.cancel, nice=0)
             check = partial(audio_start_of, out)
         else:
             out, name = tmp / "span.mp4", "span.mp4"
             seg = SegmentTask.of(ev)
             start, length = seg.start_s, seg.length_s
             media.copy_into(  # MP4 if it carries the codec, else QuickTime, else Matroska
-                lambda container: span_args(url, start, length, out, container),
+                lambda container: span_args(url, start, length, out, container, deps.settings.s3_ca),
                 timeout=120 + 4 * length,
                 cancel=task.cancel,
                 on_progress=lambda s: task.report(100 * s / (length + MARGIN_S)),

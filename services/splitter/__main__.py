@@ -2,10 +2,8 @@
 
 from collections.abc import Callable
 
-from confluent_kafka.admin import AdminClient
-
 from reel import replicas
-from reel.kafka import member_partitions
+from reel.kafka import admin_client, member_partitions
 from reel.pipeline import SPLITTER, TRANSCODER
 from reel.service import run_stage
 from reel.settings import Settings
@@ -27,7 +25,7 @@ def heading_for(settings: Settings) -> Callable[[], int]:
 def deps(settings: Settings, storage: Storage) -> Deps:
     """Its plan follows the live transcoders (their consumer group, asked of the broker)
     and, autoscaled, the fleet they are heading for."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = admin_client(settings)
 
     def partitions() -> int:
         meta = admin.list_topics(TRANSCODER.input, timeout=10).topics.get(TRANSCODER.input)

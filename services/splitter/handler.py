@@ -70,9 +70,9 @@ def check_limits(settings: Settings, video: media.VideoStream, duration: float) 
         )
 
 
-def probe_source(url: str) -> media.Probe:
+def probe_source(url: str, ca_file: str = "") -> media.Probe:
     try:
-        probe = media.probe(url, upload=True)
+        probe = media.probe(url, upload=True, ca_file=ca_file)
     except media.MediaError as exc:
         if exc.verdict is not None:  # refused for a reason ffmpeg names: say that one
             raise Permanent(f"source is not a readable video: {exc}", exc.verdict.kind) from exc
@@ -95,7 +95,8 @@ def examine(task: Task, deps: Deps, src: dict[str, Any]) -> tuple[dict[str, Any]
     the video tasks read, its probe, and whether the source has audio (the audio task
     always reads the upload itself: a remux changes what a decoder trims of it)."""
     url = deps.storage.presign_get(src["bucket"], src["key"])
-    probe = probe_source(url)
+    ca = deps.settings.s3_ca
+    probe = probe_source(url, ca)
     has_audio = probe.audio is not None
     if not needs_remux(probe):
         return src, probe, has_audio
@@ -103,7 +104,7 @@ def examine(task: Task, deps: Deps, src: dict[str, Any]) -> tuple[dict[str, Any]
     with scratch(deps.settings, "remux") as tmp:
         out = tmp / "source.mp4"
         reorders = probe.video is not None and probe.video.reorders
-        media.copy_into(lambda box: remux_args(url, out, box, reorders), timeout=3600, cancel=task.cancel)
+        media.copy_into(lambda box: remux_args(url, out, box, reorders, ca), timeout=3600, cancel=task.cancel)
         ref = deps.storage.put_file(deps.settings.bucket_work, keys.remux(ev, task.attempt.attempt_id), out)
         probe = probe_source(str(out))
     remuxed = {"bucket": ref.bucket, "key": ref.key, "etag": ref.sha256, "size": ref.size}
@@ -117,14 +118,20 @@ def source_samples(deps: Deps, src: dict[str, Any], probe: media.Probe) -> list[
     return read_video_samples(lambda at, n: deps.storage.get_range(src["bucket"], src["key"], at, n))
 
 
-def remux_args(url: str, out: Path, fmt: str, reorders: bool) -> list[str]:
+def remux_args(url: str, out: Path, fmt: str, reorders: bool, ca_file: str = "") -> list[str]:
     """The video, stream-copied, its timestamps kept (-copyts): the audio task decodes
     the upload itself on the same clock. Containers such as AVI keep no presentation
     times: with B-frames they are made up (+genpts, one frame of reordering delay);
     without, they are the decode times, as a player takes them (made up, the video
     came 40 ms late)."""
     copy = flags(f"-map 0:v:0 -c copy -strict experimental -f {fmt} -y")
-    return ["-copyts", *(["-fflags", "+genpts"] if reorders else []), *media.upload_input(url), *copy, str(out)]
+    return [
+        "-copyts",
+        *(["-fflags", "+genpts"] if reorders else []),
+        *media.upload_input(url, ca_file),
+        *copy,
+        str(out),
+    ]
 
 
 def handle(task: Task, deps: Deps) -> list[Output]:

@@ -12,12 +12,11 @@ from typing import NamedTuple
 
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from reel import metrics
 from reel.contract import ContractError, Registry, all_topics
 from reel.faults import fault_point
-from reel.kafka import end_offsets, group_lag
+from reel.kafka import admin_client, client_config, end_offsets, group_lag
 from reel.pipeline import TRACKER_GROUP
 from reel.settings import Settings
 from services.tracker import db, project, reads
@@ -53,7 +52,7 @@ class Projector:
             db.migrate(conn)
             consumer = Consumer(
                 {
-                    "bootstrap.servers": self.settings.kafka_bootstrap,
+                    **client_config(self.settings),
                     "group.id": TRACKER_GROUP,
                     "isolation.level": "read_committed",
                     "enable.auto.commit": False,
@@ -150,7 +149,7 @@ def refresh_gauges(settings: Settings, stopping: threading.Event) -> None:
     """Videos by state, segments by stage, backlog in media-seconds and lag per consumer
     group, for /metrics: every 5 s, or as often as a local autoscaler decides."""
     every_s = min(5.0, settings.autoscale_interval_s) if settings.autoscale else 5.0
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = admin_client(settings)
     while not stopping.wait(every_s):
         try:
             for group, topic in GROUP_INPUTS.items():

@@ -132,7 +132,7 @@ def cpu_cgroup(pid: int) -> str:
 
 def events(settings: Settings, topic: str) -> list[dict[str, Any]]:
     registry = Registry()
-    return [registry.decode_for_topic(topic, m.value()) for m in read_to_end(settings.kafka_bootstrap, [topic])]
+    return [registry.decode_for_topic(topic, m.value()) for m in read_to_end(settings, [topic])]
 
 
 def journal(settings: Settings) -> list[dict[str, Any]]:

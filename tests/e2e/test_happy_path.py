@@ -48,7 +48,7 @@ def process(settings: Settings, path: Path, profile: str) -> dict[str, Any]:
 
 
 def split_of(settings: Settings, video_id: str) -> dict[str, Any]:
-    msgs = [m for m in read_to_end(settings.kafka_bootstrap, ["video.split"]) if m.key() == video_id.encode()]
+    msgs = [m for m in read_to_end(settings, ["video.split"]) if m.key() == video_id.encode()]
     assert msgs, "no video.split"
     return Registry().decode_for_topic("video.split", msgs[0].value())
 

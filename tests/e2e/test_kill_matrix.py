@@ -122,7 +122,7 @@ def undisturbed(e2e_settings: Settings, clip: Path) -> list[tuple[Any, ...]]:
 def events(settings: Settings, video_id: str, topics: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
     registry = Registry()
     topics = topics or ONCE_PER_VIDEO + ONCE_PER_SEGMENT + ["video.requested", "video.failed", "task.progress"]
-    msgs = read_to_end(settings.kafka_bootstrap, topics)
+    msgs = read_to_end(settings, topics)
     decoded = [(m.topic(), registry.decode_for_topic(m.topic(), m.value())) for m in msgs]
     return [(t, e) for t, e in decoded if e["video_id"] == video_id]
 

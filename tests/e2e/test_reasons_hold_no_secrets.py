@@ -82,7 +82,7 @@ def test_no_credential_anywhere_reel_writes(failures: dict[str, dict[str, Any]],
         if hit := leaks(s, text):
             found[where] = hit
 
-    for msg in read_to_end(s.kafka_bootstrap, all_topics()):  # every event, dead letters included
+    for msg in read_to_end(s, all_topics()):  # every event, dead letters included
         look(f"{msg.topic()}@{msg.offset()}", msg.value() or b"")
     with psycopg.connect(s.postgres_url) as conn:
         for (body,) in conn.execute("SELECT body::text FROM events"):

@@ -147,7 +147,7 @@ def test_health_and_openapi() -> None:
 # -- exactly once and order-insensitive ----------------------------------------------
 def all_events(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
     registry = Registry()
-    msgs = read_to_end(settings.kafka_bootstrap, all_topics())
+    msgs = read_to_end(settings, all_topics())
     return [(m.topic(), registry.decode_for_topic(m.topic(), m.value())) for m in msgs]
 
 

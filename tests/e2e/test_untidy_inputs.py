@@ -57,7 +57,7 @@ def test_rotation_and_pixel_aspect_are_applied(results: dict[str, Any]) -> None:
 
 def events_for(settings: Settings, topic: str, video_id: str) -> list[dict[str, Any]]:
     registry = Registry()
-    events = [registry.decode_for_topic(topic, m.value()) for m in read_to_end(settings.kafka_bootstrap, [topic])]
+    events = [registry.decode_for_topic(topic, m.value()) for m in read_to_end(settings, [topic])]
     return [e for e in events if e["video_id"] == video_id]
 
 

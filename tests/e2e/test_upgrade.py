@@ -20,15 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from devstack import down, up
 from devstack.clips import synthetic
 from reel import PROJECT_ROOT
 from reel.contract import Registry
 from reel.kafka import read_to_end
 from reel.pipeline import WORKER_KINDS, dead_letter_topics
-from reel.settings import Settings, load
+from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import Submission, submit, wait
+from tests import stacks
 from tests.e2e.media_checks import download, judge
 
 # The release upgraded from: the last commit before the Kubernetes deployment (override
@@ -75,15 +75,8 @@ def old_tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], Settings]]:
-    home = tmp_path_factory.mktemp("upgrade") / "home"
-    env = {**os.environ, **ENV, "REEL_HOME": str(home)}
-    env.pop("DATABASE_URL", None)
-    s = load(env)
-    up(s, with_services=False, say=lambda _m: None)
-    try:
-        yield env, s
-    finally:
-        down(s, say=lambda _m: None)
+    with stacks.own_stack(tmp_path_factory.mktemp("upgrade") / "home", ENV) as stack:
+        yield stack
 
 
 class Fleet:
@@ -127,8 +120,7 @@ def fleet_kinds() -> tuple[str, ...]:
 def transcoded(s: Settings, video_id: str) -> int:
     registry = Registry()
     events = [
-        registry.decode_for_topic("segment.transcoded", m.value())
-        for m in read_to_end(s.kafka_bootstrap, ["segment.transcoded"])
+        registry.decode_for_topic("segment.transcoded", m.value()) for m in read_to_end(s, ["segment.transcoded"])
     ]
     return sum(1 for e in events if e["video_id"] == video_id)
 
@@ -182,6 +174,6 @@ def test_a_rolling_upgrade_finishes_every_video_and_dead_letters_nothing(
         log = (tmp_path / "logs" / f"transcoder-{release}.log").read_text()
         worked = [line for line in log.splitlines() if "task completed" in line and across.video_id in line]
         assert worked, f"the {release} transcoder did none of the video processed across the switch"
-    assert read_to_end(s.kafka_bootstrap, dead_letter_topics()) == [], "something was dead-lettered"
-    assert read_to_end(s.kafka_bootstrap, ["video.failed"]) == []
+    assert read_to_end(s, dead_letter_topics()) == [], "something was dead-lettered"
+    assert read_to_end(s, ["video.failed"]) == []
     assert sorted(ORDER) == sorted(fleet_kinds())  # every kind was rolled

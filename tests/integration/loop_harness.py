@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 
 from reel import PROJECT_ROOT
 from reel.attempts import Marker
 from reel.contract import Registry, envelope, task_key
-from reel.kafka import read_to_end
+from reel.kafka import admin_client, client_config, read_to_end
 from reel.settings import Settings
 from reel.storage import Storage
 
@@ -64,7 +64,7 @@ class LoopRun:
         self.topic_out = f"it.{self.run_id}.out"
         self.fault_log = self.tmp / f"faults-{self.run_id}.log"
         self.fault_log.touch()
-        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
+        admin = admin_client(self.settings)
         topics = [self.topic_in, self.topic_out, self.topic_in + ".dlq"]
         futures = admin.create_topics([NewTopic(t, num_partitions=self.partitions) for t in topics])
         for f in futures.values():
@@ -75,7 +75,7 @@ class LoopRun:
     # -- inputs ----------------------------------------------------------------
     def produce(self, indices: range | list[int], source_key: str = "clip.mp4") -> None:
         """Inputs written transactionally, as the pipeline's own stages write them."""
-        p = Producer({"bootstrap.servers": self.settings.kafka_bootstrap, "transactional.id": f"test-{uuid.uuid4()}"})
+        p = Producer({**client_config(self.settings), "transactional.id": f"test-{uuid.uuid4()}"})
         p.init_transactions(30)
         p.begin_transaction()
         for i in indices:
@@ -85,7 +85,7 @@ class LoopRun:
         p.commit_transaction(30)
 
     def produce_raw(self, value: bytes) -> None:
-        p = Producer({"bootstrap.servers": self.settings.kafka_bootstrap})
+        p = Producer({**client_config(self.settings)})
         p.produce(self.topic_in, key=b"garbage", value=value)
         p.flush(10)
 
@@ -134,7 +134,7 @@ class LoopRun:
     # -- what came out -----------------------------------------------------------
     def outputs(self, topic: str | None = None) -> list[dict[str, Any]]:
         """Every committed record of the output topic, decoded (a read_committed reader)."""
-        msgs = read_to_end(self.settings.kafka_bootstrap, [topic or self.topic_out])
+        msgs = read_to_end(self.settings, [topic or self.topic_out])
         return [REGISTRY.decode(m.value()) for m in msgs]
 
     def wait_outputs(

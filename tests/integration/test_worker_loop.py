@@ -17,10 +17,9 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient
 
 from reel.attempts import COMPLETED, FAILED, HANDED_BACK, STARTED
-from reel.kafka import group_lag
+from reel.kafka import admin_client, group_lag
 from reel.settings import Settings
 from tests.integration.loop_harness import LoopRun
 
@@ -53,7 +52,7 @@ def test_tasks_flow_exactly_once(loop: LoopRun) -> None:
     assert {r["attempt"] for r in records} == {1}
     assert {r["producer"] for r in records} <= {f"{loop.stage}-0", f"{loop.stage}-1"}
     # Idle, the group's computed lag returns to 0 (the commit markers are stepped over).
-    admin = AdminClient({"bootstrap.servers": loop.settings.kafka_bootstrap})
+    admin = admin_client(loop.settings)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         lag = group_lag(admin, f"reel.{loop.stage}", loop.topic_in)

@@ -74,6 +74,9 @@ KAFKA = {
                             enum=("internal", "route", "loadbalancer", "nodeport", "ingress", "cluster-ip"),
                         ),
                         "tls": F(bool, required=True),
+                        "authentication": F(
+                            {"type": F(str, required=True, enum=("tls", "scram-sha-512", "oauth", "custom"))}
+                        ),
                         "networkPolicyPeers": F(
                             [{"podSelector": F(LABEL_SELECTOR), "namespaceSelector": F(LABEL_SELECTOR)}]
                         ),
@@ -86,6 +89,11 @@ KAFKA = {
         required=True,
     ),
     "entityOperator": F({"topicOperator": F(FREE), "userOperator": F(FREE)}),
+}
+
+KAFKA_USER = {
+    "authentication": F({"type": F(str, required=True, enum=("tls", "tls-external", "scram-sha-512"))}),
+    "authorization": F(FREE),
 }
 
 KAFKA_TOPIC = {
@@ -135,6 +143,7 @@ SPECS = {
     ("kafka.strimzi.io/v1beta2", "KafkaNodePool"): KAFKA_NODE_POOL,
     ("kafka.strimzi.io/v1beta2", "Kafka"): KAFKA,
     ("kafka.strimzi.io/v1beta2", "KafkaTopic"): KAFKA_TOPIC,
+    ("kafka.strimzi.io/v1beta2", "KafkaUser"): KAFKA_USER,
     ("postgresql.cnpg.io/v1", "Cluster"): CNPG_CLUSTER,
     ("keda.sh/v1alpha1", "ScaledObject"): SCALED_OBJECT,
     ("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICE_MONITOR,

@@ -202,7 +202,8 @@ def test_requests_and_limits_cover_what_the_image_run_measured() -> None:
     longest_output = s.max_duration_s * bits_per_s / 8
     pusher = of(docs, "StatefulSet")["reel-pusher"]["spec"]["template"]["spec"]
     assert quantity(pusher["containers"][0]["resources"]["limits"]["ephemeral-storage"]) >= 3 * longest_output
-    assert quantity(pusher["volumes"][0]["emptyDir"]["sizeLimit"]) >= 3 * longest_output
+    (scratch,) = [v for v in pusher["volumes"] if v["name"] == "scratch"]
+    assert quantity(scratch["emptyDir"]["sizeLimit"]) >= 3 * longest_output
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -265,6 +266,7 @@ def test_every_secret_a_pod_names_exists_or_is_made_by_whom_the_docs_say(overlay
     docs = build(overlay)
     made_here = set(of(docs, "Secret"))
     by_operator = {f"{c}-app" for c in of(docs, "Cluster")}  # CloudNativePG's application user
+    by_operator |= set(of(docs, "KafkaUser"))  # Strimzi's User Operator: one Secret per KafkaUser
     yours = {"reel-s3", "reel-tracker-keys"}  # docs/operations.md: created before applying prod
     for name, w in {**workloads(docs), **of(docs, "StatefulSet")}.items():
         for c in containers(w):
@@ -279,7 +281,7 @@ def test_every_secret_a_pod_names_exists_or_is_made_by_whom_the_docs_say(overlay
 
 # The peers of the image run (bench/results/image.json), as pods of these manifests.
 PEERS = {
-    "kafka": ({"strimzi.io/cluster": "reel", "strimzi.io/broker-role": "true"}, 9092),
+    "kafka": ({"strimzi.io/cluster": "reel", "strimzi.io/broker-role": "true"}, 9093),
     "s3": ({"app.kubernetes.io/name": "reel-minio"}, 9000),
     "postgres": ({"cnpg.io/cluster": "reel-postgres"}, 5432),
 }
@@ -377,3 +379,29 @@ def test_no_service_creates_topics() -> None:
             assert path is not None
             source = path.read_text()
             assert "create_topics" not in source and "NewTopic" not in source, module
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_link_is_encrypted_and_checked_against_a_mounted_ca(overlay: str) -> None:
+    """Kafka over TLS with SCRAM on every pod, Postgres with verify-full wherever a pod
+    reads it; each CA path a setting names is a file of the operator's CA Secret, mounted
+    in that container (the migrating init container too)."""
+    docs = build(overlay)
+    configs = of(docs, "ConfigMap")
+    listener = of(docs, "Kafka")["reel"]["spec"]["kafka"]["listeners"]
+    assert all(entry["tls"] and entry["authentication"]["type"] == "scram-sha-512" for entry in listener)
+    cas = {"REEL_KAFKA_CA": "reel-cluster-ca-cert", "REEL_PG_CA": "reel-postgres-ca"}
+    for name, w in workloads(docs).items():
+        pod = w["spec"]["template"]["spec"]
+        secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+        config = configs[pod["containers"][0]["envFrom"][0]["configMapRef"]["name"]]["data"]
+        assert config["REEL_KAFKA_SECURITY"] == "sasl_ssl", name
+        assert config["REEL_KAFKA_BOOTSTRAP"].endswith(":9093"), name
+        if "REEL_DATABASE_URL" in {e["name"] for e in pod["containers"][0]["env"]}:
+            assert config["REEL_PG_SSLMODE"] == "verify-full", name
+        for c in containers(w):
+            mounted = {m["mountPath"]: secrets.get(m["name"]) for m in c.get("volumeMounts", [])}
+            for setting, secret in cas.items():
+                if setting in config and (c in pod["containers"] or setting == "REEL_PG_CA"):
+                    folder, _, file = config[setting].rpartition("/")
+                    assert mounted.get(folder) == secret and file == "ca.crt", (name, c["name"], setting)
