@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import warnings
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -125,7 +126,16 @@ def start(settings: Settings) -> Component:
         with psycopg.connect(host=str(data), port=settings.pg_port, user="postgres", dbname="postgres") as conn:
             conn.execute(sql.SQL("ALTER USER postgres PASSWORD {}").format(sql.Literal(settings.pg_password)))
     wait_ready("postgres", pid, lambda: healthy(settings), settings.ready_timeout_s, log)
-    return Component("postgres", pid, [settings.pg_port], str(log), settings.postgres_url)
+    return Component("postgres", pid, [settings.pg_port], str(log), shown(settings.postgres_url))
+
+
+def shown(url: str) -> str:
+    """The URL as `reel ps` shows and the stack's state file keeps it: no password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def stop(settings: Settings, component: Component) -> None:

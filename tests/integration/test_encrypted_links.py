@@ -8,6 +8,8 @@ passwords and clients that do not trust the CA are refused; no credential shows 
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -107,6 +109,10 @@ def test_a_video_goes_through_every_service_over_the_encrypted_broker(
         out = tmp_path / "out"
         download(s, Storage.from_settings(s), sub.video_id, out)  # over verified TLS, checked by sha256
         judge(clip, out)  # frames, sizes, A/V sync, durations: what a viewer sees
+        shown = subprocess.run(
+            [sys.executable, "-m", "reel.cli", "ps"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert shown.returncode == 0 and "postgres" in shown.stdout, shown.stderr
     finally:
         fleet_proc.halt(proc)
     kafka = s.home / "kafka"
@@ -118,5 +124,6 @@ def test_a_video_goes_through_every_service_over_the_encrypted_broker(
     ]
     assert len(logs) > 5
     planted = (PASSWORD, S3_SECRET, PG_PASSWORD)
-    leaked = [(p.name, x) for p in logs if p.exists() for x in planted if x in p.read_text(errors="replace")]
+    texts = {p.name: p.read_text(errors="replace") for p in logs if p.exists()} | {"reel ps": shown.stdout}
+    leaked = [(where, x) for where, text in texts.items() for x in planted if x in text]
     assert not leaked, leaked
