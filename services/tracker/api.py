@@ -240,18 +240,21 @@ def create_app(settings: Settings, storage: Storage) -> FastAPI:
         vid = _valid_id(video_id)
         with connect() as conn, conn.transaction():
             row = conn.execute(
-                "SELECT state, generation, callback_url FROM videos WHERE video_id = %s AND tenant = %s FOR UPDATE",
+                "SELECT state, generation, callback_url, error_kind FROM videos "
+                "WHERE video_id = %s AND tenant = %s FOR UPDATE",
                 (vid, request.state.tenant),
             ).fetchone()
             if row is None:
                 raise NotFound(vid)
-            state, generation, callback_url = row
+            state, generation, callback_url, kind = row
             ev = {"video_id": vid, "generation": generation, "tenant": request.state.tenant}
             running = state not in FINISHED
             why = "cancelled by its tenant" if running else "deleted by its tenant: its outputs are removed"
             # The tombstone first: from here every stage skips the generation's tasks and clears their work.
             Attempts(storage, settings.bucket_work, "tracker").bury(ev, why)
             removed = storage.remove_prefix(settings.bucket_outputs, keys.output(ev["tenant"], vid, ""))
+            if kind == Kind.CANCELLED.value:  # deleted before: nothing more to say
+                return {"video_id": vid, "generation": generation, "was": state, "outputs_removed": removed}
             record = {
                 **envelope(
                     video_id=vid,

@@ -98,7 +98,10 @@ def router(
             if (row and row["started_at"]) or known:
                 return JSONResponse({"video_id": vid, "created": False, "upload": None}, status_code=200)
             if row:
-                asked = row["request"]  # a resume: the first request stands
+                first = row["request"]
+                if (first["sha256"], first["size"]) != (new.sha256, new.size):
+                    return refuse(409, f"request id {new.request_id} was used for another file; use a new one")
+                asked = first  # a resume: the first request stands
             upload_id = None
             if not storage.exists(bucket, asked["key"]):
                 open_ids = storage.open_uploads(bucket, asked["key"])

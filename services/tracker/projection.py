@@ -53,6 +53,7 @@ GENERATION_COLUMNS = (
     "completed_at",
     "failed_at",
 )
+TIMES = ("requested_at", "split_at", "completed_at", "failed_at")
 SEGMENT_DEFAULTS = {
     "attempt": 1,
     "worker": None,
@@ -92,6 +93,9 @@ def merge_video(old: Row | None, generation: int, state: str, fields: dict[str, 
             "state": later(VIDEO_STATES, old["state"], state),
             **{k: v for k, v in fields.items() if v is not None},
         }
+        for k in TIMES:  # when it first got there, whichever of two such events comes first
+            if old.get(k) is not None and fields.get(k) is not None:
+                row[k] = min(old[k], fields[k])
     if row["state"] == "completed":  # done, whatever its segments' rows say
         row["percent"] = 100.0
     return row

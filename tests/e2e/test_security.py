@@ -124,6 +124,9 @@ def two_tenants(noise: Path) -> dict[str, str]:
     assert again["upload"]["done"] == [1] and [p["number"] for p in again["upload"]["parts"]] == list(
         range(2, total + 1)
     )
+    other = {"file_name": "x.mp4", "size": 99, "sha256": "cd" * 32, "profile": "tiny", "request_id": request_id}
+    code, body = call("/videos", "acme", "POST", other)
+    assert code == 409 and "another file" in body["error"], body  # a request id names one file
     beta = upload("beta", noise, request_id)["video_id"]
     assert beta != vid  # same file, same request id, another tenant: another video
     for tenant, v in (("acme", vid), ("beta", beta)):

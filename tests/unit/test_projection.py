@@ -140,3 +140,19 @@ def test_each_group_backlog_is_the_work_it_has_still_to_do_weighted_by_stage_cos
     assert got["reel.pusher"] == pytest.approx((4 + 10 + 20 + 2 + 5) * 0.1 + 40 * 0.1)  # and a stitch
     assert backlog([("uploaded", 300.0)], 0.0) == {"reel.puller": 0.0, "reel.transcoder": 0.0, "reel.pusher": 0.0}
     assert backlog([], 0.0) == {"reel.puller": 0.0, "reel.transcoder": 0.0, "reel.pusher": 0.0}  # idle: 0
+
+
+def test_two_failures_of_one_generation_keep_the_first_time_in_either_order() -> None:
+    """A video deleted twice (DELETE /videos/{id}) gets two video.failed events: a replay
+    in any order must show the same row."""
+    from datetime import UTC, datetime
+
+    from services.tracker.projection import merge_video
+
+    first, second = datetime(2026, 12, 2, 3, 5, 30, tzinfo=UTC), datetime(2026, 12, 2, 3, 5, 31, tzinfo=UTC)
+    base = merge_video(None, 0, "completed", {"completed_at": first})
+    rows = []
+    for a, b in ((first, second), (second, first)):
+        row = merge_video(base, 0, "failed", {"failed_at": a, "error": "deleted"})
+        rows.append(merge_video(row, 0, "failed", {"failed_at": b, "error": "deleted"}))
+    assert rows[0] == rows[1] and rows[0]["failed_at"] == first and rows[0]["state"] == "failed"
