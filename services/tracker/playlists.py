@@ -27,6 +27,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from reel import keys
 from reel.settings import Settings
 from reel.storage import Storage
+from services.tracker.auth import tenant_of
 from services.tracker.playback import DEV_SECRET, BadToken, Grant, child_key, lifetime, rewrite, sign, verify
 
 log = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ def router(settings: Settings, storage: Storage, playable: Callable[[str], dict[
         try:
             if token is not None:
                 verify(settings.playback_secret, video_id, token, time.time())
-            row = hls_video(video_id, getattr(request.state, "tenant", None))
+            row = hls_video(video_id, tenant_of(request))
         except BadToken as exc:
             return _refuse(403, str(exc))
         except Refused as exc:
