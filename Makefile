@@ -26,8 +26,8 @@ image-test:
 	python3 -m pytest -q -m image --timeout=0
 
 lint:
-	ruff check reel services devstack tests bench scripts
-	ruff format --check reel services devstack tests bench scripts
+	ruff check reel services devstack tests bench scripts monitoring
+	ruff format --check reel services devstack tests bench scripts monitoring
 	mypy
 
 bench: setup

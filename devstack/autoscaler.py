@@ -27,7 +27,7 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client import Counter, Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
-from reel import health, logs, replicas
+from reel import discovery, health, logs, replicas
 from reel.autoscale import Decision, History, Rule, Scaling, decide, scalings
 from reel.kafka import admin_client
 from reel.settings import Settings, load
@@ -37,6 +37,7 @@ log = logging.getLogger("devstack.autoscaler")
 DESIRED = Gauge("reel_autoscaler_desired_replicas", "Replicas the autoscaler wants, by worker kind", ["kind"])
 CURRENT = Gauge("reel_autoscaler_current_replicas", "Replicas running when it decided, by worker kind", ["kind"])
 DECISIONS = Counter("reel_autoscaler_decisions_total", "Decisions by worker kind and reason", ["kind", "reason"])
+MAX = Gauge("reel_autoscaler_max_replicas", "The most replicas the rule allows, by worker kind", ["kind"])
 METRIC = Gauge("reel_autoscaler_metric", "The metric each kind was scaled on, as read", ["kind"])
 
 Samples = dict[tuple[str, str], float]  # (metric name, group) -> value
@@ -135,12 +136,13 @@ def run(settings: Settings, stopping: threading.Event) -> None:
                 line = {"pid": os.getpid(), "now": now, "at": time.time(), "kind": s.kind, "max": rule.max_replicas}
                 line |= asdict(d)
                 out.write(json.dumps(line) + "\n")
-                export(s.kind, d)
+                export(s.kind, rule, d)
         log.info("decided: %s", ", ".join(describe(s.kind, d) for s, _, d in decisions))
 
 
-def export(kind: str, d: Decision) -> None:
+def export(kind: str, rule: Rule, d: Decision) -> None:
     DESIRED.labels(kind).set(d.desired)
+    MAX.labels(kind).set(rule.max_replicas)
     CURRENT.labels(kind).set(d.current)
     METRIC.labels(kind).set(d.metric)
     DECISIONS.labels(kind, d.reason).inc()
@@ -158,6 +160,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     port = health.serve(settings.metrics_port, settings.bind_address)
+    discovery.announce(settings, "autoscaler", 0, port)
     log.info("autoscaling every %.0fs; metrics on 127.0.0.1:%d", settings.autoscale_interval_s, port)
     run(settings, stopping)
 

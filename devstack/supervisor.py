@@ -29,7 +29,7 @@ from pathlib import Path
 
 from devstack import nodes
 from devstack.procs import stop
-from reel import PROJECT_ROOT, logs, replicas
+from reel import PROJECT_ROOT, discovery, logs, replicas
 from reel.pipeline import WORKER_KINDS
 from reel.settings import Settings, load
 
@@ -74,6 +74,7 @@ class Supervisor:
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.nodes = nodes.Nodes(settings.home, settings.node_cpu, settings.stack_cpu) if settings.node_cpu else None
         replicas.clear(settings.home)  # counts of an earlier run say nothing about this one
+        discovery.prepare(settings)
 
     def group_of(self, slot: Slot) -> Path | None:
         if self.nodes is None:

@@ -113,6 +113,12 @@ def group_lag(admin: AdminClient, group: str, topic: str, timeout: float = 10.0)
     return lag
 
 
+def group_members(admin: AdminClient, groups: list[str], timeout: float = 10.0) -> dict[str, int]:
+    """Members of each consumer group now (0 for a group with none, or none yet)."""
+    futures = admin.describe_consumer_groups(groups, request_timeout=timeout)
+    return {group: len(future.result(timeout).members) for group, future in futures.items()}
+
+
 def _offsets(
     admin: AdminClient, parts: list[TopicPartition], spec: OffsetSpec, timeout: float
 ) -> dict[tuple[str, int], int]:

@@ -53,8 +53,48 @@ STAGE_SECONDS = Histogram(
     ["stage"],
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
 )
+OLDEST_VIDEO = Gauge(
+    "reel_oldest_video_age_seconds",
+    "Age of the oldest unfinished video in each state, from its generation's first event",
+    ["state"],
+)
+VIDEO_LATENESS = Gauge(
+    "reel_video_lateness_max",
+    "Largest age / time budget of the unfinished videos in each state (budget: "
+    "REEL_VIDEO_BUDGET_S + REEL_VIDEO_BUDGET_PER_MEDIA_S x its length); above 1 is late",
+    ["state"],
+)
+GROUP_MEMBERS = Gauge("reel_group_members", "Members of each worker consumer group", ["group"])
 LAG = Gauge("reel_consumer_lag", "Records not yet committed by a consumer group, all partitions", ["group"])
 UPLOAD_PARTS = Counter(
     "reel_upload_parts_total", "Multipart upload parts: sent, or reused from a resumed upload", ["outcome"]
 )
 STORAGE_RETRIES = Counter("reel_storage_retries_total", "Storage calls retried in place after a transient fault")
+
+# A labelled series appears at its first increment, and Prometheus's increase() cannot see
+# that first step (there is no earlier sample at 0): a process's first dead letter or
+# failed video would read as nothing on a dashboard or alert. Each process sets its own
+# series to 0 at start.
+DEAD_LETTER_KINDS = ("malformed", "unknown-schema", "refused", "permanent", "attempts-exhausted")
+TASK_OUTCOMES = ("completed", "failed", "reused", "handed_back")
+
+
+def zero_worker(stage: str, topic: str, causes: list[str]) -> None:
+    for outcome in TASK_OUTCOMES:
+        TASKS.labels(stage, outcome)
+    for cause in causes:
+        HANDBACKS.labels(stage, cause)
+    for kind in DEAD_LETTER_KINDS:
+        DEAD_LETTERS.labels(topic, kind)
+    STALLED.labels(stage)
+    IN_FLIGHT.labels(stage)
+    for outcome in ("sent", "reused"):
+        UPLOAD_PARTS.labels(outcome)
+
+
+def zero_tracker(stages: list[str], kinds: list[str]) -> None:
+    for stage in stages:
+        for kind in kinds:
+            VIDEO_FAILURES.labels(stage, kind)
+    for outcome in ("delivered", "retried", "abandoned"):
+        CALLBACKS.labels(outcome)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from reel import faults, health, logs, metrics
+from reel import discovery, faults, health, logs, metrics
 from reel.kafka import kafka_reachable
 from reel.pipeline import StageSpec
 from reel.settings import Settings, load
@@ -54,6 +54,7 @@ def start(name: str, looping: bool = True) -> Process:
     )
     port = health.serve(settings.metrics_port, settings.bind_address, probes)
     metrics.UP.labels(name, str(settings.slot)).set(1)
+    discovery.announce(settings, name, settings.slot, port)
     log.info("metrics, /healthz and /readyz on %s:%d", settings.bind_address, port)
     return Process(name, settings, stopping, probes)
 

@@ -65,6 +65,9 @@ class Settings:
     tracker_batch: int = 500  # events the tracker projects per Postgres transaction
     callback_secret: str = "reel-dev-callback-secret"  # HMAC key of callbacks; set your own
     callback_max_attempts: int = 8  # a callback is abandoned after this many failed POSTs
+    # An unfinished video is late (reel_video_lateness_max > 1, an alert) past this budget.
+    video_budget_s: float = 300.0
+    video_budget_per_media_s: float = 10.0
     callback_backoff_s: float = 2.0  # delay after the first failed POST; doubles each time
     callback_allow: str = ""  # hosts (or host:port) callbacks may reach though not public, comma-separated
     workers_per_kind: int = 1  # fleet size of the splitter, puller and pusher under `reel up`

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything reel needs on a fresh Debian machine: ffmpeg, Java and Maven
 # (for the Kafka broker's jars), npm (hls.js for the tracker's player page) and the
-# Python packages; `setup.sh test` adds Chromium, the browser the playback test drives;
-# and kustomize v5, which renders the Kubernetes manifests (built with Go into
+# Python packages; `setup.sh test` adds Chromium (the browser the playback and status
+# page tests drive), Prometheus (the dashboards' queries and the alert rules are tested
+# on it), Debian's Postgres (the encrypted-links test) and kustomize v5, which renders the Kubernetes manifests (built with Go into
 # .reel-cache/bin); `setup.sh image` adds buildah and debootstrap, which build the
 # container image, and bubblewrap, which runs its services on a read-only root.
 # Safe to run again.
@@ -18,6 +19,8 @@ if [ "${1:-}" = "test" ]; then
   [ -x /usr/bin/chromium ] || need_apt+=(chromium)
   # The encrypted-links test runs Debian's Postgres: pgserver's is built without OpenSSL.
   compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need_apt+=(postgresql)
+  # The dashboards' and alerts' queries run against a real Prometheus; promtool tests the rules.
+  command -v prometheus >/dev/null && command -v promtool >/dev/null || need_apt+=(prometheus)
 fi
 if [ "${1:-}" = "image" ]; then
   command -v buildah >/dev/null || need_apt+=(buildah)

@@ -16,11 +16,12 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 from reel import metrics
 from reel.contract import ContractError, Registry, all_topics
 from reel.faults import fault_point
-from reel.kafka import admin_client, client_config, end_offsets, group_lag
-from reel.pipeline import TRACKER_GROUP
+from reel.kafka import admin_client, client_config, end_offsets, group_lag, group_members
+from reel.pipeline import PIPELINE, TRACKER_GROUP
 from reel.settings import Settings
+from reel.task import Kind
 from services.tracker import db, project, reads
-from services.tracker.projection import GROUP_INPUTS
+from services.tracker.projection import GROUP_INPUTS, oldest
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class Projector:
         self.ready = threading.Event()
         self.projected = 0
         self.stored: dict[tuple[str, int], int] = {}  # next offset per partition, as saved
+        metrics.zero_tracker([*(spec.name for spec in PIPELINE), "tracker"], [k.value for k in Kind])
 
     def run(self) -> None:
         # autocommit: each batch is exactly one explicit transaction (conn.transaction()).
@@ -146,20 +148,24 @@ class Projector:
 
 
 def refresh_gauges(settings: Settings, stopping: threading.Event) -> None:
-    """Videos by state, segments by stage, backlog in media-seconds and lag per consumer
-    group, for /metrics: every 5 s, or as often as a local autoscaler decides."""
+    """Videos by state, segments by stage, the oldest unfinished videos, backlog in
+    media-seconds, lag and members per consumer group, for /metrics: every 5 s, or as
+    often as a local autoscaler decides."""
     every_s = min(5.0, settings.autoscale_interval_s) if settings.autoscale else 5.0
     admin = admin_client(settings)
     while not stopping.wait(every_s):
         try:
             for group, topic in GROUP_INPUTS.items():
                 metrics.LAG.labels(group).set(sum(group_lag(admin, group, topic).values()))
+            for group, n in group_members(admin, list(GROUP_INPUTS)).items():
+                metrics.GROUP_MEMBERS.labels(group).set(n)
         except (KafkaException, KeyError) as exc:
             log.warning("lag not refreshed: %s", exc)
         try:
             with psycopg.connect(settings.postgres_url, connect_timeout=5) as conn:
                 stored = db.offsets(conn)
                 c = reads.counts(conn)
+                ages = reads.unfinished_ages(conn)
             ends = end_offsets(admin, sorted({t for t, _ in stored}))
             metrics.LAG.labels(TRACKER_GROUP).set(sum(max(0, ends[tp] - o) for tp, o in stored.items() if tp in ends))
             for state, n in c["videos"].items():
@@ -168,6 +174,11 @@ def refresh_gauges(settings: Settings, stopping: threading.Event) -> None:
                 metrics.SEGMENTS.labels(stage).set(n)
             for group, seconds in c["backlog"].items():
                 metrics.BACKLOG.labels(group).set(seconds)
+            for state, (age_s, late) in oldest(
+                ages, settings.video_budget_s, settings.video_budget_per_media_s
+            ).items():
+                metrics.OLDEST_VIDEO.labels(state).set(age_s)
+                metrics.VIDEO_LATENESS.labels(state).set(late)
         except (psycopg.Error, KafkaException) as exc:
             log.warning("gauges not refreshed: %s", exc)
             time.sleep(1)

@@ -233,3 +233,18 @@ def backlog(units: list[tuple[str, float]], stitching_s: float) -> dict[str, flo
                 out[spec.group] += seconds * pipeline.share(spec)
     out[pipeline.PUSHER.group] += stitching_s * pipeline.share(pipeline.PUSHER)
     return out
+
+
+def oldest(
+    videos: list[tuple[str, float, float | None]], base_s: float, per_media_s: float
+) -> dict[str, tuple[float, float]]:
+    """Per unfinished state: (age of its oldest video, largest age / budget), from
+    (state, age_s, length_s or None before the split) of each unfinished video; every
+    unfinished state appears, at 0 when it holds none. A budget is base_s + per_media_s x
+    length: a long video may take longer before it counts as late."""
+    out = {state: (0.0, 0.0) for state in VIDEO_STATES if state not in FINISHED}
+    for state, age_s, length_s in videos:
+        budget = base_s + per_media_s * (length_s or 0.0)
+        age, late = out.get(state, (0.0, 0.0))
+        out[state] = (max(age, age_s), max(late, age_s / budget))
+    return out

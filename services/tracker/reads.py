@@ -9,7 +9,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from services.tracker.db import ts
-from services.tracker.projection import FINISHED, STAGE_OF_EVENT, backlog
+from services.tracker.projection import FINISHED, SEGMENT_STAGES, STAGE_OF_EVENT, VIDEO_STATES, backlog
 
 
 def video(conn: psycopg.Connection, video_id: str, tenant: str | None) -> dict[str, Any] | None:
@@ -67,17 +67,30 @@ def videos(
 def counts(conn: psycopg.Connection) -> dict[str, Any]:
     """Videos by state, segments of unfinished videos by stage, and each worker group's
     backlog (projection.backlog)."""
-    by_state: dict[str, int] = dict(conn.execute("SELECT state, count(*) FROM videos GROUP BY state").fetchall())
+    # Every state and stage, at 0 when none is in it: a gauge not set again keeps its last value.
+    by_state = dict.fromkeys(VIDEO_STATES, 0) | dict(conn.execute("SELECT state, count(*) FROM videos GROUP BY state"))
     unfinished = (
         "FROM segments s JOIN videos v USING (video_id) "
         "WHERE v.generation = s.generation AND v.state <> ALL(%s) GROUP BY 1"
     )
     finished = (list(FINISHED),)
-    by_stage: dict[str, int] = dict(conn.execute(f"SELECT s.stage, count(*) {unfinished}", finished))
+    by_stage = dict.fromkeys(SEGMENT_STAGES, 0) | dict(conn.execute(f"SELECT s.stage, count(*) {unfinished}", finished))
     units = conn.execute(f"SELECT s.stage, sum(s.media_seconds) {unfinished}", finished).fetchall()
     stitching = conn.execute("SELECT coalesce(sum(duration), 0) FROM videos WHERE state = 'stitching'").fetchone()
     work = backlog([(stage, float(seconds or 0)) for stage, seconds in units], float(stitching[0] if stitching else 0))
     return {"videos": by_state, "segments": by_stage, "backlog": work}
+
+
+def unfinished_ages(conn: psycopg.Connection) -> list[tuple[str, float, float | None]]:
+    """(state, age in seconds, length) of every unfinished video, its age counted from its
+    generation's first event (a retried video starts again)."""
+    rows = conn.execute(
+        "SELECT v.state, extract(epoch FROM now() - min(e.produced_at)), v.duration "
+        "FROM videos v JOIN events e ON e.video_id = v.video_id AND e.generation = v.generation "
+        "WHERE v.state <> ALL(%s) GROUP BY v.video_id, v.state, v.duration",
+        (list(FINISHED),),
+    ).fetchall()
+    return [(state, max(0.0, float(age)), duration) for state, age, duration in rows]
 
 
 def stage_seconds(conn: psycopg.Connection, topic: str, ev: dict[str, Any]) -> tuple[str, float] | None:

@@ -15,6 +15,7 @@ from services.tracker.projection import (
     merge_beat,
     merge_segment,
     merge_video,
+    oldest,
     percent_after,
     segment_progress,
     settled_percent,
@@ -156,3 +157,14 @@ def test_two_failures_of_one_generation_keep_the_first_time_in_either_order() ->
         row = merge_video(base, 0, "failed", {"failed_at": a, "error": "deleted"})
         rows.append(merge_video(row, 0, "failed", {"failed_at": b, "error": "deleted"}))
     assert rows[0] == rows[1] and rows[0]["failed_at"] == first and rows[0]["state"] == "failed"
+
+
+def test_the_oldest_video_and_lateness_per_state_weigh_each_videos_length() -> None:
+    ages = [("transcoding", 100.0, 10.0), ("transcoding", 400.0, 600.0), ("queued", 50.0, None)]
+    out = oldest(ages, base_s=60.0, per_media_s=2.0)
+    # transcoding: the older one (400 s) is the long one, budget 60 + 2 x 600 = 1260 s, not late;
+    # the 10 s one is, at 100 / (60 + 20) = 1.25.
+    assert out["transcoding"] == (400.0, 1.25)
+    assert out["queued"] == (50.0, 50.0 / 60.0)  # no length yet: the base budget
+    assert out["splitting"] == (0.0, 0.0) and out["stitching"] == (0.0, 0.0)  # empty states read 0
+    assert "completed" not in out and "failed" not in out
