@@ -39,6 +39,7 @@ VIDEO_FAILURES = Counter(
     ["stage", "kind"],
 )
 VIDEOS_COMPLETED = Counter("reel_videos_completed_total", "Videos completed")
+MEDIA_COMPLETED = Counter("reel_completed_media_seconds_total", "Length of the videos completed, in seconds")
 CALLBACKS = Counter("reel_callbacks_total", "Callback POST attempts by outcome", ["outcome"])
 VIDEO_SECONDS = Histogram(
     "reel_video_seconds",
@@ -98,3 +99,5 @@ def zero_tracker(stages: list[str], kinds: list[str]) -> None:
             VIDEO_FAILURES.labels(stage, kind)
     for outcome in ("delivered", "retried", "abandoned"):
         CALLBACKS.labels(outcome)
+    for outcome in ("completed", "failed"):
+        VIDEO_SECONDS.labels(outcome)

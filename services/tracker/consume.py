@@ -138,6 +138,7 @@ class Projector:
             metrics.VIDEO_FAILURES.labels(event["stage"], event["kind"]).inc()
         elif topic == "video.completed":
             metrics.VIDEOS_COMPLETED.inc()
+            metrics.MEDIA_COMPLETED.inc(reads.duration(conn, event["video_id"]))
         if topic in ("video.completed", "video.failed"):
             seconds = reads.video_seconds(conn, event)
             if seconds is not None:

@@ -109,6 +109,12 @@ def stage_seconds(conn: psycopg.Connection, topic: str, ev: dict[str, Any]) -> t
     return stage, max(0.0, (ts(ev["produced_at"]) - row[0]).total_seconds())
 
 
+def duration(conn: psycopg.Connection, video_id: str) -> float:
+    """The video's length in seconds (0 while unknown)."""
+    row = conn.execute("SELECT duration FROM videos WHERE video_id = %s", (video_id,)).fetchone()
+    return float(row[0]) if row and row[0] is not None else 0.0
+
+
 def video_seconds(conn: psycopg.Connection, ev: dict[str, Any]) -> float | None:
     row = conn.execute("SELECT requested_at FROM videos WHERE video_id = %s", (ev["video_id"],)).fetchone()
     if row is None or row[0] is None:

@@ -139,6 +139,34 @@ SERVICE_MONITOR = {
     "endpoints": F([{"port": F(str), "path": F(str), "interval": F(str, pattern=r"^(0|(([0-9]+)(ms|s|m|h))+)$")}]),
 }
 
+DURATION = r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+PROMETHEUS_RULE = {
+    "groups": F(
+        [
+            {
+                "name": F(str, required=True),
+                "interval": F(str, pattern=DURATION),
+                "limit": F(int),
+                "partial_response_strategy": F(str),
+                "rules": F(
+                    [
+                        {
+                            "alert": F(str),
+                            "record": F(str),
+                            "expr": F(str, required=True),
+                            "for": F(str, pattern=DURATION),
+                            "keep_firing_for": F(str, pattern=DURATION),
+                            "labels": F(FREE),
+                            "annotations": F(FREE),
+                        }
+                    ],
+                    required=True,
+                ),
+            }
+        ]
+    ),
+}
+
 SPECS = {
     ("kafka.strimzi.io/v1beta2", "KafkaNodePool"): KAFKA_NODE_POOL,
     ("kafka.strimzi.io/v1beta2", "Kafka"): KAFKA,
@@ -147,6 +175,7 @@ SPECS = {
     ("postgresql.cnpg.io/v1", "Cluster"): CNPG_CLUSTER,
     ("keda.sh/v1alpha1", "ScaledObject"): SCALED_OBJECT,
     ("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICE_MONITOR,
+    ("monitoring.coreos.com/v1", "PrometheusRule"): PROMETHEUS_RULE,
 }
 
 

@@ -361,10 +361,10 @@ def test_the_dev_overlay_is_one_of_everything_and_small() -> None:
         assert w["spec"]["replicas"] == 1, name
         requests = w["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
         assert quantity(requests["cpu"]) <= 0.05 and quantity(requests["memory"]) <= 128 * MiB, name
-    s3 = {e: load(of(docs, "ConfigMap")[e]["data"]).s3_endpoint for e in of(docs, "ConfigMap") if e.startswith("reel-")}
+    s3 = {e: load(c["data"]).s3_endpoint for e, c in of(docs, "ConfigMap").items() if "-settings" in e}
     assert set(s3.values()) == {"reel-minio:9000"} and "reel-minio" in of(docs, "Service")
     prod = build("prod")
-    assert {load(c["data"]).s3_endpoint for n, c in of(prod, "ConfigMap").items() if n.startswith("reel-")} != {
+    assert {load(c["data"]).s3_endpoint for n, c in of(prod, "ConfigMap").items() if "-settings" in n} != {
         "reel-minio:9000"
     }
     assert "reel-minio" not in of(prod, "Service")
