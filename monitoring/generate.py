@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
+import yaml  # type: ignore[import-untyped]  # no stubs pinned
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
 from monitoring.dashboards import DASHBOARDS
