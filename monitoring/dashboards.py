@@ -389,22 +389,27 @@ def kafka_and_scaling() -> dash.Dashboard:
     )
 
 
-# The Video dashboard: one video's rows in the tracker's database ($video is its id).
+# The Video dashboard: one video's rows in the tracker's database ($video is its id). A
+# unit's hand-backs are its task.progress events in state handed_back; the audio task's
+# segment_index is -1 in segments and null in events.
 VIDEO_SQL = {
     "Video": """SELECT video_id, tenant, state, round(percent::numeric, 1) AS percent, profile, duration,
         segment_count, generation, error_stage, error, requested_at, completed_at, failed_at
         FROM videos WHERE video_id = '$video'""",
-    "Segments": """SELECT s.track, s.segment_index, s.stage, s.attempt, s.worker, s.retrying,
-        round(s.media_seconds::numeric, 2) AS media_seconds, s.error, s.updated_at
+    "Segments": """SELECT s.track, s.segment_index, s.stage, s.attempt,
+        (SELECT count(*) FROM events e WHERE e.video_id = s.video_id AND e.generation = s.generation
+          AND e.topic = 'task.progress' AND e.track = s.track AND coalesce(e.segment_index, -1) = s.segment_index
+          AND e.body->>'state' = 'handed_back') AS handbacks,
+        s.worker, s.retrying, round(s.media_seconds::numeric, 2) AS media_seconds, s.error, s.updated_at
         FROM segments s JOIN videos v ON v.video_id = s.video_id AND v.generation = s.generation
         WHERE s.video_id = '$video' ORDER BY s.track, s.segment_index""",
-    "Timings per segment": """SELECT track, segment_index,
+    "Timings per segment": """SELECT track, coalesce(segment_index, -1) AS segment_index,
         max(attempt) AS attempts,
         extract(epoch FROM max(produced_at) - min(produced_at)) AS seconds,
         min(produced_at) AS first_event, max(produced_at) AS last_event
-        FROM events WHERE video_id = '$video' AND segment_index IS NOT NULL
+        FROM events WHERE video_id = '$video' AND (segment_index IS NOT NULL OR track = 'audio')
         AND generation = (SELECT generation FROM videos WHERE video_id = '$video')
-        GROUP BY track, segment_index ORDER BY track, segment_index""",
+        GROUP BY 1, 2 ORDER BY 1, 2""",
     "Events": """SELECT produced_at AS time, topic, track, segment_index, attempt, generation
         FROM events WHERE video_id = '$video' ORDER BY produced_at""",
 }

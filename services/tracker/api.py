@@ -27,7 +27,7 @@ from reel.kafka import kafka_reachable, producer_config
 from reel.settings import Settings
 from reel.storage import Storage
 from reel.task import Kind
-from services.tracker import auth, front_door, playlists, reads
+from services.tracker import auth, front_door, playlists, reads, status_page
 from services.tracker.playback import BadToken, verify
 from services.tracker.playlists import Links, output_url
 from services.tracker.projection import FINISHED, VIDEO_STATES, current_work, stalled
@@ -71,6 +71,7 @@ def status_view(row: dict[str, Any], links: Links, now: datetime) -> dict[str, A
                 "stage": s["stage"],
                 "state": state,
                 "attempt": s["attempt"],
+                "handbacks": s.get("handbacks", 0),
                 "worker": s["worker"],
                 "working": current_work(s["stage"], s["working"]),
                 "percent": round(float(s["work_percent"]), 1),
@@ -156,6 +157,7 @@ def create_app(settings: Settings, storage: Storage) -> FastAPI:
 
     app.include_router(playlists.router(settings, storage, playable))
     app.include_router(front_door.router(settings, storage, connect, produce_event))
+    app.include_router(status_page.router())
     app.middleware("http")(auth.gate(settings))
 
     @app.exception_handler(NotFound)

@@ -36,7 +36,7 @@ AUTH_FAILURES = Counter(
     "Requests the tracker refused for their credentials: missing, wrong, signed (a bad or expired link), limited",
     ["reason"],
 )
-ALWAYS_OPEN = ("/healthz", "/player/hls.min.js")
+ALWAYS_OPEN = ("/healthz", "/player/hls.min.js", "/ui")  # the status page's files hold no data
 SIGNED = re.compile(r"/videos/[^/]+/(hls/.+|events|watch)")
 Next = Callable[[Request], Awaitable[Response]]
 

@@ -21,10 +21,13 @@ def video(conn: psycopg.Connection, video_id: str, tenant: str | None) -> dict[s
         ).fetchone()
         if row is None:
             return None
+        # A unit's hand-backs: its heartbeats that said handed_back (the audio task is -1 here, null there).
         segs = cur.execute(
             "SELECT track, segment_index, stage, attempt, worker, working, work_percent, media_seconds, "
-            "retrying, last_beat, error, updated_at FROM segments WHERE video_id = %s AND generation = %s "
-            "ORDER BY track DESC, segment_index",
+            "retrying, last_beat, error, updated_at, (SELECT count(*) FROM events e WHERE e.video_id = s.video_id "
+            "AND e.generation = s.generation AND e.topic = 'task.progress' AND e.track = s.track "
+            "AND coalesce(e.segment_index, -1) = s.segment_index AND e.body->>'state' = 'handed_back') AS handbacks "
+            "FROM segments s WHERE video_id = %s AND generation = %s ORDER BY track DESC, segment_index",
             (video_id, row["generation"]),
         ).fetchall()
         row["callbacks"] = cur.execute(
