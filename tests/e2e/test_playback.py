@@ -13,11 +13,9 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from devstack.clips import synthetic
 from reel.settings import Settings
@@ -25,23 +23,12 @@ from reel.storage import Storage
 from reel.submit import submit, wait
 from services.tracker.playback import Grant, sign
 from tests.e2e import media_checks as mc
+from tests.e2e.browser import chromium, until
 from tests.e2e.client import API, authorized, status_when
 from tests.e2e.conftest import E2E_ENV
 from tests.e2e.test_happy_path import split_of
 
 pytestmark = pytest.mark.usefixtures("fleet")
-CHROMIUM = Path("/usr/bin/chromium")
-# As root, without a GPU, on a machine whose network ends at loopback.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -136,21 +123,7 @@ def test_playlists_refuse_missing_forged_expired_and_foreign_tokens(video: dict[
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    assert CHROMIUM.exists(), "Debian's chromium is not installed (make test installs it)"
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-def until(page: Any, js: str, timeout_s: float = 60) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (value := page.evaluate(js)):
-        errors = page.evaluate("reel.errors.filter(e => e.fatal)")
-        assert not errors, errors
-        assert time.monotonic() < deadline, f"never true: {js}"
-        time.sleep(0.1)
-    return value
+    yield from chromium()
 
 
 def test_a_browser_plays_it_across_the_joins_and_on_every_rung(video: dict[str, Any], browser: Any) -> None:

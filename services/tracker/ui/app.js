@@ -48,6 +48,7 @@ function signOut(message) {
   for (const s of streams.values()) s.close();
   streams.clear();
   clearInterval(listTimer);
+  for (const id of ["videos", "segments", "rungs", "downloads"]) $(id).replaceChildren(); // nothing of the last tenant stays
   $("signin-error").textContent = message || "";
   $("who").textContent = "";
   show("signin");
@@ -121,7 +122,7 @@ function paintVideo(v) {
     cell(row, s.attempt);
     cell(row, s.handbacks);
     cell(row, s.worker);
-    bar(cell(row, ""), s.percent);
+    bar(cell(row, ""), s.stage === "uploaded" ? 100 : s.percent); // else: its current stage's work
     cell(row, s.error, "error");
   }
   if (v.state === "completed" && v.playback && $("playback").hidden) play(v);
@@ -143,7 +144,7 @@ function play(v) {
       const row = downloads.insertRow();
       const link = document.createElement("a");
       link.href = o.url;
-      link.textContent = o.object.key.split("/").slice(-2).join("/");
+      link.textContent = o.object.key.split("/").pop();
       link.setAttribute("download", "");
       cell(row, "").append(link);
       cell(row, `${(o.object.size / 1024).toFixed(0)} KiB`);
