@@ -233,8 +233,7 @@ def _refuse(status: int, message: str) -> JSONResponse:
 
 
 def player_page(video_id: str, master_url: str) -> str:
-    """The watch page. `window.reel` keeps what the player did (fragments loaded and played,
-    errors), so a test - or an operator with the console open - can see it."""
+    """The watch page (ui/player.js plays it and keeps what the player did in `window.reel`)."""
     src = json.dumps(master_url).replace("</", "<\\/")  # cannot close the script element
     return PAGE.replace("{title}", html.escape(video_id)).replace("{src}", src)
 
@@ -245,21 +244,10 @@ PAGE = """<!doctype html>
 video{width:min(100%,960px);background:#000}</style></head>
 <body><video id="video" controls muted autoplay playsinline></video><p id="state"></p>
 <script src="/player/hls.min.js"></script>
+<script src="/ui/player.js"></script>
 <script>
 const src = {src};
-const video = document.getElementById("video");
-const reel = window.reel = {loaded: [], played: [], errors: [], hls: null};
-const frag = (f) => ({type: f.type, level: f.level, sn: f.sn, start: f.start, duration: f.duration});
-if (window.Hls && Hls.isSupported()) {
-  const hls = reel.hls = new Hls();
-  hls.on(Hls.Events.FRAG_LOADED, (_, d) => reel.loaded.push(frag(d.frag)));
-  hls.on(Hls.Events.FRAG_CHANGED, (_, d) => reel.played.push(frag(d.frag)));
-  hls.on(Hls.Events.ERROR, (_, d) => reel.errors.push({fatal: d.fatal, type: d.type, details: d.details}));
-  hls.loadSource(src);
-  hls.attachMedia(video);
-} else if (video.canPlayType("application/vnd.apple.mpegurl")) {
-  video.src = src;  // Safari plays HLS itself
-} else {
+if (!reelPlay(document.getElementById("video"), src)) {
   document.getElementById("state").textContent = "This browser cannot play HLS.";
 }
 </script></body></html>

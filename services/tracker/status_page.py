@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
 
 UI = Path(__file__).parent / "ui"
-TYPES = {"app.js": "text/javascript", "app.css": "text/css"}
+TYPES = {"app.js": "text/javascript", "player.js": "text/javascript", "app.css": "text/css"}
 # Scripts and styles only from the tracker itself (none inline); media and fragments come
 # from the store's presigned URLs (another origin) and hls.js's blob: buffers.
 POLICY = (

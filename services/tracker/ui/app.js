@@ -7,7 +7,7 @@
 const $ = (id) => document.getElementById(id);
 const FINISHED = ["completed", "failed"];
 const streams = new Map(); // video id -> its EventSource, while it runs
-const reel = (window.reel = { loaded: [], played: [], errors: [], hls: null, updates: 0 });
+const reel = Object.assign(window.reel, { updates: 0 }); // player.js made it; status events counted too
 let listTimer = null;
 
 const token = () => sessionStorage.getItem("reel-token");
@@ -151,19 +151,7 @@ function play(v) {
       cell(row, "").append(Object.assign(document.createElement("code"), { textContent: o.object.sha256 }));
     }
   }
-  const video = $("player");
-  const src = v.playback.hls;
-  const frag = (f) => ({ type: f.type, level: f.level, sn: f.sn, start: f.start, duration: f.duration });
-  if (window.Hls && Hls.isSupported()) {
-    const hls = (reel.hls = new Hls());
-    hls.on(Hls.Events.FRAG_LOADED, (_, d) => reel.loaded.push(frag(d.frag)));
-    hls.on(Hls.Events.FRAG_CHANGED, (_, d) => reel.played.push(frag(d.frag)));
-    hls.on(Hls.Events.ERROR, (_, d) => reel.errors.push({ fatal: d.fatal, type: d.type, details: d.details }));
-    hls.loadSource(src);
-    hls.attachMedia(video);
-  } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
-    video.src = src;
-  }
+  reelPlay($("player"), v.playback.hls);
 }
 
 async function showVideo(id) {
