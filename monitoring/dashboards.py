@@ -123,7 +123,7 @@ def pipeline() -> dash.Dashboard:
             graph(
                 g,
                 "Throughput",
-                "s",
+                "short",  # a ratio: media-seconds per second
                 "Media-seconds of video completed per second of wall time",
                 (f"sum(rate(reel_completed_media_seconds_total{{{NS}}}[$__rate_interval]))", "media-s / s"),
             )
