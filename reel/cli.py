@@ -73,6 +73,8 @@ def up_cmd(
         err.print(f"reel up: {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     out.print(f"stack is up (state in {s.home})")
+    if services:
+        out.print(f"status page: http://127.0.0.1:{s.tracker_port}/ui", highlight=False)
 
 
 @app.command("down")
