@@ -27,7 +27,7 @@ from reel.kafka import read_to_end
 from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import produce, submit, wait
-from services.tracker import db
+from services.tracker import db, reads
 from services.tracker import project as projection
 from tests.e2e.client import authorized, cli
 
@@ -371,3 +371,28 @@ def test_retry_re_drives_a_failed_video_once_its_cause_is_removed(e2e_settings: 
     assert again.returncode == 2 and "only a failed video can be retried" in again.stderr
     unknown = cli(e2e_settings, "retry", str(uuid.uuid4()))
     assert unknown.returncode == 2 and "no video" in unknown.stderr
+
+
+def test_a_units_hand_backs_are_counted_in_its_status(e2e_settings: Settings, recorded: list) -> None:
+    """A unit's hand-backs in GET /videos/{id} (and the status page) are its task.progress
+    events that said handed_back: the run's own events, plus one such heartbeat for one
+    segment of a completed video (a SIGTERM past the drain timeout sends it), projected."""
+    done = next(e for t, e in recorded if t == "video.completed")
+    beats = [
+        e
+        for t, e in recorded
+        if t == "task.progress"
+        and e["video_id"] == done["video_id"]
+        and e["generation"] == done["generation"]
+        and e["track"] == "video"
+        and e["segment_index"] == 0
+    ]
+    assert beats, "the happy path's transcoder sent heartbeats for segment 0"
+    handed = {**beats[0], "event_id": str(uuid.uuid4()), "state": "handed_back", "message": "stopped"}
+    url = fresh_database(e2e_settings)
+    project(url, [*recorded, ("task.progress", handed), ("task.progress", handed)])  # the replay counts once
+    with psycopg.connect(url) as conn:
+        row = reads.video(conn, done["video_id"], None)
+    assert row is not None
+    counts = {(s["track"], s["segment_index"]): s["handbacks"] for s in row["segments"]}
+    assert counts.pop(("video", 0)) == 1 and set(counts.values()) == {0}, counts
