@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from grafana_foundation_sdk.builders import dashboard as dash
-from grafana_foundation_sdk.builders import stat, table, timeseries
+from grafana_foundation_sdk.builders import heatmap, stat, table, timeseries
 from grafana_foundation_sdk.builders.prometheus import Dataquery as PromQuery
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.models.dashboard import DataSourceRef, GridPos, VariableOption, VariableRefresh
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 PROMETHEUS = DataSourceRef(type_val="prometheus", uid="${datasource}")
 # Provisioned by k8s/components/observability (datasources.yaml) with this uid: a
@@ -210,6 +211,19 @@ def stages() -> dash.Dashboard:
                     for q in (0.5, 0.95)
                 ],
             )
+        )
+        .with_panel(
+            heatmap.Panel()
+            .title("Task duration distribution")
+            .description("How many units took how long, per interval: the task histogram's buckets")
+            .unit("s")
+            .datasource(PROMETHEUS)
+            .with_target(
+                prom(
+                    f"sum by (le) (increase(reel_task_seconds_bucket{{{sel}}}[$__rate_interval]))", "{{le}}", "A"
+                ).format(PromQueryFormat.HEATMAP)
+            )
+            .grid_pos(g.next())
         )
         .with_panel(
             graph(

@@ -53,6 +53,7 @@ MUST_SHOW = {
     "reel-stages": [
         "In flight",
         "Task duration",
+        "Task duration distribution",
         "Time per step, queueing included",
         "Units by outcome",
         "Attempts per completed unit",

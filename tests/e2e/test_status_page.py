@@ -1,6 +1,7 @@
 """The status page (/ui) in a real browser (Debian's Chromium): it signs in with a tenant's
 token, shows a newly submitted video's bar moving through the states to completed
-without a reload, opens it - segments, rungs, downloads - and plays it past a join; a
+without a reload, opens it - segments, rungs, downloads - and plays it past a join and
+on every rung; a
 wrong token gets the sign-in page and another tenant's video is not found. A screenshot
 of each step is kept in build/test-artifacts/status-page/."""
 
@@ -143,6 +144,13 @@ def test_the_video_page_lists_segments_rungs_downloads_and_plays_past_a_join(
     until(page, f"document.getElementById('player').currentTime > {join + 0.5}", timeout_s=60)
     frames = page.evaluate("document.getElementById('player').getVideoPlaybackQuality().totalVideoFrames")
     assert frames >= (join + 0.5) * 30 * 0.9, frames  # decoded across the join, not skipped to it
+    widths = page.evaluate("reel.hls.levels.map(l => l.width)")
+    assert sorted(widths) == [426, 640]
+    for level, width in enumerate(widths):  # the ladder: each rung plays, its picture its own size
+        page.evaluate(f"reel.hls.currentLevel = {level}; document.getElementById('player').play()")
+        until(page, f"document.getElementById('player').videoWidth === {width}")
+        shown = page.evaluate("document.getElementById('player').getVideoPlaybackQuality().totalVideoFrames")
+        until(page, f"document.getElementById('player').getVideoPlaybackQuality().totalVideoFrames > {shown}")
     assert page.evaluate("reel.errors.filter(e => e.fatal)") == []
     shot(page, "5-video")
 
