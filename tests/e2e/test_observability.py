@@ -13,7 +13,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ import psycopg
 import pytest
 import yaml
 
+from devstack.procs import free_port
 from reel import PROJECT_ROOT, replicas
 from reel.settings import Settings
 from reel.storage import Storage
@@ -72,12 +72,6 @@ MUST_SHOW = {
         "Autoscaler decisions",
     ],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Prometheus:
