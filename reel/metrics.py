@@ -76,16 +76,15 @@ STORAGE_RETRIES = Counter("reel_storage_retries_total", "Storage calls retried i
 # that first step (there is no earlier sample at 0): a process's first dead letter or
 # failed video would read as nothing on a dashboard or alert. Each process sets its own
 # series to 0 at start.
-DEAD_LETTER_KINDS = ("malformed", "unknown-schema", "refused", "permanent", "attempts-exhausted")
 TASK_OUTCOMES = ("completed", "failed", "reused", "handed_back")
 
 
-def zero_worker(stage: str, topic: str, causes: list[str]) -> None:
+def zero_worker(stage: str, topic: str, causes: list[str], error_kinds: tuple[str, ...]) -> None:
     for outcome in TASK_OUTCOMES:
         TASKS.labels(stage, outcome)
     for cause in causes:
         HANDBACKS.labels(stage, cause)
-    for kind in DEAD_LETTER_KINDS:
+    for kind in error_kinds:
         DEAD_LETTERS.labels(topic, kind)
     STALLED.labels(stage)
     IN_FLIGHT.labels(stage)

@@ -121,12 +121,17 @@ class Input:
     value: bytes
 
 
+# The loop's finer word for why an input was given up (a dead letter's error_kind):
+# ContractError.kind's two, a refused tenant or key, a permanent failure, too many attempts.
+ERROR_KINDS = ("malformed", "unknown-schema", "refused", "permanent", "attempts-exhausted")
+
+
 @dataclass(frozen=True)
 class GivenUp:
     """Why an input is given up: the kind, the loop's finer word, the reason, how often."""
 
     kind: Kind
-    error_kind: str  # malformed | unknown-schema | refused | permanent | attempts-exhausted
+    error_kind: str  # one of ERROR_KINDS
     reason: str
     failed: int
 

@@ -86,7 +86,7 @@ class Worker:
         self.checkpoints = Checkpoints(storage, settings.bucket_work, self.registry, stage.name)
         self.buckets = (settings.bucket_sources, settings.bucket_work, settings.bucket_outputs)
         self.group = f"reel.{stage.name}"
-        metrics.zero_worker(stage.name, stage.topic, [*retries.CAUSES.values(), retries.CRASH])
+        metrics.zero_worker(stage.name, stage.topic, [*retries.CAUSES.values(), retries.CRASH], retries.ERROR_KINDS)
         self.consumer = Consumer(consumer_config(settings, self.group, self.worker_id))
         # Stable per slot: a restarted slot fences its zombie and aborts its open transaction.
         self.producer = Producer(producer_config(settings, self.worker_id, f"reel.{self.worker_id}"))
