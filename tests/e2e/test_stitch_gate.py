@@ -9,9 +9,7 @@ tail would; each segment is valid, only the joined video is short - the gate's c
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 import uuid
 from fractions import Fraction
 from pathlib import Path
@@ -24,8 +22,7 @@ from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import produce, wait
 from services.transcoder.encode import Cut, segment_runs
-from tests.e2e.client import authorized
-from tests.e2e.conftest import E2E_ENV
+from tests.e2e.client import status_when
 from tests.e2e.test_tracker import metrics
 from tests.e2e.test_untidy_inputs import events_for
 
@@ -103,15 +100,9 @@ def test_a_failing_stitch_gate_fails_the_video_with_its_reason(
     # Every segment was placed (each passed its own check) before the gate said no.
     assert len(events_for(e2e_settings, "segment.uploaded", video_id)) == SEGMENTS
 
-    # The status endpoint carries the same reason.
-    url = f"http://127.0.0.1:{E2E_ENV['REEL_TRACKER_PORT']}/videos/{video_id}"
-    deadline = time.monotonic() + 30
-    while True:
-        status = json.load(urllib.request.urlopen(authorized(url), timeout=5))
-        if status["state"] == "failed" or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert status["state"] == "failed", status
+    # The status endpoint carries the same reason, once the tracker has projected it (it may
+    # still be a 404 when video.failed is read from Kafka: the tracker reads it too).
+    status = status_when(video_id, "failed", timeout=30)
     failures = {k: v for k, v in metrics().items() if k.startswith("reel_video_failures_total")}
     assert failures.get('reel_video_failures_total{kind="stitch_gate",stage="pusher"}', 0) >= 1, failures
     assert status["error"]["stage"] == "pusher" and status["error"]["reason"] == end["reason"]
