@@ -193,7 +193,7 @@ def substitute(query: str, values: dict[str, str]) -> str:
     return query
 
 
-def variable_values(prom: Prometheus, board: dict[str, Any], when: dict[str, str]) -> dict[str, str]:
+def variable_values(prom: Prometheus, board: dict[str, Any]) -> dict[str, str]:
     """Each query variable at Grafana's "All" (its allValue), after checking its
     label_values() query answers through Prometheus's label API as Grafana asks it."""
     out = {}
@@ -213,7 +213,7 @@ def has_data(result: list[dict[str, Any]]) -> bool:
 def panel_results(prom: Prometheus, board: dict[str, Any], when: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Every query of every panel, as a range query over the run: no query may fail."""
     times = grafana_range(when["start"], when["end"])
-    values = variable_values(prom, board, times) | times
+    values = variable_values(prom, board) | times
     out: dict[str, list[dict[str, Any]]] = {}
     for panel in board["panels"]:
         for target in panel["targets"]:
