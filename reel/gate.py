@@ -1,4 +1,5 @@
-"""The stitch gate (pure): what a viewer would notice, checked from ffprobe packets.
+"""The stitch gate (pure): what a viewer would notice, checked from a file's packets
+(ffprobe's, or the same read from an MP4's sample table: media.video_packets).
 
 Used by the transcoder on every segment it makes, before it uploads it (so a bad one
 is retried at once, where it was made), and by the pusher on every final output

@@ -21,6 +21,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from reel import mp4
 from reel.redact import redact
 from reel.refusals import Verdict, classify
 
@@ -328,6 +329,15 @@ def packets(path: str | Path, stream: str = "v:0", timeout: float = 120.0) -> li
     over a URL this reads the whole object."""
     cmd = [*flags(f"ffprobe -v error -select_streams {stream} -of json"), "-show_entries", PACKET_FIELDS, str(path)]
     return [_packet(p) for p in _ffprobe_json(cmd, timeout).get("packets", [])]
+
+
+def video_packets(path: Path, timeout: float = 120.0) -> list[Packet]:
+    """A local MP4's video packets from its sample table, read in Python; from ffprobe
+    when the table says more than that reader models (mp4.video_packets)."""
+    found = mp4.read_video_packets(mp4.file_reader(path))
+    if found is None:
+        return packets(path, timeout=timeout)
+    return [Packet(pts, dts, duration, key) for pts, dts, duration, key in found]
 
 
 def probe_with_packets(path: str | Path, timeout: float = 120.0) -> tuple[Probe, dict[str, list[Packet]]]:

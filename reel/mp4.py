@@ -1,7 +1,9 @@
 """Where a file's video samples lie in time, from its MP4/QuickTime sample table.
 
 The splitter weighs segments by their share of the source's compressed bytes (busy
-scenes take longer to encode); the pusher counts each joined part's frames. The sample
+scenes take longer to encode); the pusher counts each joined part's frames; the
+transcoder's gate reads each new segment's packets (one ffprobe costs a small node a
+few tenths of a second, and every unit had one per rung). The sample
 table sits in the `moov` box, so this reads a few box headers and the `moov` by range,
 never the media itself. Anything else (a fragmented MP4, a table it cannot read) gives
 None, and the caller does without (or asks ffprobe).
@@ -9,6 +11,7 @@ None, and the caller does without (or asks ffprobe).
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -72,9 +75,8 @@ def _path(data: bytes, start: int, end: int, *kinds: bytes) -> tuple[int, int] |
     return span
 
 
-def video_samples(moov: bytes) -> list[tuple[float, int]] | None:
-    """(decode time in seconds from the track's start, size in bytes) of every sample of
-    the first video track, or None when the table is not there (fragmented) or unreadable."""
+def _video_track(moov: bytes) -> tuple[int, int, int, int, int] | None:
+    """(trak start, trak end, stbl start, stbl end, timescale) of the first video track."""
     top = _child(moov, 0, len(moov), b"moov")
     if top is None:
         return None
@@ -90,16 +92,101 @@ def video_samples(moov: bytes) -> list[tuple[float, int]] | None:
             return None
         version = moov[mdhd[0]]
         (timescale,) = struct.unpack_from(">I", moov, mdhd[0] + (20 if version == 1 else 12))
-        table = _table(moov, *stbl)
-        if not timescale or table is None:
-            return None
-        sizes, deltas = table
-        out, t = [], 0
-        for size, delta in zip(sizes, deltas, strict=True):
-            out.append((t / timescale, size))
-            t += delta
-        return out
+        return (start, end, *stbl, timescale) if timescale else None
     return None
+
+
+def video_samples(moov: bytes) -> list[tuple[float, int]] | None:
+    """(decode time in seconds from the track's start, size in bytes) of every sample of
+    the first video track, or None when the table is not there (fragmented) or unreadable."""
+    track = _video_track(moov)
+    table = _table(moov, track[2], track[3]) if track else None
+    if track is None or table is None:
+        return None
+    sizes, deltas = table
+    out, t = [], 0
+    for size, delta in zip(sizes, deltas, strict=True):
+        out.append((t / track[4], size))
+        t += delta
+    return out
+
+
+def video_packets(moov: bytes) -> list[tuple[float, float, float, bool]] | None:
+    """(pts, dts, duration in seconds, keyframe) of every sample of the first video track,
+    in decode order, as ffmpeg's demuxer gives them: composition offsets (ctts) applied,
+    shifted back by the track's one edit, keyframes from stss. None for what it does not
+    model (several edits, an empty edit, a frame the edit would cut): ask ffprobe then."""
+    track = _video_track(moov)
+    table = _table(moov, track[2], track[3]) if track else None
+    if track is None or table is None:
+        return None
+    trak_start, trak_end, stbl_start, stbl_end, timescale = track
+    _sizes, deltas = table
+    edit = _single_edit(moov, trak_start, trak_end, timescale)
+    offsets = _offsets(moov, stbl_start, stbl_end, len(deltas))
+    keys = _sync(moov, stbl_start, stbl_end, len(deltas))
+    if edit is None or offsets is None or keys is None:
+        return None
+    shift, until = edit
+    out, t = [], 0
+    for delta, offset, key in zip(deltas, offsets, keys, strict=True):
+        pts = t + offset - shift
+        if pts < 0 or pts >= until:  # outside the edit: ffmpeg would discard it
+            return None
+        out.append((pts / timescale, (t - shift) / timescale, delta / timescale, key))
+        t += delta
+    return out
+
+
+def _single_edit(moov: bytes, start: int, end: int, timescale: int) -> tuple[int, float] | None:
+    """Where the track's one edit starts, in the track's time, and how long it lasts
+    from there (unbounded without an edit list or with a duration of 0); None for any
+    other edit list."""
+    elst = _path(moov, start, end, b"edts", b"elst")
+    if elst is None:
+        return 0, math.inf
+    version = moov[elst[0]]
+    (entries,) = struct.unpack_from(">I", moov, elst[0] + 4)
+    if entries != 1:
+        return None
+    fmt = ">QqhH" if version == 1 else ">IihH"
+    duration, media_time, rate, _fraction = struct.unpack_from(fmt, moov, elst[0] + 8)
+    mvhd = _path(moov, 0, len(moov), b"moov", b"mvhd")
+    if media_time < 0 or rate != 1 or mvhd is None:
+        return None
+    (movie_scale,) = struct.unpack_from(">I", moov, mvhd[0] + (20 if moov[mvhd[0]] == 1 else 12))
+    # The edit's length is in the movie's timescale: a frame's start must lie inside it.
+    return media_time, (duration * timescale / movie_scale if duration and movie_scale else math.inf)
+
+
+def _offsets(data: bytes, start: int, end: int, count: int) -> list[int] | None:
+    """Each sample's composition offset (ctts; version 1 may be negative), 0 without one."""
+    ctts = _child(data, start, end, b"ctts")
+    if ctts is None:
+        return [0] * count
+    version = data[ctts[0]]
+    (entries,) = struct.unpack_from(">I", data, ctts[0] + 4)
+    if ctts[0] + 8 + 8 * entries > ctts[1]:
+        return None
+    pairs = struct.unpack_from(f">{2 * entries}{'i' if version else 'I'}", data, ctts[0] + 8)
+    out = [offset for n, offset in zip(pairs[::2], pairs[1::2], strict=True) for _ in range(n)]
+    return out if len(out) == count else None
+
+
+def _sync(data: bytes, start: int, end: int, count: int) -> list[bool] | None:
+    """Which samples are keyframes (stss, numbered from 1); every one without the box."""
+    stss = _child(data, start, end, b"stss")
+    if stss is None:
+        return [True] * count
+    (entries,) = struct.unpack_from(">I", data, stss[0] + 4)
+    if stss[0] + 8 + 4 * entries > stss[1]:
+        return None
+    keys = [False] * count
+    for n in struct.unpack_from(f">{entries}I", data, stss[0] + 8):
+        if not 1 <= n <= count:
+            return None
+        keys[n - 1] = True
+    return keys
 
 
 def _table(data: bytes, start: int, end: int) -> tuple[list[int], list[int]] | None:
@@ -125,6 +212,14 @@ def read_video_samples(read: Read) -> list[tuple[float, int]] | None:
         moov = find_moov(read)
         return video_samples(moov) if moov else None
     except (struct.error, IndexError, ValueError):  # a box shorter than its fields: do without
+        return None
+
+
+def read_video_packets(read: Read) -> list[tuple[float, float, float, bool]] | None:
+    try:
+        moov = find_moov(read)
+        return video_packets(moov) if moov else None
+    except (struct.error, IndexError, ValueError):
         return None
 
 

@@ -56,7 +56,7 @@ def transcode_video(task: Task, deps: Deps, span: Path, tmp: Path) -> list[dict[
     def check_and_upload(item: tuple[Rendition, Path]) -> dict[str, Any]:
         r, out = item
         # The cut must be frame-exact, start at 0 with no gap, and keep the GOP grid.
-        problems = gate.check_video(media.packets(out), fps, ev["frame_count"], ev["gop_frames"])
+        problems = gate.check_video(media.video_packets(out), fps, ev["frame_count"], ev["gop_frames"])
         if problems:
             raise RuntimeError(f"segment {ev['segment_index']} {r.name}: {'; '.join(problems)}")
         ref = deps.storage.put_file(deps.settings.bucket_work, keys.work(ev, task.attempt.attempt_id, out.name), out)
