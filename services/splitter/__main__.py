@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 from reel import replicas
 from reel.kafka import admin_client, member_partitions
-from reel.pipeline import SPLITTER, TRANSCODER
+from reel.pipeline import PULLER, SPLITTER, TRANSCODER
 from reel.service import run_stage
 from reel.settings import Settings
 from reel.storage import Storage
@@ -24,7 +24,8 @@ def heading_for(settings: Settings) -> Callable[[], int]:
 
 def deps(settings: Settings, storage: Storage) -> Deps:
     """Its plan follows the live transcoders (their consumer group, asked of the broker)
-    and, autoscaled, the fleet they are heading for."""
+    and, autoscaled, the fleet they are heading for; its pull requests go to the live
+    pullers in turn."""
     admin = admin_client(settings)
 
     def partitions() -> int:
@@ -37,6 +38,7 @@ def deps(settings: Settings, storage: Storage) -> Deps:
         lambda: member_partitions(admin, TRANSCODER.group, TRANSCODER.input),
         heading_for=heading_for(settings),
         partitions=partitions,
+        pullers=lambda: member_partitions(admin, PULLER.group, PULLER.input),
     )
 
 

@@ -24,11 +24,13 @@ from services.splitter.plan import (
     lane_owners,
     lanes,
     plan_segments,
+    pull_partitions,
     segment_costs,
 )
 from services.splitter.reuse import reuse_generation
 
 FORMATS = {"hls", "mp4"}
+AUDIO = -1  # the audio task's unit id beside the segments' indexes
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class Deps(task.Deps):
     registry: Registry = field(default_factory=Registry)
     heading_for: Callable[[], int] = lambda: 0  # the autoscaler's desired transcoders (0: none says)
     partitions: Callable[[], int] = lambda: 16  # of segment.pulled
+    pullers: Callable[[], list[list[int]]] = lambda: []  # each live puller's segment.requested partitions
 
 
 def needs_remux(probe: media.Probe) -> bool:
@@ -209,19 +212,21 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     weights = segment_costs(segments, fps, source_samples(deps, src, probe))
     costs = [(seg.index, w) for seg, w in zip(segments, weights, strict=True)]
     owners = fleet if s.plan_workers else lane_owners(fleet, workers, deps.partitions())
-    lane = lanes(costs + ([(-1, total * pipeline.AUDIO_COST)] if has_audio else []), owners)
-    if has_audio:  # first: the longest unit of all, so its lane does it before its segments
-        env = task.envelope("segment.requested", -1, segment_index=None, track="audio")
-        rec = {**env, **task_common, "source": upload, "start_frame": 0, "frame_count": total, "lane": lane.get(-1, -1)}
-        outputs.append(Output("segment.requested", task_key(vid, "audio", None), rec))
-    for seg in dispatch_order(segments):
-        env = task.envelope("segment.requested", seg.index, segment_index=seg.index, track="video")
-        rec = {
-            **env,
-            **task_common,
-            "start_frame": seg.start_frame,
-            "frame_count": seg.frame_count,
-            "lane": lane.get(seg.index, -1),
-        }
-        outputs.append(Output("segment.requested", task_key(vid, "video", seg.index), rec))
+    units = costs + ([(AUDIO, total * pipeline.AUDIO_COST)] if has_audio else [])
+    lane = lanes(units, owners)
+    order = dispatch_order(units)
+    pull_on = pull_partitions(order, deps.pullers())
+    by_index = {seg.index: seg for seg in segments}
+    for unit in order:
+        seg = by_index.get(unit)
+        if seg is None:  # the audio: the whole track, decoded from the upload itself
+            env = task.envelope("segment.requested", AUDIO, segment_index=None, track="audio")
+            rec = {**env, **task_common, "source": upload, "start_frame": 0, "frame_count": total}
+            key = task_key(vid, "audio", None)
+        else:
+            env = task.envelope("segment.requested", seg.index, segment_index=seg.index, track="video")
+            rec = {**env, **task_common, "start_frame": seg.start_frame, "frame_count": seg.frame_count}
+            key = task_key(vid, "video", seg.index)
+        rec["lane"] = lane.get(unit, -1)
+        outputs.append(Output("segment.requested", key, rec, partition=pull_on.get(unit)))
     return outputs

@@ -76,9 +76,10 @@ def segment_costs(segments: list[Segment], fps: Fraction, samples: Sequence[tupl
     return [0.5 * n + 0.5 * frames * b / total for n, b in zip(lengths, per, strict=True)]
 
 
-def dispatch_order(segments: list[Segment]) -> list[Segment]:
-    """Longest first, so the last to finish is a short one."""
-    return sorted(segments, key=lambda s: (-s.frame_count, s.index))
+def dispatch_order(work: list[tuple[int, float]]) -> list[int]:
+    """Unit ids, costliest first (the order lanes() fills the fleet in): the last to
+    finish is a short one, and the first len(fleet) units each start a lane."""
+    return [unit for unit, _ in sorted(work, key=lambda w: (-w[1], w[0]))]
 
 
 def lanes(work: list[tuple[int, float]], members: list[list[int]]) -> dict[int, int]:
@@ -91,12 +92,24 @@ def lanes(work: list[tuple[int, float]], members: list[list[int]]) -> dict[int, 
     load = [0.0] * len(owners)
     used = [0] * len(owners)
     out = {}
-    for unit, cost in sorted(work, key=lambda w: (-w[1], w[0])):
+    cost_of = dict(work)
+    for unit in dispatch_order(work):
+        cost = cost_of[unit]
         m = min(range(len(owners)), key=lambda i: (load[i], i))
         out[unit] = owners[m][used[m] % len(owners[m])]
         load[m] += cost
         used[m] += 1
     return out
+
+
+def pull_partitions(order: list[int], pullers: list[list[int]]) -> dict[int, int]:
+    """Where each unit's pull request goes: unit ids in dispatch order to the live pullers
+    in turn, each on one partition of its own. A partition is read in order, so every
+    puller pulls its units in the order given and each lane's first unit is pulled in the
+    first round (hashed keys left some pullers two of the first units and others none:
+    one of eight transcoders waited 10 s for its first span). {} with no live puller."""
+    owners = sorted(min(p) for p in pullers if p)
+    return {unit: owners[i % len(owners)] for i, unit in enumerate(order)} if owners else {}
 
 
 def fleet_for(live: int, heading: int, work_s: float, target_s: float, most: int) -> int:

@@ -2,7 +2,15 @@ from fractions import Fraction
 
 import pytest
 
-from services.splitter.plan import dispatch_order, fleet_for, gop_frames, lane_owners, lanes, plan_segments
+from services.splitter.plan import (
+    dispatch_order,
+    fleet_for,
+    gop_frames,
+    lane_owners,
+    lanes,
+    plan_segments,
+    pull_partitions,
+)
 
 
 def check_grid(segments, total: int, gop: int) -> None:
@@ -71,10 +79,34 @@ def test_no_frames_is_an_error() -> None:
         plan_segments(0, Fraction(25), workers=1, gop=50)
 
 
-def test_dispatch_is_longest_first() -> None:
+def test_dispatch_is_costliest_first() -> None:
     segs = plan_segments(24 * 100 + 7, Fraction(24), workers=2, gop=48, min_seconds=2)
-    order = dispatch_order(segs)
-    assert [s.frame_count for s in order] == sorted((s.frame_count for s in segs), reverse=True)
+    work = [(s.index, float(s.frame_count)) for s in segs] + [(-1, 500.0)]
+    order = dispatch_order(work)
+    assert order[0] == -1 and sorted(order) == [-1, *range(len(segs))]
+    cost = dict(work)
+    assert [cost[u] for u in order] == sorted(cost.values(), reverse=True)
+    assert dispatch_order([(3, 1.0), (1, 1.0), (2, 1.0)]) == [1, 2, 3]  # ties by id: the plan is reproducible
+
+
+def test_every_lane_starts_in_the_first_round_of_pulls() -> None:
+    """Eight transcoders and eight pullers, each with two partitions of its group's topic:
+    the first eight requests (one per lane, as lanes() fills them) go one to each puller,
+    each puller's on one partition, so it pulls them in dispatch order."""
+    work = [(i, 100.0 - i) for i in range(22)] + [(-1, 120.0)]
+    order = dispatch_order(work)
+    transcoders = [[i, i + 8] for i in range(8)]
+    lane = lanes(work, transcoders)
+    pullers = [[15 - i, 7 - i] for i in range(8)]  # assigned in any order
+    pull_on = pull_partitions(order, pullers)
+    first = order[:8]
+    owner = {p: n for n, parts in enumerate(transcoders) for p in parts}
+    assert len({owner[lane[u]] for u in first}) == 8  # a lane's first unit each
+    assert sorted(pull_on[u] for u in first) == list(range(8))  # one to each puller, its lowest partition
+    assert {pull_on[u] for u in order} == set(range(8))  # and only those: each puller reads one, in order
+    per_puller = [sum(1 for u in order if pull_on[u] == p) for p in range(8)]
+    assert sorted(per_puller) == [2] + [3] * 7
+    assert pull_partitions(order, []) == {} and pull_partitions(order, [[]]) == {}
 
 
 def test_lanes_balance_the_fleet_longest_first() -> None:
