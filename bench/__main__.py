@@ -1,10 +1,12 @@
-"""python -m bench [pipeline [PAIRS]|projection|chaos|autoscale [quick]]: prints a table, writes JSON to bench/results/.
+"""python -m bench [pipeline [PAIRS]|projection|chaos|autoscale [quick|curve [SIZES]]]: prints
+a table, writes JSON to bench/results/.
 
 pipeline (default): reel against one ffmpeg command, PAIRS back-to-back pairs (default 3).
 projection: the tracker's events per second over 1,000 videos' worth of events. chaos:
 videos under random SIGKILLs against the same videos undisturbed. These need the embedded stack
 up (`reel up`). autoscale: scale-out and autoscaling on simulated small nodes, on a stack of
-its own (root: cgroups)."""
+its own (root: cgroups); `autoscale curve` measures the scale-out curve only and keeps the
+stored burst, `autoscale curve 1,8` only those sizes (written beside quick runs, not as results)."""
 
 from __future__ import annotations
 
@@ -19,10 +21,13 @@ def run(which: str) -> None:
     work = PROJECT_ROOT / ".reel-cache" / "bench"
     s = settings.load()
     if which == "autoscale":
-        quick = sys.argv[2:] == ["quick"]
-        result = autoscale.main(work / "autoscale", quick)
-        # A quick run only shows the steps work: its figures are not results.
-        path = work / "autoscale" / "quick.json" if quick else PROJECT_ROOT / "bench" / "results" / "autoscale.json"
+        mode = sys.argv[2] if len(sys.argv) > 2 else "full"
+        sizes = tuple(int(n) for n in sys.argv[3].split(",")) if len(sys.argv) > 3 else ()
+        results = PROJECT_ROOT / "bench" / "results" / "autoscale.json"
+        stored = json.loads(results.read_text()) if results.exists() else None
+        result = autoscale.main(work / "autoscale", mode, sizes, stored)
+        # A quick or partial run only shows the steps work: its figures are not results.
+        path = work / "autoscale" / f"{mode}.json" if mode == "quick" or sizes else results
         text = autoscale.report(result)
     elif which == "chaos":
         result = chaos.main(s, work)
@@ -45,5 +50,6 @@ def run(which: str) -> None:
 if __name__ == "__main__":
     which = sys.argv[1] if len(sys.argv) > 1 else "pipeline"
     if which not in ("pipeline", "projection", "chaos", "autoscale"):
-        sys.exit(f"usage: python -m bench [pipeline [PAIRS]|projection|chaos|autoscale [quick]], not {which!r}")
+        usage = "python -m bench [pipeline [PAIRS]|projection|chaos|autoscale [quick|curve [SIZES]]]"
+        sys.exit(f"usage: {usage}, not {which!r}")
     run(which)

@@ -31,7 +31,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,12 @@ from reel.submit import submit, wait
 NODE_CPU, STACK_CPU = 0.2, 0.4
 MIN_SEGMENT_S = 8.0  # the tiny profile encodes below 8 s in two passes: keep every segment one-pass
 SIZE = "640x360"
-PROFILE = "tiny"
+# The curve's ladder: the tiny profile's rungs at x264's default preset (bench/profiles). A
+# unit's fixed cost (its pull, process starts, probes, uploads, transactions: 2-2.5 s of a
+# 0.2-core node) weighs less against an encode that does more per frame. The burst keeps the
+# tiny profile, so its figures stay comparable from run to run.
+CURVE_PROFILE, BURST_PROFILE = "tiny-medium", "tiny"
+PROFILES_DIR = Path(__file__).parent / "profiles"
 DOWN_WINDOW_S = 30
 
 
@@ -102,7 +107,7 @@ class Run:
 def environment(home: Path) -> dict[str, str]:
     env = {**os.environ, **PORTS, "REEL_HOME": str(home)}
     env |= {"REEL_NODE_CPU": str(NODE_CPU), "REEL_STACK_CPU": str(STACK_CPU), "REEL_MIN_SEGMENT_S": str(MIN_SEGMENT_S)}
-    env |= {"REEL_DRAIN_TIMEOUT_S": "900", "REEL_LOG_LEVEL": "INFO"}
+    env |= {"REEL_DRAIN_TIMEOUT_S": "900", "REEL_LOG_LEVEL": "INFO", "REEL_PROFILES_DIR": str(PROFILES_DIR)}
     env.pop("DATABASE_URL", None)
     return env
 
@@ -151,7 +156,12 @@ def settled(s: Sample, size: int) -> bool:
 
 
 def run_fleet(
-    settings: Settings, env: dict[str, str], name: str, trace: list[tuple[float, Path, float]], settle_to: int
+    settings: Settings,
+    env: dict[str, str],
+    name: str,
+    trace: list[tuple[float, Path, float]],
+    settle_to: int,
+    profile: str = BURST_PROFILE,
 ) -> Run:
     """One fleet: the trace's videos submitted at their times, sampled every second until
     every video has ended and the fleet is back at `settle_to` nodes."""
@@ -171,7 +181,7 @@ def run_fleet(
 
         def one(at: float, source: Path, seconds: float) -> None:
             time.sleep(max(0.0, t0 + at - time.time()))
-            sub = submit(settings, storage, source, PROFILE, ["mp4"], request_id=f"bench-{uuid.uuid4()}")
+            sub = submit(settings, storage, source, profile, ["mp4"], request_id=f"bench-{uuid.uuid4()}")
             run.submitted[sub.video_id], run.media_s[sub.video_id] = time.time(), seconds
             ends[sub.video_id] = wait(settings, sub.video_id, sub.submitted_ms, timeout=3600)
             run.completed[sub.video_id] = time.time()
@@ -253,7 +263,7 @@ def video_times(settings: Settings, video_id: str) -> dict[str, float]:
 
 def command_in_node(settings: Settings, source: Path, out: Path) -> float:
     """The one ffmpeg command a user would run, in one node's group: its wall time."""
-    profile = ladder.load(PROFILE)
+    profile = ladder.load(CURVE_PROFILE, PROFILES_DIR)
     rends = ladder.renditions(profile, 640, 360)
     out.mkdir(parents=True, exist_ok=True)
     group = nodes.Nodes(settings.home, NODE_CPU, STACK_CPU).node(0)
@@ -271,7 +281,8 @@ def curve(plan: Plan, settings: Settings, env: dict[str, str], work: Path) -> tu
     sizes: dict[str, Any] = {}
     storage = Storage.from_settings(settings)
     for n in plan.curve_sizes:
-        run = run_fleet(settings, env | fixed(n), f"curve-{n}", [(0, source, plan.curve_seconds)], settle_to=n)
+        one_video = [(0.0, source, float(plan.curve_seconds))]
+        run = run_fleet(settings, env | fixed(n), f"curve-{n}", one_video, settle_to=n, profile=CURVE_PROFILE)
         (vid,) = run.completed
         times = video_times(settings, vid)
         out = work / f"curve-{n}.mp4"
@@ -345,7 +356,11 @@ def plot(auto: Run, fixed_run: Run, plan: Plan, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def main(work: Path, quick: bool = False) -> dict[str, Any]:
+def main(
+    work: Path, mode: str = "full", sizes: tuple[int, ...] = (), stored: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """mode "full" (both parts), "quick" (both, small), or "curve": the curve only (at
+    `sizes` if given), the burst kept from `stored` (the last full run's), its date with it."""
     if not nodes.available():
         return {"skipped": "no writable cgroup v1 cpu hierarchy (root on /sys/fs/cgroup/cpu): no scale-out figure"}
     work.mkdir(parents=True, exist_ok=True)
@@ -355,21 +370,27 @@ def main(work: Path, quick: bool = False) -> dict[str, Any]:
     for part in ("kafka", "s3", "postgres", "logs"):  # every run starts clean: an earlier run's
         shutil.rmtree(settings.home / part, ignore_errors=True)  # leftovers would join this one
     up(settings, with_services=False, say=print)  # and this driver into the stack's group
-    plan = QUICK if quick else FULL
+    plan = QUICK if mode == "quick" else FULL
+    if sizes:
+        plan = replace(plan, curve_sizes=sizes)
+    day = time.strftime("%Y-%m-%d")
     try:
-        head, sizes = curve(plan, settings, env, work)
-        png = work / "autoscale.png" if quick else PROJECT_ROOT / "bench" / "results" / "autoscale.png"
-        bursts = burst(plan, settings, env, work, png)
+        head, by_size = curve(plan, settings, env, work)
+        if mode == "curve" and stored and "burst" in stored:
+            kept = stored["burst"]
+            bursts = kept | {"date": kept.get("date", stored["date"]), "profile": kept.get("profile", BURST_PROFILE)}
+        else:
+            png = work / "autoscale.png" if mode == "quick" else PROJECT_ROOT / "bench" / "results" / "autoscale.png"
+            bursts = burst(plan, settings, env, work, png) | {"date": day, "profile": BURST_PROFILE}
     finally:
         down(settings, say=lambda _m: None)
     return {
-        "date": time.strftime("%Y-%m-%d"),
-        "plan": "quick" if quick else "full",
+        "date": day,
+        "plan": mode,
         "node_cpu": NODE_CPU,
         "stack_cpu": STACK_CPU,
-        "profile": PROFILE,
         "size": SIZE,
-        "curve": head | {"sizes": sizes},
+        "curve": head | {"date": day, "profile": CURVE_PROFILE, "sizes": by_size},
         "burst": bursts,
     }
 
