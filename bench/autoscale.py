@@ -42,8 +42,8 @@ from devstack.baseline import ladder_command, psnr
 from devstack.clips import synthetic
 from reel import PROJECT_ROOT, ladder, replicas, retries
 from reel.contract import Registry
-from reel.kafka import read_to_end
-from reel.pipeline import TRANSCODER, WORKER_KINDS
+from reel.kafka import admin_client, member_partitions, read_to_end
+from reel.pipeline import PIPELINE, TRANSCODER, WORKER_KINDS
 from reel.settings import Settings, load
 from reel.storage import Storage
 from reel.submit import submit, wait
@@ -155,6 +155,18 @@ def settled(s: Sample, size: int) -> bool:
     return s.draining == 0 and all(s.running.get(k, 0) == size for k in WORKER_KINDS)
 
 
+def groups_spread(settings: Settings, size: int) -> bool:
+    """Every worker group has `size` members and each holds partitions of its input: a
+    video split while a cooperative rebalance still moves them was laid on the lanes of
+    whoever held partitions then."""
+    admin = admin_client(settings)
+    for spec in PIPELINE:
+        held = member_partitions(admin, spec.group, spec.input)
+        if len(held) != size or not all(held):
+            return False
+    return True
+
+
 def run_fleet(
     settings: Settings,
     env: dict[str, str],
@@ -170,11 +182,11 @@ def run_fleet(
     proc = fleet_proc.start(env, settings.home / "logs" / f"bench-{name}.log", settings.tracker_port, timeout=300)
     run = Run(name)
     try:
-        deadline = time.monotonic() + 120  # every slot up and in its group before the clock starts
-        while not settled(sample(settings.home, settings.tracker_port, 0), int(env.get("REEL_TRANSCODERS", "1"))):
+        size = int(env.get("REEL_TRANSCODERS", "1"))
+        deadline = time.monotonic() + 180  # every slot up and in its group before the clock starts
+        while not (settled(sample(settings.home, settings.tracker_port, 0), size) and groups_spread(settings, size)):
             assert time.monotonic() < deadline, f"{name}: the fleet did not start"
             time.sleep(1)
-        time.sleep(10)  # consumer groups joined
         t0 = time.time()
         storage = Storage.from_settings(settings)
         ends: dict[str, dict[str, Any]] = {}
@@ -209,7 +221,21 @@ def run_fleet(
         run.throttled = {g: n - throttled_before.get(g, 0) for g, n in after.items()}
     finally:
         fleet_proc.halt(proc, grace=120)
+        keep_logs(settings.home / "logs", name)
     return run
+
+
+STACK_LOGS = ("kafka.log", "s3.log", "postgres.log")  # still written to by the stack
+
+
+def keep_logs(logs: Path, name: str) -> None:
+    """Each fleet's logs in a folder of their own: the next fleet's slots log to the same names."""
+    kept = logs / "runs" / name
+    shutil.rmtree(kept, ignore_errors=True)
+    kept.mkdir(parents=True)
+    for log in [*logs.glob("*.log"), *logs.glob("*.jsonl")]:
+        if log.name not in STACK_LOGS:
+            shutil.move(log, kept / log.name)
 
 
 def summary(run: Run) -> dict[str, Any]:

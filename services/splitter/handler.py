@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -28,6 +29,8 @@ from services.splitter.plan import (
     segment_costs,
 )
 from services.splitter.reuse import reuse_generation
+
+log = logging.getLogger(__name__)
 
 FORMATS = {"hls", "mp4"}
 AUDIO = -1  # the audio task's unit id beside the segments' indexes
@@ -211,7 +214,17 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     outputs = [Output("video.split", vid, split)]
     weights = segment_costs(segments, fps, source_samples(deps, src, probe))
     costs = [(seg.index, w) for seg, w in zip(segments, weights, strict=True)]
-    owners = fleet if s.plan_workers else lane_owners(fleet, workers, deps.partitions())
+    # Members caught mid-rebalance hold nothing yet: the lanes then go over every partition
+    # (pinned plan or not), or the one member holding partitions would be given every unit.
+    owners = lane_owners(fleet, workers, deps.partitions())
+    log.info(
+        "split %s for %d transcoders into %d units: members' partitions %s, lanes over %d owners",
+        vid,
+        workers,
+        len(segments) + has_audio,
+        fleet,
+        len(owners),
+    )
     units = costs + ([(AUDIO, total * pipeline.AUDIO_COST)] if has_audio else [])
     lane = lanes(units, owners)
     order = dispatch_order(units)

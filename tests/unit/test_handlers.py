@@ -114,6 +114,21 @@ def test_the_splitter_plans_whole_gops_on_lanes_of_the_fleet(
     assert [r["event_id"] for _, r in again] == [r["event_id"] for _, r in out]
 
 
+def test_a_pinned_plan_split_mid_rebalance_spreads_its_lanes_over_every_partition(
+    settings: Settings, storage: FolderStorage, clip: Path
+) -> None:
+    """Four transcoders in the group, caught while a cooperative rebalance moves partitions:
+    only one holds any. Its four partitions must not get every unit (they stay its own when
+    the rebalance ends: one transcoder ran all 13 units of a 4-node bench run that way)."""
+    caught = [[0, 4, 8, 12], [], [], []]
+    split_deps = splitter.Deps(dataclasses.replace(settings, plan_workers=4), storage, lambda: caught)
+    stage = Stage.of(SPLITTER, lambda t: splitter.handle(t, split_deps))
+    tasks = [r for t, r in run_stage(stage, request(storage, clip)) if t == "segment.requested"]
+    assert len(tasks) == 4  # three 2 s segments of the 6 s clip, and the audio
+    assert len({r["lane"] for r in tasks}) == len(tasks)  # a partition each, whoever takes it
+    assert {r["lane"] for r in tasks} - {0, 4, 8, 12}  # not only the one member's
+
+
 def test_every_handler_in_turn_turns_a_request_into_a_completed_video(
     settings: Settings, storage: FolderStorage, clip: Path
 ) -> None:
