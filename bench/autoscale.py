@@ -102,6 +102,7 @@ class Run:
     samples: list[Sample] = field(default_factory=list)
     throttled: dict[str, int] = field(default_factory=dict)
     beats: list[dict[str, Any]] = field(default_factory=list)
+    start_s: dict[str, float] = field(default_factory=dict)  # the fleet's start: slots alive, groups spread
 
 
 def environment(home: Path) -> dict[str, str]:
@@ -183,10 +184,18 @@ def run_fleet(
     run = Run(name)
     try:
         size = int(env.get("REEL_TRANSCODERS", "1"))
-        deadline = time.monotonic() + 180  # every slot up and in its group before the clock starts
-        while not (settled(sample(settings.home, settings.tracker_port, 0), size) and groups_spread(settings, size)):
+        began = time.monotonic()
+        deadline = began + 180  # every slot up and in its group before the clock starts
+        while not settled(sample(settings.home, settings.tracker_port, 0), size):
             assert time.monotonic() < deadline, f"{name}: the fleet did not start"
             time.sleep(1)
+        alive = time.monotonic()
+        while not groups_spread(settings, size):
+            assert time.monotonic() < deadline, f"{name}: the groups did not spread their partitions"
+            time.sleep(0.5)
+        run.start_s = {"alive": alive - began, "groups_spread": time.monotonic() - alive}
+        spread = run.start_s["groups_spread"]
+        print(f"{name}: slots alive after {alive - began:.1f}s, groups spread {spread:.1f}s later", flush=True)
         t0 = time.time()
         storage = Storage.from_settings(settings)
         ends: dict[str, dict[str, Any]] = {}
@@ -318,6 +327,7 @@ def curve(plan: Plan, settings: Settings, env: dict[str, str], work: Path) -> tu
         starts = Counter(b["worker"] for b in run.beats if b["stage"] == TRANSCODER.name and b["state"] == "started")
         sizes[str(n)] = times | {
             "throttled": summary(run)["nodes_throttled"],
+            "fleet_start_s": run.start_s,
             "units_per_transcoder": sorted(starts.values(), reverse=True),  # the rounds each lane ran
             "out": str(out),
         }

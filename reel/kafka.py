@@ -119,11 +119,29 @@ def group_members(admin: AdminClient, groups: list[str], timeout: float = 10.0) 
     return {group: len(future.result(timeout).members) for group, future in futures.items()}
 
 
+def watermarks(
+    admin: AdminClient, parts: list[TopicPartition], timeout: float = 5.0
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """Each partition's (low, high) watermark offsets, what a consumer's
+    get_watermark_offsets gives, in one request each for every partition. A consumer's own
+    query waits behind its long-poll fetch on the same connection: half a second a
+    partition, so sixteen held a worker's loop (and the next task) for 8 s. The admin
+    client asks on connections of its own."""
+    uncommitted = IsolationLevel.READ_UNCOMMITTED
+    high = _offsets(admin, parts, OffsetSpec.latest(), timeout, uncommitted)
+    low = _offsets(admin, parts, OffsetSpec.earliest(), timeout, uncommitted)
+    return {key: (low[key], high[key]) for key in high}
+
+
 def _offsets(
-    admin: AdminClient, parts: list[TopicPartition], spec: OffsetSpec, timeout: float
+    admin: AdminClient,
+    parts: list[TopicPartition],
+    spec: OffsetSpec,
+    timeout: float,
+    isolation: IsolationLevel = IsolationLevel.READ_COMMITTED,
 ) -> dict[tuple[str, int], int]:
     request = {tp: spec for tp in parts}
-    futures = admin.list_offsets(request, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=timeout)
+    futures = admin.list_offsets(request, isolation_level=isolation, request_timeout=timeout)
     return {(tp.topic, tp.partition): f.result(timeout).offset for tp, f in futures.items()}
 
 

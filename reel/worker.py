@@ -35,7 +35,7 @@ from reel.attempts import COMPLETED, FAILED, HANDED_BACK, Attempt, Attempts
 from reel.checkpoints import Checkpoints
 from reel.contract import ContractError, Registry, dlq_topic, schema_for_topic
 from reel.faults import fault_point
-from reel.kafka import consumer_config, producer_config
+from reel.kafka import admin_client, consumer_config, producer_config, watermarks
 from reel.logs import task_context
 from reel.redact import redact
 from reel.retries import GivenUp, Input, Outcome
@@ -91,6 +91,7 @@ class Worker:
         # Stable per slot: a restarted slot fences its zombie and aborts its open transaction.
         self.producer = Producer(producer_config(settings, self.worker_id, f"reel.{self.worker_id}"))
         self.heartbeats = Producer(producer_config(settings, self.worker_id + "-hb", None))
+        self.admin = admin_client(settings)  # offsets of our partitions, asked beside the fetch
         self.transactions = Transactions(self.producer, self.consumer, self.registry)
         self.running: Running | None = None
         self.callback_error: Exception | None = None
@@ -500,8 +501,8 @@ class Worker:
         on it, polled, and was given nothing for twenty minutes (cause not found)."""
         now = time.monotonic()
         try:
-            marks = {(tp.topic, tp.partition): self.consumer.get_watermark_offsets(tp, 2) for tp in assignment}
-        except KafkaException as exc:
+            marks = watermarks(self.admin, [TopicPartition(tp.topic, tp.partition) for tp in assignment])
+        except (KafkaException, TimeoutError) as exc:
             log.info("waiting records not checked: %s", exc.args[0])
             return
         waiting = set()

@@ -17,9 +17,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from reel.attempts import COMPLETED, FAILED, HANDED_BACK, STARTED
-from reel.kafka import admin_client, group_lag
+from reel.kafka import admin_client, consumer_config, group_lag, watermarks
 from reel.settings import Settings
 from tests.integration.loop_harness import LoopRun
 
@@ -60,6 +61,16 @@ def test_tasks_flow_exactly_once(loop: LoopRun) -> None:
             break
         time.sleep(1)
     assert sum(lag.values()) == 0, lag
+    # The loop's stall watch reads watermarks through the admin client: the same offsets a
+    # consumer's own query gives, commit markers included (the output topic is transactional).
+    reader = Consumer(consumer_config(loop.settings, f"it.{loop.run_id}.marks", "marks"))
+    try:
+        parts = [TopicPartition(loop.topic_out, p) for p in range(loop.partitions)]
+        own = {(tp.topic, tp.partition): reader.get_watermark_offsets(tp, 10) for tp in parts}
+    finally:
+        reader.close()
+    assert watermarks(admin, parts) == own
+    assert sum(high for _low, high in own.values()) > 30  # 30 records and a marker after each transaction
 
 
 def test_exactly_once_through_fault_points_and_random_kills(loop: LoopRun) -> None:
