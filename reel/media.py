@@ -340,6 +340,41 @@ def video_packets(path: Path, timeout: float = 120.0) -> list[Packet]:
     return [Packet(pts, dts, duration, key) for pts, dts, duration, key in found]
 
 
+def muxed_packets(path: Path, with_audio: bool, timeout: float = 120.0) -> dict[str, list[Packet]]:
+    """A local MP4's packets of its first video and (with_audio) first audio stream
+    ("video", "audio"), read from its sample table in Python; from one ffprobe when the
+    table says more than the readers model (mp4.video_packets, mp4.audio_packets). A
+    joined rung's ffprobe with packets cost a 0.2-core node 2 s."""
+
+    def both(moov: bytes) -> tuple[list[Any], list[Any]] | None:
+        video, audio = mp4.video_packets(moov), mp4.audio_packets(moov) if with_audio else []
+        return (video, audio) if video is not None and audio is not None else None
+
+    found = mp4.from_moov(mp4.file_reader(path), both)
+    if found is None:
+        return probe_with_packets(path, timeout)[1]
+    return {"video": [Packet(*p) for p in found[0]], "audio": [Packet(*p) for p in found[1]]}
+
+
+def audio_duration(path: Path, timeout: float = 60.0) -> float:
+    """An MP4/M4A audio file's length: where its last packet ends (the sample table), else
+    ffprobe's duration."""
+    found = mp4.from_moov(mp4.file_reader(path), mp4.audio_packets)
+    if found:
+        return max(pts + duration for pts, _dts, duration, _key in found)
+    return float(probe(path, timeout=timeout).duration or 0.0)
+
+
+def video_bit_rate(path: Path, timeout: float = 60.0) -> int:
+    """A local MP4's video bits per second, as ffprobe reports the stream's (the table's
+    bytes over its duration), else ffprobe's."""
+    found = mp4.from_moov(mp4.file_reader(path), mp4.bit_rate)
+    if found is not None:
+        return found
+    v = probe(path, timeout=timeout).video
+    return (v.bit_rate or 0) if v is not None else 0
+
+
 def probe_with_packets(path: str | Path, timeout: float = 120.0) -> tuple[Probe, dict[str, list[Packet]]]:
     """A local file's format and streams, with the packets of its first video and first
     audio stream ("video", "audio"), from one ffprobe run: on a small node each run costs

@@ -15,7 +15,9 @@ import math
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
+T = TypeVar("T")
 Read = Callable[[int, int], bytes]  # (offset, length) -> bytes, fewer at the end of the file
 
 MAX_MOOV = 64 << 20  # a two-hour film's table is a few MB; beyond this, do without
@@ -75,8 +77,9 @@ def _path(data: bytes, start: int, end: int, *kinds: bytes) -> tuple[int, int] |
     return span
 
 
-def _video_track(moov: bytes) -> tuple[int, int, int, int, int] | None:
-    """(trak start, trak end, stbl start, stbl end, timescale) of the first video track."""
+def _track(moov: bytes, handler: bytes) -> tuple[int, int, int, int, int] | None:
+    """(trak start, trak end, stbl start, stbl end, timescale) of the first track whose
+    handler is `handler` (b"vide", b"soun")."""
     top = _child(moov, 0, len(moov), b"moov")
     if top is None:
         return None
@@ -85,7 +88,7 @@ def _video_track(moov: bytes) -> tuple[int, int, int, int, int] | None:
             continue
         mdia = _child(moov, start, end, b"mdia")
         hdlr = _child(moov, *mdia, b"hdlr") if mdia else None
-        if mdia is None or hdlr is None or moov[hdlr[0] + 8 : hdlr[0] + 12] != b"vide":
+        if mdia is None or hdlr is None or moov[hdlr[0] + 8 : hdlr[0] + 12] != handler:
             continue
         mdhd, stbl = _child(moov, *mdia, b"mdhd"), _path(moov, *mdia, b"minf", b"stbl")
         if mdhd is None or stbl is None:
@@ -94,6 +97,10 @@ def _video_track(moov: bytes) -> tuple[int, int, int, int, int] | None:
         (timescale,) = struct.unpack_from(">I", moov, mdhd[0] + (20 if version == 1 else 12))
         return (start, end, *stbl, timescale) if timescale else None
     return None
+
+
+def _video_track(moov: bytes) -> tuple[int, int, int, int, int] | None:
+    return _track(moov, b"vide")
 
 
 def video_samples(moov: bytes) -> list[tuple[float, int]] | None:
@@ -136,6 +143,53 @@ def video_packets(moov: bytes) -> list[tuple[float, float, float, bool]] | None:
         out.append((pts / timescale, (t - shift) / timescale, delta / timescale, key))
         t += delta
     return out
+
+
+def audio_packets(moov: bytes) -> list[tuple[float, float, float, bool]] | None:
+    """(pts, dts, duration in seconds, keyframe) of every packet of the first audio track,
+    as ffmpeg's demuxer gives an `mp4a` track (AAC, or MP3 in MP4): shifted back by its one
+    edit (the encoder's priming: the first packet lies before 0, which the decoder
+    discards), the last cut where the edit ends, any after it dropped. Other sample entries'
+    samples are not always its packets (PCM is read a chunk at a time). None for what it
+    does not model."""
+    track = _track(moov, b"soun")
+    table = _table(moov, track[2], track[3]) if track else None
+    if track is None or table is None or _sample_entry(moov, track[2], track[3]) != b"mp4a":
+        return None
+    trak_start, trak_end, _stbl_start, _stbl_end, timescale = track
+    _sizes, deltas = table
+    edit = _single_edit(moov, trak_start, trak_end, timescale)
+    if edit is None or edit[0] > deltas[0]:  # more than one packet before the start
+        return None
+    shift, until = edit
+    out, t = [], 0
+    for delta in deltas:
+        start = t - shift
+        if start >= until:
+            break
+        length = min(delta, until - start)
+        out.append((start / timescale, start / timescale, length / timescale, True))
+        t += delta
+    return out
+
+
+def _sample_entry(data: bytes, start: int, end: int) -> bytes | None:
+    """The format of the first sample description (stsd): b"mp4a", b"avc1", ..."""
+    stsd = _child(data, start, end, b"stsd")
+    if stsd is None or stsd[0] + 16 > stsd[1]:
+        return None
+    return data[stsd[0] + 12 : stsd[0] + 16]
+
+
+def bit_rate(moov: bytes, handler: bytes = b"vide") -> int | None:
+    """A track's average bits per second over its media, as ffprobe reports a stream's
+    bit_rate for an MP4: every sample's bytes over the summed sample durations."""
+    track = _track(moov, handler)
+    table = _table(moov, track[2], track[3]) if track else None
+    if track is None or table is None:
+        return None
+    sizes, deltas = table
+    return sum(sizes) * 8 * track[4] // sum(deltas) if sum(deltas) else None
 
 
 def _single_edit(moov: bytes, start: int, end: int, timescale: int) -> tuple[int, float] | None:
@@ -207,20 +261,22 @@ def _table(data: bytes, start: int, end: int) -> tuple[list[int], list[int]] | N
     return sizes, deltas
 
 
-def read_video_samples(read: Read) -> list[tuple[float, int]] | None:
+def from_moov(read: Read, parse: Callable[[bytes], T | None]) -> T | None:
+    """parse(moov) of the file `read` reads; None without a moov or when a box is shorter
+    than its fields (a damaged file: the caller does without, or asks ffprobe)."""
     try:
         moov = find_moov(read)
-        return video_samples(moov) if moov else None
-    except (struct.error, IndexError, ValueError):  # a box shorter than its fields: do without
+        return parse(moov) if moov else None
+    except (struct.error, IndexError, ValueError):
         return None
+
+
+def read_video_samples(read: Read) -> list[tuple[float, int]] | None:
+    return from_moov(read, video_samples)
 
 
 def read_video_packets(read: Read) -> list[tuple[float, float, float, bool]] | None:
-    try:
-        moov = find_moov(read)
-        return video_packets(moov) if moov else None
-    except (struct.error, IndexError, ValueError):
-        return None
+    return from_moov(read, video_packets)
 
 
 def file_reader(path: Path) -> Read:

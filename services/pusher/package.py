@@ -1,5 +1,5 @@
-"""ffmpeg arguments for the pusher's packaging (pure): the gapless join, the MP4 with
-the once-encoded audio, HLS from the joined rung, and the poster."""
+"""ffmpeg arguments for the pusher's packaging (pure): the gapless join of every rung, each
+an MP4 with the once-encoded audio, HLS from a joined rung, and the poster."""
 
 from __future__ import annotations
 
@@ -14,14 +14,19 @@ def concat_list(parts: list[Path]) -> str:
     return "".join(f"file '{p}'\n" for p in parts)
 
 
-def mp4_args(concat: Path, audio: Path | None, out: Path) -> list[str]:
-    """Join a rung's segments (concat demuxer, stream copy) and mux the audio in."""
-    args = ["-f", "concat", "-safe", "0", "-i", str(concat)]
-    maps = ["-map", "0:v:0"]
+def join_args(rungs: list[tuple[Path, Path]], audio: Path | None) -> list[str]:
+    """Join every rung's segments (concat demuxer, stream copy) and mux the audio into each,
+    in one ffmpeg run: (concat listing, output MP4) per rung. Each output is the bytes a run
+    of its own would write; one process start less per rung (half a second on a small node)."""
+    args: list[str] = []
+    for listing, _out in rungs:
+        args += ["-f", "concat", "-safe", "0", "-i", str(listing)]
     if audio is not None:
         args += ["-i", str(audio)]
-        maps += ["-map", "1:a:0"]
-    return [*args, *maps, "-c", "copy", "-movflags", "+faststart", *BITEXACT, "-y", str(out)]
+    for i, (_listing, out) in enumerate(rungs):
+        maps = ["-map", f"{i}:v:0", *(["-map", f"{len(rungs)}:a:0"] if audio is not None else [])]
+        args += [*maps, "-c", "copy", "-movflags", "+faststart", *BITEXACT, "-y", str(out)]
+    return args
 
 
 # Every rendition is packaged by its own ffmpeg run, and each run shifts its timestamps

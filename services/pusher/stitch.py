@@ -18,7 +18,7 @@ from reel.ladder import Profile, Rendition
 from reel.parallel import in_threads
 from reel.segment import SegmentTask
 from reel.task import Deps, Task
-from services.pusher.package import concat_list, hls_args, mp4_args, poster_args
+from services.pusher.package import concat_list, hls_args, join_args, poster_args
 from services.pusher.place import fetch
 from services.pusher.playlist import Variant, bitrates, codec_string, master_playlist
 
@@ -59,8 +59,8 @@ class Audio:
 
 
 def stitch(task: Task, deps: Deps, profile: Profile, rends: list[Rendition], tmp: Path) -> Stitched:
-    """Join, mux, package and gate every output under tmp/out. The rungs are independent
-    (stream copies, probes, playlists): two at a time, one per core."""
+    """Join, mux, package and gate every output under tmp/out: every rung joined in one
+    ffmpeg run, then gated and packaged two at a time, one per core."""
     ev = task.event
     seg = SegmentTask.of(ev)
     hls = "hls" in ev["formats"]  # HLS is packaged only when asked for
@@ -76,8 +76,9 @@ def stitch(task: Task, deps: Deps, profile: Profile, rends: list[Rendition], tmp
     # The frame index where each segment starts, as the parts really are.
     counts = [_frames(part) for part in parts_of[rends[0].name][:-1]]
     joins = list(itertools.accumulate(counts, initial=0))
+    _join(rends, parts_of, audio, tmp, seg.total_s)
     done = in_threads(
-        lambda r: _rung(ev, profile, r, parts_of[r.name], joins, audio, tmp, hls, files), rends, workers=2
+        lambda r: _rung(ev, profile, r, joins, audio, tmp, hls, files), rends, workers=2
     )  # in ladder order: the master playlist is bit-exact
     if hls:
         _master(out, [v for v, _ in done if v is not None], rends, audio, profile, files)
@@ -107,41 +108,48 @@ def _audio(deps: Deps, ev: dict[str, Any], profile: Profile, hls: bool, tmp: Pat
         media.run_ffmpeg(hls_args(path, "a", folder, profile.hevc), timeout=300)
         rates = bitrates(folder / "index.m3u8")
         files += _hls_files(folder, "audio")
-    return Audio(path, float(media.probe(path).duration or 0.0), rates)
+    return Audio(path, media.audio_duration(path), rates)
+
+
+def _join(
+    rends: list[Rendition], parts_of: dict[str, list[Path]], audio: Audio | None, tmp: Path, total_s: float
+) -> None:
+    """Every rung's segments joined, each with the audio, into out/mp4/RUNG.mp4: one ffmpeg run."""
+    rungs = []
+    for r in rends:
+        listing = tmp / f"{r.name}.txt"
+        listing.write_text(concat_list(parts_of[r.name]))
+        rungs.append((listing, tmp / "out" / "mp4" / f"{r.name}.mp4"))
+    media.run_ffmpeg(join_args(rungs, audio.path if audio else None), timeout=60 + total_s * len(rends))
+    fault_point("mid-join")
 
 
 def _rung(
     ev: dict[str, Any],
     profile: Profile,
     r: Rendition,
-    parts: list[Path],
     joins: list[int],
     audio: Audio | None,
     tmp: Path,
     hls: bool,
     files: list[OutputFile],
 ) -> tuple[Variant | None, Mp4]:
-    """One rung: join its segments with the audio, gate it, package its HLS playlist
-    (when HLS is asked for)."""
+    """One joined rung: gate it, package its HLS playlist (when HLS is asked for)."""
     out = tmp / "out"
     seg = SegmentTask.of(ev)
-    concat = tmp / f"{r.name}.txt"
-    concat.write_text(concat_list(parts))
     mp4 = out / "mp4" / f"{r.name}.mp4"
-    media.run_ffmpeg(mp4_args(concat, audio.path if audio else None, mp4), timeout=60 + seg.total_s)
-    fault_point("mid-join")
-    probed, found = media.probe_with_packets(mp4)
+    found = media.muxed_packets(mp4, with_audio=audio is not None)
     problems = gate.check_video(found.get("video", []), seg.fps, seg.total_frames, ev["gop_frames"], joins)
     if audio is not None:
         problems += gate.check_audio(found.get("audio", []), profile.audio.sample_rate, audio.duration, seg.fps)
     if problems:
         raise GateFailed(f"{r.name}.mp4: {'; '.join(problems)}")
-    v = probed.video
-    assert v is not None
     files.append(OutputFile(mp4, f"mp4/{r.name}.mp4", "mp4", r.name))
-    made = Mp4(r, v.bit_rate or 0)
+    made = Mp4(r, media.video_bit_rate(mp4))
     if not hls:
         return None, made
+    v = media.probe(mp4).video  # the codec's profile and level, for the master playlist
+    assert v is not None
     hls_dir = out / "hls" / r.name
     hls_dir.mkdir(parents=True)
     media.run_ffmpeg(hls_args(mp4, "v", hls_dir, profile.hevc), timeout=60 + seg.total_s)
