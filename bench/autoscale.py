@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bench import cpu
 from devstack import down, nodes, up
 from devstack import fleet as fleet_proc
 from devstack.autoscaler import parse
@@ -103,6 +104,7 @@ class Run:
     throttled: dict[str, int] = field(default_factory=dict)
     beats: list[dict[str, Any]] = field(default_factory=list)
     start_s: dict[str, float] = field(default_factory=dict)  # the fleet's start: slots alive, groups spread
+    cpu_s: dict[str, dict[str, float]] = field(default_factory=dict)  # CPU-seconds by component (bench/cpu.py)
 
 
 def environment(home: Path) -> dict[str, str]:
@@ -196,6 +198,7 @@ def run_fleet(
         run.start_s = {"alive": alive - began, "groups_spread": time.monotonic() - alive}
         spread = run.start_s["groups_spread"]
         print(f"{name}: slots alive after {alive - began:.1f}s, groups spread {spread:.1f}s later", flush=True)
+        cpu_before = cpu.snapshot()
         t0 = time.time()
         storage = Storage.from_settings(settings)
         ends: dict[str, dict[str, Any]] = {}
@@ -226,6 +229,7 @@ def run_fleet(
         msgs = read_to_end(settings, ["task.progress"], since_ms=since)
         beats = [registry.decode_for_topic("task.progress", m.value()) for m in msgs]
         run.beats = [b for b in beats if b["video_id"] in ends]
+        run.cpu_s = cpu.by_component(cpu_before, cpu.snapshot())
         after = group.throttled()  # before the fleet stops: its groups go with it
         run.throttled = {g: n - throttled_before.get(g, 0) for g, n in after.items()}
     finally:
@@ -328,6 +332,7 @@ def curve(plan: Plan, settings: Settings, env: dict[str, str], work: Path) -> tu
         sizes[str(n)] = times | {
             "throttled": summary(run)["nodes_throttled"],
             "fleet_start_s": run.start_s,
+            "cpu_s": run.cpu_s,  # own and ffmpeg children's, by component, from submission to the end
             "units_per_transcoder": sorted(starts.values(), reverse=True),  # the rounds each lane ran
             "out": str(out),
         }

@@ -340,6 +340,16 @@ def video_packets(path: Path, timeout: float = 120.0) -> list[Packet]:
     return [Packet(pts, dts, duration, key) for pts, dts, duration, key in found]
 
 
+def audio_packets(path: Path, timeout: float = 120.0) -> list[Packet]:
+    """A local MP4/M4A's audio packets from its sample table (mp4.audio_packets), else
+    from ffprobe: a full-length audio track has thousands, a small node's ffprobe took
+    seconds to list them."""
+    found = mp4.from_moov(mp4.file_reader(path), mp4.audio_packets)
+    if found is None:
+        return packets(path, "a:0", timeout=timeout)
+    return [Packet(*p) for p in found]
+
+
 def muxed_packets(path: Path, with_audio: bool, timeout: float = 120.0) -> dict[str, list[Packet]]:
     """A local MP4's packets of its first video and (with_audio) first audio stream
     ("video", "audio"), read from its sample table in Python; from one ffprobe when the

@@ -121,8 +121,9 @@ def video_samples(moov: bytes) -> list[tuple[float, int]] | None:
 def video_packets(moov: bytes) -> list[tuple[float, float, float, bool]] | None:
     """(pts, dts, duration in seconds, keyframe) of every sample of the first video track,
     in decode order, as ffmpeg's demuxer gives them: composition offsets (ctts) applied,
-    shifted back by the track's one edit, keyframes from stss. None for what it does not
-    model (several edits, an empty edit, a frame the edit would cut): ask ffprobe then."""
+    shifted back by the track's one edit and on by an empty edit before it, keyframes from
+    stss. None for what it does not model (other edit lists, a frame the edit would cut):
+    ask ffprobe then."""
     track = _video_track(moov)
     table = _table(moov, track[2], track[3]) if track else None
     if track is None or table is None:
@@ -134,13 +135,13 @@ def video_packets(moov: bytes) -> list[tuple[float, float, float, bool]] | None:
     keys = _sync(moov, stbl_start, stbl_end, len(deltas))
     if edit is None or offsets is None or keys is None:
         return None
-    shift, until = edit
+    delay, shift, until = edit
     out, t = [], 0
     for delta, offset, key in zip(deltas, offsets, keys, strict=True):
         pts = t + offset - shift
         if pts < 0 or pts >= until:  # outside the edit: ffmpeg would discard it
             return None
-        out.append((pts / timescale, (t - shift) / timescale, delta / timescale, key))
+        out.append(((pts + delay) / timescale, (t - shift + delay) / timescale, delta / timescale, key))
         t += delta
     return out
 
@@ -159,9 +160,9 @@ def audio_packets(moov: bytes) -> list[tuple[float, float, float, bool]] | None:
     trak_start, trak_end, _stbl_start, _stbl_end, timescale = track
     _sizes, deltas = table
     edit = _single_edit(moov, trak_start, trak_end, timescale)
-    if edit is None or edit[0] > deltas[0]:  # more than one packet before the start
+    if edit is None or edit[0] or edit[1] > deltas[0]:  # a delay, or more than one packet before the start
         return None
-    shift, until = edit
+    _delay, shift, until = edit
     out, t = [], 0
     for delta in deltas:
         start = t - shift
@@ -192,25 +193,34 @@ def bit_rate(moov: bytes, handler: bytes = b"vide") -> int | None:
     return sum(sizes) * 8 * track[4] // sum(deltas) if sum(deltas) else None
 
 
-def _single_edit(moov: bytes, start: int, end: int, timescale: int) -> tuple[int, float] | None:
-    """Where the track's one edit starts, in the track's time, and how long it lasts
-    from there (unbounded without an edit list or with a duration of 0); None for any
-    other edit list."""
+def _single_edit(moov: bytes, start: int, end: int, timescale: int) -> tuple[int, int, float] | None:
+    """The track's one edit: (delay, shift, length), in the track's timescale. delay: an
+    empty edit before it (a stream copy with its source's timestamps kept starts there);
+    shift: where in the media it starts; length: how long it lasts from there (unbounded
+    without an edit list or with a duration of 0). None for any other edit list."""
     elst = _path(moov, start, end, b"edts", b"elst")
     if elst is None:
-        return 0, math.inf
+        return 0, 0, math.inf
     version = moov[elst[0]]
     (entries,) = struct.unpack_from(">I", moov, elst[0] + 4)
-    if entries != 1:
-        return None
     fmt = ">QqhH" if version == 1 else ">IihH"
-    duration, media_time, rate, _fraction = struct.unpack_from(fmt, moov, elst[0] + 8)
+    size = struct.calcsize(fmt)
+    edits = [struct.unpack_from(fmt, moov, elst[0] + 8 + i * size) for i in range(min(entries, 3))]
     mvhd = _path(moov, 0, len(moov), b"moov", b"mvhd")
-    if media_time < 0 or rate != 1 or mvhd is None:
+    if mvhd is None or not 1 <= entries <= 2 or any(rate != 1 for _d, _m, rate, _f in edits):
         return None
     (movie_scale,) = struct.unpack_from(">I", moov, mvhd[0] + (20 if moov[mvhd[0]] == 1 else 12))
+    delay = 0
+    if entries == 2:  # an empty edit first, as ffmpeg rescales it (to the nearest tick)
+        empty, media_time = edits[0][0], edits[0][1]
+        if media_time != -1 or not movie_scale:
+            return None
+        delay = (empty * timescale + movie_scale // 2) // movie_scale
+    duration, media_time = edits[-1][0], edits[-1][1]
+    if media_time < 0:
+        return None
     # The edit's length is in the movie's timescale: a frame's start must lie inside it.
-    return media_time, (duration * timescale / movie_scale if duration and movie_scale else math.inf)
+    return delay, media_time, (duration * timescale / movie_scale if duration and movie_scale else math.inf)
 
 
 def _offsets(data: bytes, start: int, end: int, count: int) -> list[int] | None:

@@ -87,7 +87,7 @@ def transcode_audio(task: Task, deps: Deps, src: Path, tmp: Path) -> list[dict[s
         on_progress=_progress(task, duration, point="mid-encode-audio"),
     )
     # A source's audio may end before its video: only its start and its bound are known here.
-    problems = gate.check_audio(media.packets(out, "a:0"), spec.sample_rate, duration, seg.fps, at_most=True)
+    problems = gate.check_audio(media.audio_packets(out), spec.sample_rate, duration, seg.fps, at_most=True)
     if problems:
         raise RuntimeError(f"audio: {'; '.join(problems)}")
     key = keys.work(ev, task.attempt.attempt_id, out.name)

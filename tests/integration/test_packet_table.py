@@ -13,6 +13,7 @@ import pytest
 from reel import media
 from reel.media import flags
 from reel.mp4 import audio_packets, file_reader, from_moov, read_video_packets
+from services.puller.handler import span_args, span_bounds
 from services.pusher.package import join_args
 
 SOURCE = "-f lavfi -i testsrc2=size=320x240:rate=30:duration=3"
@@ -59,6 +60,26 @@ def test_a_joined_file_reads_like_its_parts(tmp_path: Path) -> None:
     assert_same(make(tmp_path, "joined.mp4", f"-f concat -safe 0 -i {listing} -c copy"))
 
 
+@pytest.mark.parametrize("bframes", [0, 2])
+def test_a_pulled_span_reads_on_its_sources_clock(tmp_path: Path, bframes: int) -> None:
+    """As the puller cuts a span (source timestamps kept: an empty edit before the media),
+    from a keyframe 3 s in: its packets, start and end are ffprobe's."""
+    whole = make(tmp_path, "whole.mp4", f"{SOURCE} -c:v libx264 -preset veryfast -bf {bframes} -g 45")
+    span = tmp_path / "span.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", *span_args(str(whole), 1.7, 0.5, span)], check=True)
+    table = read_video_packets(file_reader(span))
+    assert table is not None, "the reader gave up on a span"
+    probed = media.packets(span)
+    assert len(table) == len(probed) == 45  # from the keyframe at 1.5 s to 3 s (the source's end)
+    for i, ((pts, dts, duration, key), p) in enumerate(zip(table, probed, strict=True)):
+        assert (pts, dts, duration, key) == pytest.approx((p.pts, p.dts, p.duration, p.key), abs=1e-6), f"packet {i}"
+    video = media.probe(span).video
+    assert video is not None and video.duration is not None
+    start, end = span_bounds(span)
+    assert (start, end) == pytest.approx((video.start_time, video.start_time + video.duration), abs=1e-6)
+    assert start == pytest.approx(1.5)
+
+
 def test_what_the_reader_does_not_model_goes_to_ffprobe(tmp_path: Path) -> None:
     fragmented = make(
         tmp_path, "frag.mp4", f"{SOURCE} -c:v libx264 -preset veryfast -movflags +frag_keyframe+empty_moov"
@@ -84,6 +105,7 @@ def assert_same_audio(path: Path) -> None:
     assert len(table) == len(probed) > 80
     for i, ((pts, dts, duration, _key), p) in enumerate(zip(table, probed, strict=True)):
         assert (pts, dts, duration) == pytest.approx((p.pts, p.dts, p.duration), abs=1e-6), f"packet {i}"
+    assert media.audio_packets(path) == [media.Packet(*t) for t in table]
     # ffprobe reads the length from the movie header, in its timescale (milliseconds here).
     assert media.audio_duration(path) == pytest.approx(media.probe(path).duration, abs=1e-3)
 
@@ -128,5 +150,6 @@ def test_a_rung_joined_with_its_audio_reads_as_ffprobe_reads_it(tmp_path: Path) 
 def test_audio_the_reader_does_not_model_goes_to_ffprobe(tmp_path: Path) -> None:
     pcm = make(tmp_path, "pcm.mov", f"{TONE} -c:a pcm_s16le")  # ffmpeg reads PCM a chunk at a time
     assert audio_packets_of(pcm) is None
+    assert media.audio_packets(pcm) == media.packets(pcm, "a:0")
     assert media.audio_duration(pcm) == pytest.approx(media.probe(pcm).duration)
     assert media.muxed_packets(pcm, with_audio=True) == media.probe_with_packets(pcm)[1]
