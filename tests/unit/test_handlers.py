@@ -118,8 +118,8 @@ def test_a_pinned_plan_split_mid_rebalance_spreads_its_lanes_over_every_partitio
     settings: Settings, storage: FolderStorage, clip: Path
 ) -> None:
     """Four transcoders in the group, caught while a cooperative rebalance moves partitions:
-    only one holds any. Its four partitions must not get every unit (they stay its own when
-    the rebalance ends: one transcoder ran all 13 units of a 4-node bench run that way)."""
+    only one holds any. Its four partitions must not get every unit: they stay its own when
+    the rebalance ends (likeliest cause of a 4-node bench run where one ran all 13 units)."""
     caught = [[0, 4, 8, 12], [], [], []]
     split_deps = splitter.Deps(dataclasses.replace(settings, plan_workers=4), storage, lambda: caught)
     stage = Stage.of(SPLITTER, lambda t: splitter.handle(t, split_deps))
