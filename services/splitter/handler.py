@@ -19,12 +19,13 @@ from reel.settings import Settings
 from reel.storage import ObjectMissing
 from reel.task import Kind, Output, Permanent, Task
 from services.splitter.plan import (
+    Segment,
+    balanced_plan,
     dispatch_order,
     fleet_for,
     gop_frames,
     lane_owners,
     lanes,
-    plan_segments,
     pull_partitions,
     segment_costs,
 )
@@ -179,7 +180,14 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     most = min(s.autoscale_max, deps.partitions()) if s.autoscale else 0
     work = duration * pipeline.share(pipeline.TRANSCODER)  # as the tracker's backlog weighs it
     workers = s.plan_workers or fleet_for(len(fleet), deps.heading_for() if target else 0, work, target, most)
-    segments = plan_segments(total, fps, workers, gop, s.oversubscription, s.min_segment_s, s.max_segment_s)
+    samples = source_samples(deps, src, probe)
+    audio_cost = [total * pipeline.AUDIO_COST] if has_audio else []
+
+    def weigh(segments: list[Segment]) -> list[float]:
+        return segment_costs(segments, fps, samples)
+
+    bounds = (s.oversubscription, s.min_segment_s, s.max_segment_s)
+    segments = balanced_plan(total, fps, workers, gop, weigh, audio_cost, *bounds)
     width, height = ladder.display_size(video.width, video.height, video.sample_aspect, video.rotation)
     common: dict[str, Any] = {
         "source": src,
@@ -212,8 +220,7 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     }
     vid = ev["video_id"]
     outputs = [Output("video.split", vid, split)]
-    weights = segment_costs(segments, fps, source_samples(deps, src, probe))
-    costs = [(seg.index, w) for seg, w in zip(segments, weights, strict=True)]
+    costs = [(seg.index, w) for seg, w in zip(segments, weigh(segments), strict=True)]
     # Members caught mid-rebalance hold nothing yet: the lanes then go over every partition
     # (pinned plan or not), or the one member holding partitions would be given every unit.
     owners = lane_owners(fleet, workers, deps.partitions())
@@ -225,7 +232,7 @@ def handle(task: Task, deps: Deps) -> list[Output]:
         fleet,
         len(owners),
     )
-    units = costs + ([(AUDIO, total * pipeline.AUDIO_COST)] if has_audio else [])
+    units = costs + [(AUDIO, cost) for cost in audio_cost]
     lane = lanes(units, owners)
     order = dispatch_order(units)
     pull_on = pull_partitions(order, deps.pullers())

@@ -3,11 +3,13 @@ from fractions import Fraction
 import pytest
 
 from services.splitter.plan import (
+    balanced_plan,
     dispatch_order,
     fleet_for,
     gop_frames,
     lane_owners,
     lanes,
+    longest_lane,
     plan_segments,
     pull_partitions,
 )
@@ -165,3 +167,37 @@ def test_lanes_for_a_fleet_still_coming_go_over_every_partition() -> None:
     assert lane_owners([], planned_for=1, partitions=2) == [[0], [1]]
     lane = lanes([(i, 10.0) for i in range(8)], lane_owners(live, 4, 4))
     assert sorted(lane.values()) == [0, 0, 1, 1, 2, 2, 3, 3]  # two units on each: any owner gets its share
+
+
+def frames_of(segments) -> list[float]:
+    return [float(s.frame_count) for s in segments]
+
+
+def test_longest_lane_is_the_greedy_longest_first_one() -> None:
+    assert longest_lane([5, 4, 3, 3, 3], 2) == 10  # 5+3 | 4+3+3 (the best split, 9, is not its)
+    assert longest_lane([3, 3, 3, 3], 4) == 3
+    assert longest_lane([7], 3) == 7
+
+
+def test_the_plan_leaves_room_for_the_audio_in_the_lanes() -> None:
+    """180 s at 25 fps (90 GOPs of 50 frames), 4 workers, the audio 405 frames' worth:
+    12 segments (6 of 8 GOPs, 6 of 7) and the audio make 13 units, and one lane runs the
+    audio and three 350s: 1455. Eleven (2 of 9 GOPs, 9 of 8) and the audio run 3 a lane,
+    450+400+400 at the most: 1250 (the mean is 1226)."""
+    fps = Fraction(25)
+    planned = plan_segments(4500, fps, workers=4, gop=50, min_seconds=8)
+    assert len(planned) == 12 and longest_lane([*frames_of(planned), 405.0], 4) == 1455
+    segs = balanced_plan(4500, fps, 4, 50, frames_of, [405.0], min_seconds=8)
+    check_grid(segs, 4500, 50)
+    assert len(segs) == 11 and sorted({s.frame_count for s in segs}) == [400, 450]
+    assert longest_lane([*frames_of(segs), 405.0], 4) == 1250
+
+
+def test_the_plan_stays_where_nothing_is_gained() -> None:
+    fps = Fraction(25)
+    # No audio: 12 segments spread 1150 at the most; 11 would leave 1250 on one lane.
+    assert len(balanced_plan(4500, fps, 4, 50, frames_of, min_seconds=8)) == 12
+    # One worker runs everything whatever the count: ties keep the most segments.
+    assert len(balanced_plan(4500, fps, 1, 50, frames_of, [405.0], min_seconds=8)) == 3
+    # The minimum length bounds how few: 20 s at 8 s a segment is 2 whatever is asked.
+    assert len(balanced_plan(500, fps, 4, 50, frames_of, [45.0], min_seconds=8)) == 2
