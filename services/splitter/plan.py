@@ -21,6 +21,9 @@ def gop_frames(fps: Fraction, gop_seconds: float = 2.0) -> int:
     return max(1, round(float(fps) * gop_seconds))
 
 
+BALANCE_GAIN = 0.05  # how much sooner a plan of fewer segments must finish to be taken
+
+
 def count_bounds(total_frames: int, fps: Fraction, gop: int, min_seconds: float, max_seconds: float) -> tuple[int, int]:
     """The fewest and the most segments of whole GOPs, each between min_seconds and
     max_seconds long (but the last), that `total_frames` may be split into."""
@@ -75,12 +78,12 @@ def balanced_plan(
 ) -> list[Segment]:
     """plan_segments' split, or one of up to `workers` fewer segments when its units - the
     segments weighed by `weigh`, and `others` (the audio task's cost) - spread over the
-    workers longest first finish sooner: 12 segments and the audio put 4 units on one of
-    4 workers and 3 on the rest (its lane 1.19x the mean), 11 and the audio 3 on each
-    (1.02x). Ties keep the most segments."""
+    workers longest first finish clearly sooner (by BALANCE_GAIN): 12 segments and the audio
+    put 4 units on one of 4 workers and 3 on the rest (its lane 1.19x the mean), 11 and the
+    audio 3 on each (1.02x). The costs are estimates: a smaller gain keeps the plan."""
     planned = plan_segments(total_frames, fps, workers, gop, oversubscription, min_seconds, max_seconds)
     fewest, _most = count_bounds(total_frames, fps, gop, min_seconds, max_seconds)
-    best, best_span = planned, longest_lane([*weigh(planned), *others], workers)
+    best, best_span = planned, longest_lane([*weigh(planned), *others], workers) * (1 - BALANCE_GAIN)
     for count in range(len(planned) - 1, max(fewest, len(planned) - workers) - 1, -1):
         segments = split_evenly(total_frames, gop, count)
         span = longest_lane([*weigh(segments), *others], workers)

@@ -24,7 +24,7 @@ from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import submit, wait
 from services.tracker.callbacks import verify
-from tests.e2e.client import authorized
+from tests.e2e.client import authorized, status_when
 from tests.e2e.conftest import E2E_ENV
 from tests.e2e.test_tracker import metrics
 
@@ -170,6 +170,7 @@ def test_a_callback_url_that_reaches_inside_is_refused_at_submit(
     end = wait(e2e_settings, sub.video_id, sub.submitted_ms, timeout=120)
     assert end["topic"] == "video.failed" and end["stage"] == "splitter", end
     assert "callbacks go to public addresses only" in end["reason"] or "does not resolve" in end["reason"], end
+    status_when(sub.video_id, "failed")  # projected: until then the tracker answers 404
     deadline = time.monotonic() + 30
     while not [c for c in status(sub.video_id).get("callbacks", []) if c["state"] == "abandoned"]:
         assert time.monotonic() < deadline, status(sub.video_id)

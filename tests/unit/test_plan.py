@@ -12,6 +12,7 @@ from services.splitter.plan import (
     longest_lane,
     plan_segments,
     pull_partitions,
+    split_evenly,
 )
 
 
@@ -199,5 +200,15 @@ def test_the_plan_stays_where_nothing_is_gained() -> None:
     assert len(balanced_plan(4500, fps, 4, 50, frames_of, min_seconds=8)) == 12
     # One worker runs everything whatever the count: ties keep the most segments.
     assert len(balanced_plan(4500, fps, 1, 50, frames_of, [405.0], min_seconds=8)) == 3
+
+    # 8 s on 2 workers: 4 segments and the audio, 141.6 the longest lane; 3 (of 2, 1 and 1
+    # GOPs, the long one weighed a hair under twice a short one, as bytes may) 141.48: a
+    # 0.1 % gain, not worth another plan.
+    def nearly(segments):
+        return [f * (0.999 if f > 60 else 1.0) for f in frames_of(segments)]
+
+    assert longest_lane([*nearly(split_evenly(240, 60, 3)), 21.6], 2) < 141.6
+
+    assert len(balanced_plan(240, Fraction(30), 2, 60, nearly, [21.6], min_seconds=2)) == 4
     # The minimum length bounds how few: 20 s at 8 s a segment is 2 whatever is asked.
     assert len(balanced_plan(500, fps, 4, 50, frames_of, [45.0], min_seconds=8)) == 2
