@@ -1,4 +1,4 @@
-"""python -m bench [pipeline [PAIRS]|projection|chaos|autoscale [quick|curve [SIZES]]]: prints
+"""python -m bench [pipeline [PAIRS]|projection|chaos|autoscale [quick|curve [SIZES]|burst]]: prints
 a table, writes JSON to bench/results/.
 
 pipeline (default): reel against one ffmpeg command, PAIRS back-to-back pairs (default 3).
@@ -6,7 +6,8 @@ projection: the tracker's events per second over 1,000 videos' worth of events. 
 videos under random SIGKILLs against the same videos undisturbed. These need the embedded stack
 up (`reel up`). autoscale: scale-out and autoscaling on simulated small nodes, on a stack of
 its own (root: cgroups); `autoscale curve` measures the scale-out curve only and keeps the
-stored burst, `autoscale curve 1,8` only those sizes (written beside quick runs, not as results)."""
+stored burst, `autoscale curve 1,8` only those sizes (written beside quick runs, not as results),
+`autoscale burst` the burst only, keeping the stored curve."""
 
 from __future__ import annotations
 
@@ -50,6 +51,6 @@ def run(which: str) -> None:
 if __name__ == "__main__":
     which = sys.argv[1] if len(sys.argv) > 1 else "pipeline"
     if which not in ("pipeline", "projection", "chaos", "autoscale"):
-        usage = "python -m bench [pipeline [PAIRS]|projection|chaos|autoscale [quick|curve [SIZES]]]"
+        usage = "python -m bench [pipeline [PAIRS]|projection|chaos|autoscale [quick|curve [SIZES]|burst]]"
         sys.exit(f"usage: {usage}, not {which!r}")
     run(which)

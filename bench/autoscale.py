@@ -400,8 +400,9 @@ def plot(auto: Run, fixed_run: Run, plan: Plan, path: Path) -> None:
 def main(
     work: Path, mode: str = "full", sizes: tuple[int, ...] = (), stored: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """mode "full" (both parts), "quick" (both, small), or "curve": the curve only (at
-    `sizes` if given), the burst kept from `stored` (the last full run's), its date with it."""
+    """mode "full" (both parts), "quick" (both, small), "curve": the curve only (at `sizes`
+    if given), the burst kept from `stored` (the last full run's), its date with it; or
+    "burst": the burst only, the stored curve kept the same way."""
     if not nodes.available():
         return {"skipped": "no writable cgroup v1 cpu hierarchy (root on /sys/fs/cgroup/cpu): no scale-out figure"}
     work.mkdir(parents=True, exist_ok=True)
@@ -416,7 +417,13 @@ def main(
         plan = replace(plan, curve_sizes=sizes)
     day = time.strftime("%Y-%m-%d")
     try:
-        head, by_size = curve(plan, settings, env, work)
+        if mode == "burst" and stored and "curve" in stored:
+            kept_curve = stored["curve"]
+            head = {k: v for k, v in kept_curve.items() if k != "sizes"}
+            by_size = kept_curve["sizes"]
+        else:
+            head, by_size = curve(plan, settings, env, work)
+            head |= {"date": day, "profile": CURVE_PROFILE}
         if mode == "curve" and stored and "burst" in stored:
             kept = stored["burst"]
             bursts = kept | {"date": kept.get("date", stored["date"]), "profile": kept.get("profile", BURST_PROFILE)}
@@ -431,7 +438,7 @@ def main(
         "node_cpu": NODE_CPU,
         "stack_cpu": STACK_CPU,
         "size": SIZE,
-        "curve": head | {"date": day, "profile": CURVE_PROFILE, "sizes": by_size},
+        "curve": head | {"sizes": by_size},
         "burst": bursts,
     }
 
