@@ -173,13 +173,15 @@ def test_tracker_roles_split_the_work(
                 break
             assert time.monotonic() < deadline, "the API never saw the projected video"
             time.sleep(0.5)
-        while "reel_consumer_lag{" not in wait_for(f"http://127.0.0.1:{ports['projector']}/metrics").decode():
-            assert time.monotonic() < deadline + 30, "the projector never refreshed its gauges"
+        # One refresh sets lag first and the backlog after its database reads: wait for all.
+        wanted = [(o, name, labels) for o in ("prod", "keda") for name, labels in scaling_series(build(o))]
+        while True:
+            scrape = wait_for(f"http://127.0.0.1:{ports['projector']}/metrics").decode()
+            missing = [f"{o}: {name}{labels}" for o, name, labels in wanted if not series_present(scrape, name, labels)]
+            if not missing:
+                break
+            assert time.monotonic() < deadline + 30, f"not in the projector's scrape: {missing}"
             time.sleep(0.5)
-        scrape = wait_for(f"http://127.0.0.1:{ports['projector']}/metrics").decode()
-        for overlay in ("prod", "keda"):
-            for name, labels in scaling_series(build(overlay)):
-                assert series_present(scrape, name, labels), f"{overlay}: {name}{labels} not in the projector's scrape"
         api_metrics = wait_for(f"http://127.0.0.1:{ports['api']}/metrics").decode()
         assert "reel_consumer_lag{" not in api_metrics  # the gauges are the projector's alone: replicas would add up
         for role, port in ports.items():  # the API has no loop to stall: live all the same
