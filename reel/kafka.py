@@ -145,6 +145,20 @@ def _offsets(
     return {(tp.topic, tp.partition): f.result(timeout).offset for tp, f in futures.items()}
 
 
+def offsets_since(settings: Settings, topics: list[str], since_ms: int, timeout: float = 10.0) -> list[TopicPartition]:
+    """Where to read each partition of `topics` from to see every committed record stamped
+    at `since_ms` or later, those committed while this runs included. A partition with no
+    such record yet starts at its last stable offset as it was before the lookup: the
+    consumer's own "none yet" means the end as of its first fetch, and a record committed
+    in between would be skipped."""
+    admin = admin_client(settings)
+    meta = admin.list_topics(timeout=timeout).topics
+    parts = [TopicPartition(t, p) for t in topics for p in sorted(meta[t].partitions)]
+    ends = _offsets(admin, parts, OffsetSpec.latest(), timeout)
+    found = _offsets(admin, parts, OffsetSpec.for_timestamp(since_ms), timeout)
+    return [TopicPartition(t, p, offset if offset >= 0 else ends[(t, p)]) for (t, p), offset in found.items()]
+
+
 def read_to_end(
     settings: Settings, topics: list[str], since_ms: int | None = None, timeout: float = 60.0
 ) -> list[Message]:
@@ -167,10 +181,11 @@ def read_to_end(
         }
     )
     try:
-        meta = c.list_topics(timeout=10).topics
-        parts = [TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in meta[t].partitions]
-        if since_ms is not None:
-            parts = c.offsets_for_times([TopicPartition(t.topic, t.partition, since_ms) for t in parts], timeout=10)
+        if since_ms is None:
+            meta = c.list_topics(timeout=10).topics
+            parts = [TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in meta[t].partitions]
+        else:
+            parts = offsets_since(settings, topics, since_ms)
         c.assign(parts)
         pending = {(tp.topic, tp.partition) for tp in parts}
         records: list[Message] = []

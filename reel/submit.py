@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 
 from reel import keys, ladder, tenancy
 from reel.contract import Registry, envelope
-from reel.kafka import client_config, producer_config
+from reel.kafka import client_config, offsets_since, producer_config
 from reel.settings import Settings
 from reel.storage import Storage, sha256_file
 
@@ -139,13 +139,7 @@ def wait(settings: Settings, video_id: str, since_ms: int, timeout: float) -> di
         }
     )
     try:
-        meta = consumer.list_topics(timeout=10).topics
-        wanted = [
-            TopicPartition(t, p, since_ms - 5000)
-            for t in ("video.completed", "video.failed")
-            for p in meta[t].partitions
-        ]
-        consumer.assign(consumer.offsets_for_times(wanted, timeout=10))
+        consumer.assign(offsets_since(settings, ["video.completed", "video.failed"], since_ms - 5000))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             msg = consumer.poll(0.5)
