@@ -127,6 +127,17 @@ def events(settings: Settings, video_id: str, topics: list[str] | None = None) -
     return [(t, e) for t, e in decoded if e["video_id"] == video_id]
 
 
+def held_by(home: Path, arm: str, timeout: float = 120) -> int:
+    """The pid of the process a `hold` arm froze, once one has reached its point."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in (home / "faults.log").read_text().splitlines():
+            if line.split()[2:4] == [arm, "held"]:
+                return int(line.split()[1])
+        assert time.monotonic() < deadline, f"no process ever reached the point {arm} holds at"
+        time.sleep(0.05)
+
+
 def tracked_event_ids(settings: Settings, video_id: str) -> list[str]:
     with psycopg.connect(settings.postgres_url) as conn:
         rows = conn.execute("SELECT event_id::text FROM events WHERE video_id = %s", (video_id,)).fetchall()
@@ -210,16 +221,9 @@ def test_losing_every_transcoder_at_once_loses_nothing(
     # ffmpeg stopped with it: the strike lands while that encode is provably unfinished.
     (home / "faults.armed").write_text(f"{arm} transcoder mid-encode video_id={sub.video_id} hold\n")
     try:
-        deadline = time.monotonic() + 120
-        while not (
-            held := [
-                ln.split() for ln in (home / "faults.log").read_text().splitlines() if ln.split()[2:4] == [arm, "held"]
-            ]
-        ):
-            assert time.monotonic() < deadline, "no transcoder ever got half way through an encode"
-            time.sleep(0.05)
+        held = held_by(home, arm)
         pids = [s["pid"] for s in json.loads((home / "services.json").read_text()) if s["kind"] == "transcoder"]
-        assert len(pids) == 2 and int(held[0][1]) in pids
+        assert len(pids) == 2 and held in pids
         for pid in pids:
             os.killpg(pid, signal.SIGKILL)
     finally:
@@ -249,21 +253,30 @@ def test_a_segment_that_kills_its_worker_every_time_is_escalated_then_retried(
     task the failed generation finished."""
     home = e2e_settings.home
     storage = Storage.from_settings(e2e_settings)
-    arms = [f"poison-{uuid.uuid4().hex[:6]}-{n}" for n in range(3)]
+    tag = uuid.uuid4().hex[:6]
+    first, arms = f"poison-{tag}-held", [f"poison-{tag}-{n}" for n in range(2)]
     sub = submit(e2e_settings, storage, clip, "tiny", request_id=str(uuid.uuid4()))
-    # Armed for this video only (its encodes are seconds away): the other one must flow.
-    (home / "faults.armed").write_text(
-        "".join(f"{a} transcoder mid-encode segment=1 video_id={sub.video_id}\n" for a in arms)
-    )
+    poison = f"transcoder mid-encode segment=1 video_id={sub.video_id}"  # this video only: the other must flow
+    # The first attempt freezes half way until another unit of the video is done, so the
+    # retry has something to reuse whatever the machine's pace; then it dies, and the next
+    # two die on their own.
+    (home / "faults.armed").write_text(f"{first} {poison} hold\n")
     other = submit(e2e_settings, storage, clip, "tiny", request_id=str(uuid.uuid4()))
     try:
+        held = held_by(home, first)
+        deadline = time.monotonic() + 120
+        while not [e for _, e in events(e2e_settings, sub.video_id, ["segment.transcoded"]) if e["segment_index"] != 1]:
+            assert time.monotonic() < deadline, "no other unit of the video was transcoded"
+            time.sleep(0.5)
+        (home / "faults.armed").write_text("".join(f"{a} {poison}\n" for a in arms))
+        os.killpg(held, signal.SIGKILL)
         end = wait(e2e_settings, sub.video_id, sub.submitted_ms, timeout=300)
         other_end = wait(e2e_settings, other.video_id, other.submitted_ms, timeout=300)
     finally:
         (home / "faults.armed").write_text("")  # the cause removed
     assert other_end["topic"] == "video.completed" and manifest(e2e_settings, other_end) == undisturbed
     fired = {line.split()[2] for line in (home / "faults.log").read_text().splitlines() if len(line.split()) > 2}
-    assert set(arms) <= fired
+    assert {first, *arms} <= fired
     assert end["topic"] == "video.failed" and end["stage"] == "transcoder", end
     assert end["reason"].startswith("3 attempts failed or died; last: the worker died mid-task"), end["reason"]
     dead = [e for t, e in events(e2e_settings, sub.video_id, ["segment.pulled.dlq"])]
