@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from reel.contract import Registry, schema_for_topic
 from reel.faults import fault_point
@@ -22,6 +23,8 @@ from reel.task import Output
 log = logging.getLogger(__name__)
 
 COMMIT_TIMEOUT_S = 30.0
+# A commit refused for the group's old generation is sent again this often, this far apart.
+NEW_GENERATION_TRIES, NEW_GENERATION_WAIT_S = 20, 0.25
 
 
 class Fatal(Exception):
@@ -33,27 +36,47 @@ class Transactions:
         self.producer, self.consumer, self.registry = producer, consumer, registry
 
     def commit(self, outputs: list[Output], offsets: list[TopicPartition]) -> bool:
-        """True once committed; False if aborted (the inputs are then to be read again)."""
-        try:
-            self.producer.begin_transaction()
-            for out in outputs:
-                value = self.registry.encode(out.schema or schema_for_topic(out.topic), out.record)
-                partition = -1 if out.partition is None else out.partition  # -1: by key
-                self.producer.produce(out.topic, key=out.key.encode(), value=value, partition=partition)
-            if outputs:  # not in an idle commit or a skip: those leave no task to redo
-                fault_point("after-produce")
-            self.producer.send_offsets_to_transaction(
-                offsets, self.consumer.consumer_group_metadata(), COMMIT_TIMEOUT_S
-            )
-            self._commit_with_watchdog()
-        except KafkaException as exc:
-            err = exc.args[0]
-            if err.fatal():
-                raise Fatal(f"producer: {err}") from exc
-            log.warning("transaction aborted: %s", err)
-            self._abort()
-            return False
-        return True
+        """True once committed; False if aborted (the inputs are then to be read again).
+
+        A member joining or leaving moves the group to a new generation, and the broker
+        refuses offsets sent with the old one (ILLEGAL_GENERATION) even for partitions that
+        stay ours. While this member is the same one (not dropped and joined again), its
+        partitions are still its own: a cooperative rebalance moves one only after we give
+        it up inside poll(), which a commit never calls. So the same transaction is sent
+        again with the new generation, rather than the task redone."""
+        member = self.consumer.memberid()
+        for tries in range(1, NEW_GENERATION_TRIES + 1):
+            try:
+                self._send(outputs, offsets)
+                return True
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.fatal():
+                    raise Fatal(f"producer: {err}") from exc
+                again = (
+                    err.code() == KafkaError.ILLEGAL_GENERATION
+                    and tries < NEW_GENERATION_TRIES
+                    and self.consumer.memberid() == member
+                )
+                log.log(logging.INFO if again else logging.WARNING, "transaction aborted: %s", err)
+                self._abort()
+                if not again:
+                    return False
+                log.info("the group moved to a new generation under the commit: sending it again")
+                time.sleep(NEW_GENERATION_WAIT_S)
+        return False
+
+    def _send(self, outputs: list[Output], offsets: list[TopicPartition]) -> None:
+        self.producer.begin_transaction()
+        for out in outputs:
+            value = self.registry.encode(out.schema or schema_for_topic(out.topic), out.record)
+            partition = -1 if out.partition is None else out.partition  # -1: by key
+            self.producer.produce(out.topic, key=out.key.encode(), value=value, partition=partition)
+        group = self.consumer.consumer_group_metadata()  # its generation is what the broker checks
+        if outputs:  # not in an idle commit or a skip: those leave no task to redo
+            fault_point("after-produce")
+        self.producer.send_offsets_to_transaction(offsets, group, COMMIT_TIMEOUT_S)
+        self._commit_with_watchdog()
 
     def _commit_with_watchdog(self) -> None:
         with watchdog(COMMIT_TIMEOUT_S * 2 + 10, _wedged):

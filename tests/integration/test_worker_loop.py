@@ -196,6 +196,30 @@ def test_scale_out_does_not_redo_running_tasks(loop: LoopRun) -> None:
     assert third.poll() is None and re.search(r'"msg": "assigned \[\d', log), "third never joined"
 
 
+def test_a_member_joining_under_a_commit_does_not_cost_the_task(loop: LoopRun) -> None:
+    """A worker has produced a task's outputs and taken the group's generation for its
+    offsets (held there) when a member joins: the group moves to a new generation and the
+    broker refuses the old one. The worker sends the same transaction again with the new
+    one: the task is committed once and never redone (it used to abort and run again; seen
+    in the autoscaling benchmark when a splitter scaled out)."""
+    arm, armed = f"generation-{loop.run_id}", loop.tmp / "armed"
+    armed.write_text(f"{arm} loop after-produce hold\n")
+    loop.produce([0])
+    worker = loop.start(0, REEL_FAULT_FILE=str(armed))
+    deadline = time.monotonic() + 60
+    while f"after-produce {worker.pid} {arm} held" not in loop.fault_log.read_text():
+        assert time.monotonic() < deadline and worker.poll() is None, "the task never reached its commit"
+        time.sleep(0.1)
+    loop.start(1)
+    _wait_log(loop.tmp / f"worker-{loop.run_id}-1.log", r'"msg": "assigned \[')  # the new generation is formed
+    armed.write_text("")  # released: its offsets go out with the generation of before
+    assert_exactly_once(loop.wait_outputs(1, timeout=60), 1, loop)
+    _wait_completed(loop, 0)
+    assert [m.state for m in loop.markers(0)] == [COMPLETED], "the task was redone"
+    log = (loop.tmp / f"worker-{loop.run_id}-0.log").read_text()
+    assert "ILLEGAL_GENERATION" in log and "sending it again" in log, "the refusal was not what was tested"
+
+
 def test_partitions_revoked_mid_task_and_given_back_are_read_again(loop: LoopRun) -> None:
     """A member joins while the only worker runs a task (its partitions paused), takes
     some of them, and leaves after that task ended: the partitions come back to an idle
