@@ -10,10 +10,10 @@ ports apart, under .reel-cache/bench/autoscale.
    command in one node's group; speed-up and efficiency per size beside the Amdahl
    projection from the serial part measured on one node (split and stitch).
 2. Diverse burst: videos of 5 s to 3 min arriving in a burst, then a trickle, then nothing,
-   on the autoscaled fleet (1..8 nodes), the fixed fleet of 8, and one fixed node on the
-   burst's first videos only (its figures scaled by media-seconds). Makespan, latency p50
-   and p95, node-seconds, time from the first backlog to a new node's first task, time to
-   scale in after the last video, hand-backs by cause.
+   on the autoscaled fleet (0..8 nodes: idle, it holds none), the fixed fleet of 8, and one
+   fixed node on the burst's first videos only (its figures scaled by media-seconds).
+   Makespan, latency p50 and p95, node-seconds, time from the first video to a new node's
+   first task, time to scale in after the last video, hand-backs by cause.
 
 A figure counts only where the nodes' quotas were enforced (cpu.stat nr_throttled > 0).
 """
@@ -31,6 +31,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,7 @@ class Plan:
     trace: tuple[tuple[int, int], ...]  # (arrival s, length s): a burst, a trickle, then nothing
     short_trace: tuple[tuple[int, int], ...]  # for one node: the burst's short ones
     target_s: float  # backlog per replica, weighted media-seconds
+    min_nodes: int  # the autoscaled fleet's floor: at 0 an idle fleet holds no node
 
 
 FULL = Plan(
@@ -78,9 +80,10 @@ FULL = Plan(
     trace=((0, 180), (0, 5), (0, 45), (0, 90), (0, 20), (0, 10), (0, 30), (60, 15), (120, 60), (180, 5), (240, 120)),
     short_trace=((0, 5), (0, 45), (0, 20), (0, 10), (0, 30)),
     target_s=30.0,
+    min_nodes=0,
 )
 # `python -m bench autoscale quick`: the same steps in a few minutes, to see that they run.
-QUICK = Plan(2, (1, 2), 24, ((0, 20), (0, 5), (20, 10)), ((0, 5),), 5.0)
+QUICK = Plan(2, (1, 2), 24, ((0, 20), (0, 5), (20, 10)), ((0, 5),), 5.0, 0)
 PORTS = {"REEL_KAFKA_PORT": "23092", "REEL_S3_PORT": "20333", "REEL_PG_PORT": "23432", "REEL_TRACKER_PORT": "38280"}
 
 
@@ -97,6 +100,7 @@ class Sample:
 @dataclass
 class Run:
     name: str
+    floor: int  # the nodes it starts and settles back at
     submitted: dict[str, float] = field(default_factory=dict)  # video id -> wall time
     completed: dict[str, float] = field(default_factory=dict)
     media_s: dict[str, float] = field(default_factory=dict)
@@ -122,7 +126,7 @@ def fixed(n: int) -> dict[str, str]:
 def autoscaled(plan: Plan) -> dict[str, str]:
     return {
         "REEL_AUTOSCALE": "1",
-        "REEL_AUTOSCALE_MIN": "1",
+        "REEL_AUTOSCALE_MIN": str(plan.min_nodes),
         "REEL_AUTOSCALE_MAX": str(plan.max_nodes),
         "REEL_AUTOSCALE_TARGET_S": str(plan.target_s),
         "REEL_AUTOSCALE_INTERVAL_S": "2",
@@ -174,18 +178,18 @@ def run_fleet(
     settings: Settings,
     env: dict[str, str],
     name: str,
-    trace: list[tuple[float, Path, float]],
+    trace: Sequence[tuple[float, Path, float]],
     settle_to: int,
     profile: str = BURST_PROFILE,
 ) -> Run:
-    """One fleet: the trace's videos submitted at their times, sampled every second until
-    every video has ended and the fleet is back at `settle_to` nodes."""
+    """One fleet, started at `settle_to` nodes: the trace's videos submitted at their times,
+    sampled every second until every video has ended and the fleet is back at that size."""
     group = nodes.Nodes(settings.home, NODE_CPU, STACK_CPU)
     throttled_before = group.throttled()
     proc = fleet_proc.start(env, settings.home / "logs" / f"bench-{name}.log", settings.tracker_port, timeout=300)
-    run = Run(name)
+    run = Run(name, floor=settle_to)
     try:
-        size = int(env.get("REEL_TRANSCODERS", "1"))
+        size = settle_to
         began = time.monotonic()
         deadline = began + 180  # every slot up and in its group before the clock starts
         while not settled(sample(settings.home, settings.tracker_port, 0), size):
@@ -256,7 +260,7 @@ def summary(run: Run) -> dict[str, Any]:
     latencies = sorted(run.completed[v] - run.submitted[v] for v in run.completed)
     makespan = max(run.completed.values()) - t0
     within = [s for s in run.samples if s.t <= makespan]
-    handed = {}
+    handed: dict[str, int] = {}
     for b in run.beats:
         if b["state"] == "handed_back":
             cause = retries.CAUSES.get(b["message"] or "", "other")
@@ -264,10 +268,10 @@ def summary(run: Run) -> dict[str, Any]:
     first_new = [
         b["produced_at"] / 1000 - t0
         for b in run.beats
-        if b["state"] == "started" and int(b["worker"].rsplit("-", 1)[1]) >= 1
+        if b["state"] == "started" and int(b["worker"].rsplit("-", 1)[1]) >= run.floor
     ]
     last = max(run.completed.values()) - t0
-    at_min = next((s.t for s in run.samples if s.t > last and settled(s, 1)), None)
+    at_min = next((s.t for s in run.samples if s.t > last and settled(s, run.floor)), None)
     return {
         "videos": len(run.completed),
         "media_s": sum(run.media_s.values()),
@@ -360,7 +364,7 @@ def burst(plan: Plan, settings: Settings, env: dict[str, str], work: Path, png: 
     trace = [(t, sources[s], float(s)) for t, s in plan.trace]
     short = [(t, sources[s], float(s)) for t, s in plan.short_trace]
     runs = {
-        "autoscaled": run_fleet(settings, env | autoscaled(plan), "autoscaled", trace, settle_to=1),
+        "autoscaled": run_fleet(settings, env | autoscaled(plan), "autoscaled", trace, settle_to=plan.min_nodes),
         "fixed-max": run_fleet(settings, env | fixed(plan.max_nodes), "fixed-max", trace, settle_to=plan.max_nodes),
         "one-node-short": run_fleet(settings, env | fixed(1), "one-node", short, settle_to=1),
     }
