@@ -13,7 +13,7 @@ TASK_SECONDS = Histogram(
 )
 HANDBACKS = Counter(
     "reel_handbacks_total",
-    "Tasks given up mid-work for another attempt, by cause: rebalance, lost, sigterm, crash (reel/retries.py)",
+    "Tasks given up mid-work for another attempt, by cause: rebalance, lost, sigterm, aborted, crash (reel/retries.py)",
     ["stage", "cause"],
 )
 STALLED = Counter(

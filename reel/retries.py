@@ -63,11 +63,14 @@ def kind_of(error: BaseException) -> Kind | None:
 # Why a running task is handed back (its marker's reason), and the cause it is counted
 # under (reel_handbacks_total{cause}): a rebalance moved its partition (a member joined
 # or left: scaling), its member lost the group (a stall, a cut), a SIGTERM's drain ran
-# out (a scale-in or a stop), or the attempt died and the next one took it over (crash).
+# out (a scale-in or a stop), its finished work's commit was aborted (a fence, or a
+# generation it could not catch up with), or the attempt died and the next one took it
+# over (crash).
 REVOKED = "partition revoked in a rebalance"
 LOST = "partition lost"
 STOPPED = "stopped before the task could finish"
-CAUSES = {REVOKED: "rebalance", LOST: "lost", STOPPED: "sigterm"}
+ABORTED = "commit aborted"
+CAUSES = {REVOKED: "rebalance", LOST: "lost", STOPPED: "sigterm", ABORTED: "aborted"}
 CRASH = "crash"
 
 

@@ -374,8 +374,10 @@ class Worker:
                     self._mark(task.attempt, COMPLETED)
                     metrics.TASKS.labels(self.stage.name, "completed").inc()
                     log.info("task completed in %.2fs", time.monotonic() - run.started)
-                else:  # aborted (a rebalance or a fence took the partition): not the task's fault
-                    self._mark(task.attempt, HANDED_BACK, "commit aborted")
+                else:  # aborted (a fence, or a rebalance took the partition): not the task's fault
+                    self._mark(task.attempt, HANDED_BACK, retries.ABORTED)
+                    self._heartbeat(task, "handed_back", retries.ABORTED)
+                    metrics.HANDBACKS.labels(self.stage.name, retries.CAUSES[retries.ABORTED]).inc()
             elif result is Outcome.HANDED_BACK:
                 self._mark(task.attempt, HANDED_BACK, "cancelled")
             else:
