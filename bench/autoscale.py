@@ -434,6 +434,7 @@ def main(
         else:
             png = work / "autoscale.png" if mode == "quick" else PROJECT_ROOT / "bench" / "results" / "autoscale.png"
             bursts = burst(plan, settings, env, work, png) | {"date": day, "profile": BURST_PROFILE}
+            bursts |= {"target_s": plan.target_s, "min_nodes": plan.min_nodes}
     finally:
         down(settings, say=lambda _m: None)
     return {
