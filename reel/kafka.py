@@ -152,10 +152,8 @@ def offsets_since(settings: Settings, topics: list[str], since_ms: int, timeout:
     consumer's own "none yet" means the end as of its first fetch, and a record committed
     in between would be skipped."""
     admin = admin_client(settings)
-    meta = admin.list_topics(timeout=timeout).topics
-    parts = [TopicPartition(t, p) for t in topics for p in sorted(meta[t].partitions)]
-    ends = _offsets(admin, parts, OffsetSpec.latest(), timeout)
-    found = _offsets(admin, parts, OffsetSpec.for_timestamp(since_ms), timeout)
+    ends = end_offsets(admin, topics, timeout)
+    found = _offsets(admin, [TopicPartition(t, p) for t, p in ends], OffsetSpec.for_timestamp(since_ms), timeout)
     return [TopicPartition(t, p, offset if offset >= 0 else ends[(t, p)]) for (t, p), offset in found.items()]
 
 
