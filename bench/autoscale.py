@@ -84,7 +84,7 @@ FULL = Plan(
 )
 # `python -m bench autoscale quick`: the same steps in a few minutes, to see that they run.
 QUICK = Plan(2, (1, 2), 24, ((0, 20), (0, 5), (20, 10)), ((0, 5),), 5.0, 0)
-PORTS = {"REEL_KAFKA_PORT": "23092", "REEL_S3_PORT": "20333", "REEL_PG_PORT": "23432", "REEL_TRACKER_PORT": "38280"}
+PORTS = {"REEL_KAFKA_PORT": "23092", "REEL_S3_PORT": "20333", "REEL_PG_PORT": "23432", "REEL_TRACKER_PORT": "27280"}
 
 
 @dataclass

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from devstack import kafka, nodes, postgres, s3
-from devstack.procs import Component, StackError, StateFile, alive, port_taken, spawn, stop
+from devstack.procs import Component, StackError, StateFile, alive, ephemeral_ports, port_taken, spawn, stop
 from reel import PROJECT_ROOT, replicas
 from reel.settings import Settings
 
@@ -55,8 +55,15 @@ def _preflight(settings: Settings, todo: list[Part]) -> None:
     for tool, package in (("ffmpeg", "ffmpeg"), ("ffprobe", "ffmpeg"), ("java", "default-jre")):
         if shutil.which(tool) is None:
             raise StackError(f"{tool} is not installed; run: apt-get install -y {package}")
+    ephemeral = ephemeral_ports()
     for part in todo:
         for port in part.ports(settings):
+            if port in ephemeral:
+                raise StackError(
+                    f"port {port} ({part.name}) lies in this machine's ephemeral range "
+                    f"{ephemeral.start}-{ephemeral.stop - 1}, which outgoing connections take from; "
+                    f"move {part.name} below it with {part.port_setting}"
+                )
             if port_taken(port):
                 raise StackError(
                     f"port {port} ({part.name}) is taken by another process; "

@@ -61,6 +61,16 @@ def alive(pid: int) -> bool:
         return False
 
 
+def ephemeral_ports() -> range:
+    """The ports this machine hands to outgoing connections: a server port among them
+    can be taken by any client socket at any moment, so the stack keeps out of them."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)  # Linux's default
+
+
 def port_taken(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

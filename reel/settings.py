@@ -29,7 +29,7 @@ class Settings:
     kafka_username: str = "reel"  # the SCRAM user, with sasl_ssl
     kafka_password: str = "reel-dev-kafka-password"  # its password; set your own
     kafka_ca: str = ""  # CA bundle the broker's certificate is checked against (sasl_ssl); empty: the system's
-    s3_port: int = 18333  # embedded SeaweedFS; uses P..P+4 and P+10000..P+10004
+    s3_port: int = 18333  # embedded SeaweedFS; uses P..P+4 and P+10000..P+10004, all below the ephemeral range
     s3_endpoint: str = ""  # empty: the embedded server at 127.0.0.1:s3_port
     s3_access_key: str = "reel"
     s3_secret_key: str = "reel-secret-key"

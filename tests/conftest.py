@@ -18,7 +18,7 @@ from reel.storage import Storage
 
 TEST_PORTS = {
     "REEL_KAFKA_PORT": "29092",
-    "REEL_S3_PORT": "26333",
+    "REEL_S3_PORT": "22333",
     "REEL_PG_PORT": "25432",
     "REEL_TRACKER_PORT": "28081",
 }

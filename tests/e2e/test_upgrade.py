@@ -36,7 +36,7 @@ from tests.e2e.media_checks import download, judge
 UPGRADE_FROM = os.environ.get("REEL_UPGRADE_FROM", "26c87f4381417816afd8a84ef01c69c3ab80930e")
 ENV = {
     "REEL_KAFKA_PORT": "24092",
-    "REEL_S3_PORT": "24333",
+    "REEL_S3_PORT": "17433",
     "REEL_PG_PORT": "24432",
     "REEL_TRACKER_PORT": "24080",
     "REEL_MIN_SEGMENT_S": "2",

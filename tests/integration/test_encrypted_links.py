@@ -38,7 +38,7 @@ ENV = {
     "REEL_PG_TLS": "1",
     "REEL_PG_PASSWORD": PG_PASSWORD,
     "REEL_KAFKA_PORT": "26192",
-    "REEL_S3_PORT": "26433",
+    "REEL_S3_PORT": "20433",
     "REEL_PG_PORT": "26532",
     "REEL_TRACKER_PORT": "26180",
     "REEL_KAFKA_SECURITY": "sasl_ssl",

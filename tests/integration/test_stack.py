@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.procs import alive, free_port, port_taken
+from devstack.procs import alive, ephemeral_ports, free_port, port_taken
 
 # Below the kernel's ephemeral range (32768-60999): an outgoing connection of any other
 # process cannot be holding one of these when the test binds it.
@@ -121,6 +121,19 @@ def test_up_with_a_taken_port_fails_clearly(env: dict[str, str]) -> None:
     assert result.returncode == 1
     line = result.stderr.strip().splitlines()[-1]
     assert f"port {int(PORTS['REEL_S3_PORT']) + 2} (s3) is taken" in line and "REEL_S3_PORT" in line
+    _assert_nothing_started(env)
+
+
+def test_up_refuses_a_port_outgoing_connections_may_take(env: dict[str, str]) -> None:
+    # SeaweedFS's gRPC ports sit 10000 above its S3 port: one such port in the ephemeral
+    # range once failed a whole CI run when a client socket happened to hold it.
+    ephemeral = ephemeral_ports()
+    env["REEL_S3_PORT"] = str(ephemeral.start - 10000)
+    result = reel(env, "up")
+    assert result.returncode == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert f"port {ephemeral.start} (s3) lies in this machine's ephemeral range" in line, line
+    assert "REEL_S3_PORT" in line
     _assert_nothing_started(env)
 
 
