@@ -42,6 +42,7 @@ class Deps(task.Deps):
     transcoders: Callable[[], list[list[int]]]  # each live transcoder's segment.pulled partitions
     registry: Registry = field(default_factory=Registry)
     heading_for: Callable[[], int] = lambda: 0  # the autoscaler's desired transcoders (0: none says)
+    unsplit: Callable[[], int] = lambda: 1  # videos requested and not yet split, this one included
     partitions: Callable[[], int] = lambda: 16  # of segment.pulled
     pullers: Callable[[], list[list[int]]] = lambda: []  # each live puller's segment.requested partitions
 
@@ -179,7 +180,8 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     target = s.autoscale_target_s if s.autoscale else 0.0
     most = min(s.autoscale_max, deps.partitions()) if s.autoscale else 0
     work = duration * pipeline.share(pipeline.TRANSCODER)  # as the tracker's backlog weighs it
-    workers = s.plan_workers or fleet_for(len(fleet), deps.heading_for() if target else 0, work, target, most)
+    heading, waiting = (deps.heading_for(), max(0, deps.unsplit() - 1)) if target else (0, 0)
+    workers = s.plan_workers or fleet_for(len(fleet), heading, work, target, most, waiting)
     samples = source_samples(deps, src, probe)
     audio_cost = [total * pipeline.AUDIO_COST] if has_audio else []
 
@@ -225,9 +227,10 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     # (pinned plan or not), or the one member holding partitions would be given every unit.
     owners = lane_owners(fleet, workers, deps.partitions())
     log.info(
-        "split %s for %d transcoders into %d units: members' partitions %s, lanes over %d owners",
+        "split %s for %d transcoders (videos waiting: %d) into %d units: members' partitions %s, lanes over %d owners",
         vid,
         workers,
+        waiting,
         len(segments) + has_audio,
         fleet,
         len(owners),

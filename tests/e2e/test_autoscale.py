@@ -154,6 +154,13 @@ def replay(settings: Settings, lines: list[dict[str, Any]]) -> None:
             assert (decision.desired, decision.reason) == (line["desired"], line["reason"]), (kind, line)
 
 
+def splits_logged(home: Path) -> list[tuple[int, int]]:
+    """(transcoders planned for, videos waiting) of every split the splitters logged."""
+    said = re.compile(r"split \S+ for (\d+) transcoders \(videos waiting: (\d+)\)")
+    lines = [ln for log in (home / "logs").glob("splitter-*.log") for ln in log.read_text().splitlines()]
+    return [(int(m[1]), int(m[2])) for m in map(said.search, lines) if m]
+
+
 def clips(folder: Path) -> list[Path]:
     out = []
     for n in LENGTHS_S:
@@ -193,6 +200,9 @@ def test_a_burst_grows_the_fleet_to_max_and_it_shrinks_to_min_once_the_work_is_d
 
     longest = next(x for x in events(s, "video.split") if x["video_id"] == subs[-1].video_id)
     assert longest["workers"] == MAX  # split for the fleet its backlog brings, not the one alive
+    plans = splits_logged(s.home)
+    assert len(plans) == len(subs) and any(waiting for _, waiting in plans), plans
+    assert all(workers == MAX for workers, waiting in plans if waiting), plans  # a burst on: max
 
     if CGROUPS:
         placed = {pid: group for pid, group in watch.nodes_seen.items() if group}

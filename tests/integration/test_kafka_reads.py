@@ -5,14 +5,17 @@ committed in that window)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
+from devstack.procs import free_port
 from reel.kafka import admin_client, client_config, offsets_since, producer_config
 from reel.settings import Settings
+from services.splitter.__main__ import unsplit
 
 
 def fresh_topic(settings: Settings) -> str:
@@ -69,3 +72,19 @@ def test_a_record_in_a_transaction_open_at_the_lookup_is_read_once_committed(sta
     start = offsets_since(stack, [topic], int(time.time() * 1000) - 60_000)
     producer.commit_transaction(30)
     assert read_keys(stack, start, b"open") == [b"open"]
+
+
+def test_the_splitter_counts_the_videos_not_yet_split_and_none_when_it_cannot_ask(stack: Settings) -> None:
+    topic, group = fresh_topic(stack), f"test-unsplit-{uuid.uuid4()}"
+    producer = Producer(producer_config(stack, "test-unsplit", None))
+    for i in range(3):
+        producer.produce(topic, key=f"video-{i}".encode(), value=b"requested", partition=i % 2)
+    producer.flush(10)
+    count = unsplit(admin_client(stack), group, topic)
+    assert count() == 3  # no commit yet: every record from the start
+    consumer = Consumer({**client_config(stack), "group.id": group, "enable.auto.commit": False})
+    consumer.commit(offsets=[TopicPartition(topic, 0, 2)], asynchronous=False)  # partition 0's two are split
+    consumer.close()
+    assert count() == 1
+    gone = dataclasses.replace(stack, kafka_bootstrap=f"127.0.0.1:{free_port()}")
+    assert unsplit(admin_client(gone), group, topic)() == 1  # split as if alone, not failed

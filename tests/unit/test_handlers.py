@@ -129,6 +129,20 @@ def test_a_pinned_plan_split_mid_rebalance_spreads_its_lanes_over_every_partitio
     assert {r["lane"] for r in tasks} - {0, 4, 8, 12}  # not only the one member's
 
 
+@pytest.mark.parametrize(("unsplit", "planned"), [(1, 2), (4, 8)])
+def test_an_autoscaled_video_split_while_others_wait_is_split_for_max(
+    settings: Settings, storage: FolderStorage, clip: Path, unsplit: int, planned: int
+) -> None:
+    """Alone, the 6 s clip is split for the two live transcoders (its own work asks for
+    one); with three more videos waiting behind it, for max: their work is not yet in
+    any backlog the autoscaler reads."""
+    scaled = dataclasses.replace(settings, plan_workers=0, autoscale=True, autoscale_max=8)
+    split_deps = splitter.Deps(scaled, storage, lambda: FLEET, heading_for=lambda: 1, unsplit=lambda: unsplit)
+    stage = Stage.of(SPLITTER, lambda t: splitter.handle(t, split_deps))
+    (split,) = [r for t, r in run_stage(stage, request(storage, clip)) if t == "video.split"]
+    assert split["workers"] == planned
+
+
 def test_every_handler_in_turn_turns_a_request_into_a_completed_video(
     settings: Settings, storage: FolderStorage, clip: Path
 ) -> None:
