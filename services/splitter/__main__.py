@@ -4,10 +4,9 @@ import logging
 from collections.abc import Callable
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 
 from reel import replicas
-from reel.kafka import admin_client, group_lag, member_partitions
+from reel.kafka import admin_client, member_partitions, read_to_end
 from reel.pipeline import PULLER, SPLITTER, TRANSCODER
 from reel.service import run_stage
 from reel.settings import Settings
@@ -28,24 +27,26 @@ def heading_for(settings: Settings) -> Callable[[], int]:
     return lambda: replicas.read(settings.home).get(TRANSCODER.name, 0)
 
 
-def unsplit(admin: AdminClient, group: str = SPLITTER.group, topic: str = SPLITTER.input) -> Callable[[], int]:
-    """Videos requested and not yet split (the splitters' lag, the one in hand included);
-    a lookup that fails counts none waiting, so the video is split as if alone."""
+def requested_since(settings: Settings, topic: str = SPLITTER.input) -> Callable[[int], set[str]]:
+    """Ids of the videos requested from a time on (the records' keys, video ids by the
+    contract; a record without one counts for none); a read that fails finds none, so the
+    video is split as if it came alone."""
 
-    def count() -> int:
+    def ids(since_ms: int) -> set[str]:
         try:
-            return sum(group_lag(admin, group, topic, timeout=5).values())
+            records = read_to_end(settings, [topic], since_ms, timeout=10)
+            return {m.key().decode(errors="replace") for m in records if m.key()}
         except (KafkaException, TimeoutError) as exc:
-            log.warning("the splitters' lag could not be read (%s): split as if no other video waits", exc)
-            return 1
+            log.warning("the videos requested since %d could not be read (%s): split as if alone", since_ms, exc)
+            return set()
 
-    return count
+    return ids
 
 
 def deps(settings: Settings, storage: Storage) -> Deps:
     """Its plan follows the live transcoders (their consumer group, asked of the broker)
-    and, autoscaled, the fleet they are heading for (larger while other videos wait to be
-    split); its pull requests go to the live pullers in turn."""
+    and, autoscaled, the fleet they are heading for (larger for a video in a burst); its
+    pull requests go to the live pullers in turn."""
     admin = admin_client(settings)
 
     def partitions() -> int:
@@ -57,7 +58,7 @@ def deps(settings: Settings, storage: Storage) -> Deps:
         storage,
         lambda: member_partitions(admin, TRANSCODER.group, TRANSCODER.input),
         heading_for=heading_for(settings),
-        unsplit=unsplit(admin),
+        requested_since=requested_since(settings),
         partitions=partitions,
         pullers=lambda: member_partitions(admin, PULLER.group, PULLER.input),
     )

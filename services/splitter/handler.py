@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 FORMATS = {"hls", "mp4"}
 AUDIO = -1  # the audio task's unit id beside the segments' indexes
+# Videos requested this close together are one burst, split in parallel before the backlog
+# shows any of them: the benchmark's seven came within a second and were split over six.
+BURST_WINDOW_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ class Deps(task.Deps):
     transcoders: Callable[[], list[list[int]]]  # each live transcoder's segment.pulled partitions
     registry: Registry = field(default_factory=Registry)
     heading_for: Callable[[], int] = lambda: 0  # the autoscaler's desired transcoders (0: none says)
-    unsplit: Callable[[], int] = lambda: 1  # videos requested and not yet split, this one included
+    requested_since: Callable[[int], set[str]] = lambda _ms: set()  # ids of videos requested from then on
     partitions: Callable[[], int] = lambda: 16  # of segment.pulled
     pullers: Callable[[], list[list[int]]] = lambda: []  # each live puller's segment.requested partitions
 
@@ -142,6 +145,12 @@ def remux_args(url: str, out: Path, fmt: str, reorders: bool, ca_file: str = "")
     ]
 
 
+def burst_siblings(deps: Deps, ev: dict[str, Any]) -> int:
+    """Other videos requested in this one's burst: from BURST_WINDOW_S before it on."""
+    since = ev["produced_at"] - int(BURST_WINDOW_S * 1000)
+    return len(deps.requested_since(since) - {ev["video_id"]})
+
+
 def handle(task: Task, deps: Deps) -> list[Output]:
     ev = task.event
     try:
@@ -180,8 +189,8 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     target = s.autoscale_target_s if s.autoscale else 0.0
     most = min(s.autoscale_max, deps.partitions()) if s.autoscale else 0
     work = duration * pipeline.share(pipeline.TRANSCODER)  # as the tracker's backlog weighs it
-    heading, waiting = (deps.heading_for(), max(0, deps.unsplit() - 1)) if target else (0, 0)
-    workers = s.plan_workers or fleet_for(len(fleet), heading, work, target, most, waiting)
+    heading, siblings = (deps.heading_for(), burst_siblings(deps, ev)) if target else (0, 0)
+    workers = s.plan_workers or fleet_for(len(fleet), heading, work, target, most, siblings)
     samples = source_samples(deps, src, probe)
     audio_cost = [total * pipeline.AUDIO_COST] if has_audio else []
 
@@ -227,10 +236,10 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     # (pinned plan or not), or the one member holding partitions would be given every unit.
     owners = lane_owners(fleet, workers, deps.partitions())
     log.info(
-        "split %s for %d transcoders (videos waiting: %d) into %d units: members' partitions %s, lanes over %d owners",
+        "split %s for %d transcoders (burst siblings: %d) into %d units: members' partitions %s, lanes over %d owners",
         vid,
         workers,
-        waiting,
+        siblings,
         len(segments) + has_audio,
         fleet,
         len(owners),

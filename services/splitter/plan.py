@@ -166,18 +166,17 @@ def pull_partitions(order: list[int], pullers: list[list[int]]) -> dict[int, int
     return {unit: owners[i % len(owners)] for i, unit in enumerate(order)} if owners else {}
 
 
-def fleet_for(live: int, heading: int, work_s: float, target_s: float, most: int, waiting: int = 0) -> int:
+def fleet_for(live: int, heading: int, work_s: float, target_s: float, most: int, siblings: int = 0) -> int:
     """The transcoders a video is split for. Not autoscaled (target 0): the live members.
     Autoscaled: the fleet the autoscaler is heading for when that is larger - its desired
-    count, or what this video's own work will bring (ceil(work / target), the backlog it
-    adds over the target per replica) - never past max. A video split for the one
-    transcoder alive could not use the eight its backlog is about to bring. While other
-    videos wait to be split, a burst is on whose work no backlog shows yet (it shows as
-    each is split, and the splits run in parallel): the fleet is heading for max."""
+    count, or the work this video brings (ceil(work / target), the backlog it adds over
+    the target per replica) - never past max. A video split for the one transcoder alive
+    could not use the eight its backlog is about to bring. Its siblings (videos requested
+    in the same burst) bring work no backlog shows yet: their splits run in parallel, and
+    each shows only once split. They are counted at this video's size, the only one known."""
     if target_s <= 0:
         return max(1, live)
-    wanted = most if waiting > 0 else max(heading, math.ceil(work_s / target_s))
-    return max(1, live, min(most, wanted))
+    return max(1, live, min(most, max(heading, math.ceil(work_s * (1 + siblings) / target_s))))
 
 
 def lane_owners(members: list[list[int]], planned_for: int, partitions: int) -> list[list[int]]:

@@ -34,7 +34,7 @@ from reel.settings import Settings, load
 from reel.storage import Storage
 from reel.submit import Submission, submit, wait
 
-LENGTHS_S = (4, 8, 16, 24)
+LENGTHS_S = (24, 16, 8, 4)  # longest first: each later one finds the earlier in its burst
 MAX = 4
 WINDOW_S = 15
 ENV = {
@@ -154,11 +154,11 @@ def replay(settings: Settings, lines: list[dict[str, Any]]) -> None:
             assert (decision.desired, decision.reason) == (line["desired"], line["reason"]), (kind, line)
 
 
-def splits_logged(home: Path) -> list[tuple[int, int]]:
-    """(transcoders planned for, videos waiting) of every split the splitters logged."""
-    said = re.compile(r"split \S+ for (\d+) transcoders \(videos waiting: (\d+)\)")
+def splits_logged(home: Path) -> dict[str, tuple[int, int]]:
+    """Video id -> (transcoders planned for, burst siblings) of every split the splitters logged."""
+    said = re.compile(r"split (\S+) for (\d+) transcoders \(burst siblings: (\d+)\)")
     lines = [ln for log in (home / "logs").glob("splitter-*.log") for ln in log.read_text().splitlines()]
-    return [(int(m[1]), int(m[2])) for m in map(said.search, lines) if m]
+    return {m[1]: (int(m[2]), int(m[3])) for m in map(said.search, lines) if m}
 
 
 def clips(folder: Path) -> list[Path]:
@@ -198,11 +198,14 @@ def test_a_burst_grows_the_fleet_to_max_and_it_shrinks_to_min_once_the_work_is_d
     assert supervisor.count("drained and exited with 0: scaled in") >= MAX - 1
     replay(s, journal(s))
 
-    longest = next(x for x in events(s, "video.split") if x["video_id"] == subs[-1].video_id)
+    longest = next(x for x in events(s, "video.split") if x["video_id"] == subs[0].video_id)
     assert longest["workers"] == MAX  # split for the fleet its backlog brings, not the one alive
+    # The 4 s clip alone asks for ceil(3.2 / 3) = 2; requested last, its three siblings
+    # were requested before it, each counted at its size: ceil(3.2 x 4 / 3), capped at max.
     plans = splits_logged(s.home)
-    assert len(plans) == len(subs) and any(waiting for _, waiting in plans), plans
-    assert all(workers == MAX for workers, waiting in plans if waiting), plans  # a burst on: max
+    assert set(plans) == {sub.video_id for sub in subs}, plans
+    assert plans[subs[-1].video_id] == (MAX, len(subs) - 1), plans
+    assert all(workers == MAX for workers, _siblings in plans.values()), plans
 
     if CGROUPS:
         placed = {pid: group for pid, group in watch.nodes_seen.items() if group}

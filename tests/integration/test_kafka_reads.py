@@ -15,7 +15,7 @@ from confluent_kafka.admin import NewTopic
 from devstack.procs import free_port
 from reel.kafka import admin_client, client_config, offsets_since, producer_config
 from reel.settings import Settings
-from services.splitter.__main__ import unsplit
+from services.splitter.__main__ import requested_since
 
 
 def fresh_topic(settings: Settings) -> str:
@@ -74,17 +74,14 @@ def test_a_record_in_a_transaction_open_at_the_lookup_is_read_once_committed(sta
     assert read_keys(stack, start, b"open") == [b"open"]
 
 
-def test_the_splitter_counts_the_videos_not_yet_split_and_none_when_it_cannot_ask(stack: Settings) -> None:
-    topic, group = fresh_topic(stack), f"test-unsplit-{uuid.uuid4()}"
-    producer = Producer(producer_config(stack, "test-unsplit", None))
-    for i in range(3):
-        producer.produce(topic, key=f"video-{i}".encode(), value=b"requested", partition=i % 2)
+def test_the_splitter_finds_the_videos_requested_since_a_time_and_none_when_it_cannot_ask(stack: Settings) -> None:
+    topic = fresh_topic(stack)
+    producer = Producer(producer_config(stack, "test-requested", None))
+    now_ms = int(time.time() * 1000)
+    producer.produce(topic, key=b"before", value=b"requested", partition=0, timestamp=now_ms - 60_000)
+    for i, key in enumerate((b"video-1", b"video-2", b"video-2", None)):  # a repeat; one with no key
+        producer.produce(topic, key=key, value=b"requested", partition=i % 2, timestamp=now_ms)
     producer.flush(10)
-    count = unsplit(admin_client(stack), group, topic)
-    assert count() == 3  # no commit yet: every record from the start
-    consumer = Consumer({**client_config(stack), "group.id": group, "enable.auto.commit": False})
-    consumer.commit(offsets=[TopicPartition(topic, 0, 2)], asynchronous=False)  # partition 0's two are split
-    consumer.close()
-    assert count() == 1
+    assert requested_since(stack, topic)(now_ms - 10_000) == {"video-1", "video-2"}
     gone = dataclasses.replace(stack, kafka_bootstrap=f"127.0.0.1:{free_port()}")
-    assert unsplit(admin_client(gone), group, topic)() == 1  # split as if alone, not failed
+    assert requested_since(gone, topic)(now_ms - 10_000) == set()  # split as if alone, not failed

@@ -129,18 +129,27 @@ def test_a_pinned_plan_split_mid_rebalance_spreads_its_lanes_over_every_partitio
     assert {r["lane"] for r in tasks} - {0, 4, 8, 12}  # not only the one member's
 
 
-@pytest.mark.parametrize(("unsplit", "planned"), [(1, 2), (4, 8)])
-def test_an_autoscaled_video_split_while_others_wait_is_split_for_max(
-    settings: Settings, storage: FolderStorage, clip: Path, unsplit: int, planned: int
+@pytest.mark.parametrize(("siblings", "planned"), [(0, 2), (3, 4), (30, 8)])
+def test_an_autoscaled_video_in_a_burst_is_split_for_its_siblings_too(
+    settings: Settings, storage: FolderStorage, clip: Path, siblings: int, planned: int
 ) -> None:
-    """Alone, the 6 s clip is split for the two live transcoders (its own work asks for
-    one); with three more videos waiting behind it, for max: their work is not yet in
-    any backlog the autoscaler reads."""
-    scaled = dataclasses.replace(settings, plan_workers=0, autoscale=True, autoscale_max=8)
-    split_deps = splitter.Deps(scaled, storage, lambda: FLEET, heading_for=lambda: 1, unsplit=lambda: unsplit)
+    """The 6 s clip brings 4.8 weighted seconds against a target of 6 per replica: alone it
+    is split for the two live transcoders (its work asks for one); with 3 siblings for
+    ceil(4.8 x 4 / 6) = 4; with 30, for max. The siblings are asked from the burst window
+    before its request on."""
+    scaled = dataclasses.replace(settings, plan_workers=0, autoscale=True, autoscale_max=8, autoscale_target_s=6.0)
+    asked: list[int] = []
+
+    def requested_since(since_ms: int) -> set[str]:
+        asked.append(since_ms)
+        return {ev["video_id"]} | {f"sibling-{i}" for i in range(siblings)}
+
+    split_deps = splitter.Deps(scaled, storage, lambda: FLEET, heading_for=lambda: 1, requested_since=requested_since)
     stage = Stage.of(SPLITTER, lambda t: splitter.handle(t, split_deps))
-    (split,) = [r for t, r in run_stage(stage, request(storage, clip)) if t == "video.split"]
+    ev = request(storage, clip)
+    (split,) = [r for t, r in run_stage(stage, ev) if t == "video.split"]
     assert split["workers"] == planned
+    assert asked == [ev["produced_at"] - int(splitter.BURST_WINDOW_S * 1000)]
 
 
 def test_every_handler_in_turn_turns_a_request_into_a_completed_video(

@@ -159,10 +159,11 @@ def test_an_autoscaled_video_is_split_for_the_fleet_it_will_bring() -> None:
     assert fleet_for(live=1, heading=6, work_s=10, target_s=60, most=8) == 6  # where the autoscaler heads
     assert fleet_for(live=1, heading=1, work_s=6000, target_s=60, most=8) == 8  # never past max
     assert fleet_for(live=10, heading=2, work_s=10, target_s=60, most=8) == 10  # nor below those alive
-    # Other videos waiting to be split: a burst the backlog does not show yet heads for max.
-    assert fleet_for(live=1, heading=1, work_s=10, target_s=60, most=8, waiting=1) == 8
-    assert fleet_for(live=1, heading=1, work_s=10, target_s=60, most=8, waiting=0) == 1
-    assert fleet_for(live=2, heading=0, work_s=10, target_s=0, most=8, waiting=5) == 2  # not autoscaled
+    # A burst's siblings, counted at this video's size: ceil(144 x 3 / 60); ceil(10 x 2 / 60).
+    assert fleet_for(live=1, heading=1, work_s=144, target_s=60, most=8, siblings=2) == 8
+    assert fleet_for(live=1, heading=1, work_s=10, target_s=60, most=8, siblings=1) == 1
+    assert fleet_for(live=1, heading=0, work_s=144, target_s=30, most=8, siblings=6) == 8  # never past max
+    assert fleet_for(live=2, heading=0, work_s=144, target_s=0, most=8, siblings=5) == 2  # not autoscaled
 
 
 def test_lanes_for_a_fleet_still_coming_go_over_every_partition() -> None:
