@@ -59,7 +59,7 @@ SIZE = "640x360"
 # tiny profile, so its figures stay comparable from run to run.
 CURVE_PROFILE, BURST_PROFILE = "tiny-medium", "tiny"
 PROFILES_DIR = Path(__file__).parent / "profiles"
-DOWN_WINDOW_S = 30
+SETTLE_WAIT_S = 330  # the longest a fleet is given to settle after its last video
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,7 @@ class Plan:
     short_trace: tuple[tuple[int, int], ...]  # for one node: the burst's short ones
     target_s: float  # backlog per replica, weighted media-seconds
     min_nodes: int  # the autoscaled fleet's floor: at 0 an idle fleet holds no node
+    down_window_s: float  # scale-in waits for the highest count asked in this window
 
 
 FULL = Plan(
@@ -79,11 +80,12 @@ FULL = Plan(
     curve_seconds=180,
     trace=((0, 180), (0, 5), (0, 45), (0, 90), (0, 20), (0, 10), (0, 30), (60, 15), (120, 60), (180, 5), (240, 120)),
     short_trace=((0, 5), (0, 45), (0, 20), (0, 10), (0, 30)),
-    target_s=30.0,
+    target_s=20.0,
     min_nodes=0,
+    down_window_s=15.0,
 )
 # `python -m bench autoscale quick`: the same steps in a few minutes, to see that they run.
-QUICK = Plan(2, (1, 2), 24, ((0, 20), (0, 5), (20, 10)), ((0, 5),), 5.0, 0)
+QUICK = Plan(2, (1, 2), 24, ((0, 20), (0, 5), (20, 10)), ((0, 5),), 5.0, 0, 30.0)
 PORTS = {"REEL_KAFKA_PORT": "23092", "REEL_S3_PORT": "20333", "REEL_PG_PORT": "23432", "REEL_TRACKER_PORT": "27280"}
 
 
@@ -130,7 +132,7 @@ def autoscaled(plan: Plan) -> dict[str, str]:
         "REEL_AUTOSCALE_MAX": str(plan.max_nodes),
         "REEL_AUTOSCALE_TARGET_S": str(plan.target_s),
         "REEL_AUTOSCALE_INTERVAL_S": "2",
-        "REEL_AUTOSCALE_DOWN_WINDOW_S": str(DOWN_WINDOW_S),
+        "REEL_AUTOSCALE_DOWN_WINDOW_S": str(plan.down_window_s),
     }
 
 
@@ -223,7 +225,7 @@ def run_fleet(
             run.samples.append(s)
             if last_done is None and not any(th.is_alive() for th in threads):
                 last_done = time.time()
-            if last_done is not None and (settled(s, settle_to) or time.time() - last_done > DOWN_WINDOW_S + 300):
+            if last_done is not None and (settled(s, settle_to) or time.time() - last_done > SETTLE_WAIT_S):
                 break
             time.sleep(1)
         failed = [e.get("reason") for e in ends.values() if e["topic"] != "video.completed"]
@@ -434,7 +436,7 @@ def main(
         else:
             png = work / "autoscale.png" if mode == "quick" else PROJECT_ROOT / "bench" / "results" / "autoscale.png"
             bursts = burst(plan, settings, env, work, png) | {"date": day, "profile": BURST_PROFILE}
-            bursts |= {"target_s": plan.target_s, "min_nodes": plan.min_nodes}
+            bursts |= {"target_s": plan.target_s, "min_nodes": plan.min_nodes, "down_window_s": plan.down_window_s}
     finally:
         down(settings, say=lambda _m: None)
     return {
