@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 FORMATS = {"hls", "mp4"}
 AUDIO = -1  # the audio task's unit id beside the segments' indexes
 # Videos requested this close together are one burst, split in parallel before the backlog
-# shows any of them: the benchmark's seven came within a second and were split over six.
+# shows any of them: the benchmark's seven came within a second and were split over 6-12 s.
 BURST_WINDOW_S = 10.0
 
 
