@@ -75,6 +75,11 @@ class Transactions:
         group = self.consumer.consumer_group_metadata()  # its generation is what the broker checks
         if outputs:  # not in an idle commit or a skip: those leave no task to redo
             fault_point("after-produce")
+            # Delivered before the offsets go (the commit waits for them anyway): when the
+            # offsets are refused, the abort would purge records still in flight, leaving a
+            # gap in the producer's sequence numbers that fails the transaction sent again
+            # (OUT_OF_ORDER_SEQUENCE_NUMBER).
+            self.producer.flush(COMMIT_TIMEOUT_S)
         self.producer.send_offsets_to_transaction(offsets, group, COMMIT_TIMEOUT_S)
         self._commit_with_watchdog()
 
