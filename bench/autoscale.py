@@ -82,7 +82,7 @@ FULL = Plan(
     short_trace=((0, 5), (0, 45), (0, 20), (0, 10), (0, 30)),
     target_s=30.0,
     min_nodes=0,
-    down_window_s=30.0,
+    down_window_s=15.0,
 )
 # `python -m bench autoscale quick`: the same steps in a few minutes, to see that they run.
 QUICK = Plan(2, (1, 2), 24, ((0, 20), (0, 5), (20, 10)), ((0, 5),), 5.0, 0, 30.0)
