@@ -81,7 +81,7 @@ FULL = Plan(
     trace=((0, 180), (0, 5), (0, 45), (0, 90), (0, 20), (0, 10), (0, 30), (60, 15), (120, 60), (180, 5), (240, 120)),
     short_trace=((0, 5), (0, 45), (0, 20), (0, 10), (0, 30)),
     target_s=30.0,
-    min_nodes=1,
+    min_nodes=0,
     down_window_s=15.0,
 )
 # `python -m bench autoscale quick`: the same steps in a few minutes, to see that they run.
