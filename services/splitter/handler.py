@@ -232,19 +232,19 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     vid = ev["video_id"]
     outputs = [Output("video.split", vid, split)]
     costs = [(seg.index, w) for seg, w in zip(segments, weigh(segments), strict=True)]
-    # Members caught mid-rebalance hold nothing yet: the lanes then go over every partition
+    # Members caught mid-rebalance hold nothing yet: the lanes then go over the partitions
     # (pinned plan or not), or the one member holding partitions would be given every unit.
-    owners = lane_owners(fleet, workers, deps.partitions())
+    units = costs + [(AUDIO, cost) for cost in audio_cost]
+    owners = lane_owners(fleet, workers, deps.partitions(), len(units))
     log.info(
         "split %s for %d transcoders (burst siblings: %d) into %d units: members' partitions %s, lanes over %d owners",
         vid,
         workers,
         siblings,
-        len(segments) + has_audio,
+        len(units),
         fleet,
         len(owners),
     )
-    units = costs + [(AUDIO, cost) for cost in audio_cost]
     lane = lanes(units, owners)
     order = dispatch_order(units)
     pull_on = pull_partitions(order, deps.pullers())

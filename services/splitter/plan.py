@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -179,10 +180,28 @@ def fleet_for(live: int, heading: int, work_s: float, target_s: float, most: int
     return max(1, live, min(most, max(heading, math.ceil(work_s * (1 + siblings) / target_s))))
 
 
-def lane_owners(members: list[list[int]], planned_for: int, partitions: int) -> list[list[int]]:
+def lane_owners(members: list[list[int]], planned_for: int, partitions: int, units: int) -> list[list[int]]:
     """Whose partitions the lanes go to: the live members' when the video is split for
-    them; when it is split for more, every partition on its own, so whichever partitions
-    the new members take, each holds its share of the work."""
+    them; when it is split for more, partitions on their own, spread_partitions, so
+    whichever partitions the new members take, each holds its share of the work."""
     if planned_for > sum(1 for m in members if m):
-        return [[p] for p in range(partitions)]
+        return [[p] for p in spread_partitions(partitions, planned_for, units)]
     return members
+
+
+def spread_partitions(partitions: int, fleet: int, units: int) -> list[int]:
+    """One partition for each unit (every partition once there are more units), spread
+    evenly over the fleet's blocks of neighbours and over its every-fleet-th classes
+    alike: the cooperative-sticky assignor hands a new member one or the other, and on the
+    lowest partitions the member handed the last block (12-15 of 16) would get no unit."""
+    block = -(-partitions // fleet)
+    in_block: Counter[int] = Counter()
+    in_class: Counter[int] = Counter()
+    chosen: list[int] = []
+    for _ in range(max(1, min(units, partitions))):
+        free = (p for p in range(partitions) if p not in chosen)
+        p = min(free, key=lambda p: (in_block[p // block] + in_class[p % fleet], p))
+        chosen.append(p)
+        in_block[p // block] += 1
+        in_class[p % fleet] += 1
+    return sorted(chosen)

@@ -13,6 +13,7 @@ from services.splitter.plan import (
     plan_segments,
     pull_partitions,
     split_evenly,
+    spread_partitions,
 )
 
 
@@ -168,11 +169,39 @@ def test_an_autoscaled_video_is_split_for_the_fleet_it_will_bring() -> None:
 
 def test_lanes_for_a_fleet_still_coming_go_over_every_partition() -> None:
     live = [[0, 1, 2, 3]]
-    assert lane_owners(live, planned_for=1, partitions=4) == live
-    assert lane_owners(live, planned_for=3, partitions=4) == [[0], [1], [2], [3]]
-    assert lane_owners([], planned_for=1, partitions=2) == [[0], [1]]
-    lane = lanes([(i, 10.0) for i in range(8)], lane_owners(live, 4, 4))
+    assert lane_owners(live, planned_for=1, partitions=4, units=8) == live
+    assert lane_owners(live, planned_for=3, partitions=4, units=8) == [[0], [1], [2], [3]]
+    assert lane_owners([], planned_for=1, partitions=2, units=3) == [[0], [1]]
+    lane = lanes([(i, 10.0) for i in range(8)], lane_owners(live, 4, 4, 8))
     assert sorted(lane.values()) == [0, 0, 1, 1, 2, 2, 3, 3]  # two units on each: any owner gets its share
+
+
+# How the cooperative-sticky assignor handed 16 partitions to 4 transcoders in the
+# benchmark: in blocks of neighbours, every 4th, and run 21's mix after a scale from 0.
+ASSIGNMENTS = {
+    "blocks": [list(range(i, i + 4)) for i in range(0, 16, 4)],
+    "every 4th": [list(range(i, 16, 4)) for i in range(4)],
+    "run 21": [[12, 13, 14, 15], [11, 10, 1, 0], [9, 7, 5, 3], [8, 6, 4, 2]],
+}
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=str)
+def test_fewer_units_than_partitions_reach_every_member_of_the_fleet_to_come(assignment: str) -> None:
+    """A video split for 4 transcoders not yet there, 13 units over 16 partitions: each of
+    the 4 gets 3 or 4 of them however the partitions are handed out (on partitions 0-12,
+    the member handed 12-15 in run 21 got none, and the video ran on 3 nodes)."""
+    units = [(i, 10.0) for i in range(13)]
+    lane = lanes(units, lane_owners([], planned_for=4, partitions=16, units=len(units)))
+    assert len(set(lane.values())) == 13  # one unit a partition
+    per_member = [sum(1 for p in lane.values() if p in held) for held in ASSIGNMENTS[assignment]]
+    assert sorted(per_member) == [3, 3, 3, 4], per_member
+
+
+def test_partitions_are_spread_over_blocks_and_classes_alike() -> None:
+    assert spread_partitions(16, fleet=4, units=4) == [0, 5, 10, 15]  # a block each, a class each
+    assert spread_partitions(16, fleet=8, units=8) == [0, 2, 4, 6, 9, 11, 13, 15]
+    assert spread_partitions(16, fleet=4, units=40) == list(range(16))  # more units: every partition
+    assert spread_partitions(4, fleet=3, units=0) == [0]
 
 
 def frames_of(segments) -> list[float]:
