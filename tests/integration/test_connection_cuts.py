@@ -17,7 +17,7 @@ from reel.attempts import COMPLETED, Marker
 from reel.retries import counted
 from reel.settings import Settings
 from tests.integration.loop_harness import LoopRun
-from tests.integration.test_worker_loop import _wait_running, assert_exactly_once
+from tests.integration.test_worker_loop import _wait_completed, _wait_running, assert_exactly_once
 from tests.proxy import TcpProxy
 
 
@@ -47,6 +47,7 @@ def cut_mid_task(loop: LoopRun, proxy: TcpProxy, cut_s: float, **worker_env: str
     proxy.restore()
     records = loop.wait_outputs(1, timeout=90, restart={})
     assert_exactly_once(records, 1, loop)
+    _wait_completed(loop, 0)  # its marker is written just after the commit that shows the output
     markers = loop.markers(0)
     # Numbered by the attempts before it that failed or died: a hand-back is no retry.
     assert markers[-1].state == COMPLETED and records[0]["attempt"] == 1 + counted(markers[:-1]), markers
