@@ -188,8 +188,8 @@ ASSIGNMENTS = {
 @pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=str)
 def test_fewer_units_than_partitions_reach_every_member_of_the_fleet_to_come(assignment: str) -> None:
     """A video split for 4 transcoders not yet there, 13 units over 16 partitions: each of
-    the 4 gets 3 or 4 of them however the partitions are handed out (on partitions 0-12,
-    the member handed 12-15 in run 21 got none, and the video ran on 3 nodes)."""
+    the 4 gets 3 or 4 of them, whether the partitions are handed out in blocks or every 4th
+    (laid on the lowest partitions, run 21's 12 units left the member handed 12-15 none)."""
     units = [(i, 10.0) for i in range(13)]
     lane = lanes(units, lane_owners([], planned_for=4, partitions=16, units=len(units)))
     assert len(set(lane.values())) == 13  # one unit a partition
