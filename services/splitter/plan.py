@@ -192,8 +192,9 @@ def lane_owners(members: list[list[int]], planned_for: int, partitions: int, uni
 def spread_partitions(partitions: int, fleet: int, units: int) -> list[int]:
     """One partition for each unit (every partition once there are more units), spread
     evenly over the fleet's blocks of neighbours and over its every-fleet-th classes
-    alike: the cooperative-sticky assignor hands a new member one or the other, and on the
-    lowest partitions the member handed the last block (12-15 of 16) would get no unit."""
+    alike: the cooperative-sticky assignor often hands a new member one or the other (not
+    always: a member that stays keeps a block and the rest go round the new ones), and on
+    the lowest partitions the member handed the last block (12-15 of 16) got no unit."""
     block = -(-partitions // fleet)
     in_block: Counter[int] = Counter()
     in_class: Counter[int] = Counter()
