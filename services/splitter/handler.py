@@ -232,9 +232,9 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     vid = ev["video_id"]
     outputs = [Output("video.split", vid, split)]
     costs = [(seg.index, w) for seg, w in zip(segments, weigh(segments), strict=True)]
+    units = costs + [(AUDIO, cost) for cost in audio_cost]
     # Members caught mid-rebalance hold nothing yet: the lanes then go over the partitions
     # (pinned plan or not), or the one member holding partitions would be given every unit.
-    units = costs + [(AUDIO, cost) for cost in audio_cost]
     owners = lane_owners(fleet, workers, deps.partitions(), len(units))
     log.info(
         "split %s for %d transcoders (burst siblings: %d) into %d units: members' partitions %s, lanes over %d owners",

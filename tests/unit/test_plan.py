@@ -176,8 +176,8 @@ def test_lanes_for_a_fleet_still_coming_go_over_every_partition() -> None:
     assert sorted(lane.values()) == [0, 0, 1, 1, 2, 2, 3, 3]  # two units on each: any owner gets its share
 
 
-# How the cooperative-sticky assignor handed 16 partitions to 4 transcoders in the
-# benchmark: in blocks of neighbours, every 4th, and run 21's mix after a scale from 0.
+# 16 partitions handed to 4 transcoders: in blocks of neighbours and every 4th (the two
+# shapes of the cooperative-sticky assignor's shares), and run 21's own after a scale from 0.
 ASSIGNMENTS = {
     "blocks": [list(range(i, i + 4)) for i in range(0, 16, 4)],
     "every 4th": [list(range(i, 16, 4)) for i in range(4)],
