@@ -214,6 +214,19 @@ def member_partitions(admin: AdminClient, group: str, topic: str) -> list[list[i
     return [[tp.partition for tp in m.assignment.topic_partitions if tp.topic == topic] for m in members]
 
 
+def member_queues(admin: AdminClient, group: str, topic: str, timeout: float = 5.0) -> list[dict[int, int]]:
+    """Each live member's partitions of `topic`, with the records on each past the group's
+    committed offset (the one in work included). For a topic whose every record is
+    written in a transaction of its own, as reel's workers write them: each record
+    takes two offsets, itself and its commit marker, and a committed position stands
+    before or after the marker of the last one done, so records = lag // 2."""
+    members = member_partitions(admin, group, topic)
+    if not any(members):
+        return [{} for _ in members]
+    lag = group_lag(admin, group, topic, timeout)
+    return [{p: lag.get(p, 0) // 2 for p in owned} for owned in members]
+
+
 def kafka_reachable(settings: Settings, timeout: float) -> None:
     """Raises when the broker does not answer a metadata request within timeout."""
     admin_client(settings).list_topics(timeout=timeout)

@@ -8,10 +8,13 @@ task decodes the upload's whole audio track into lossless FLAC, as a player woul
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from reel import keys, media, mp4
+from reel import keys, media, mp4, task
 from reel.contract import task_fields, task_key
 from reel.faults import fault_point
 from reel.media import flags
@@ -19,9 +22,18 @@ from reel.parallel import alongside
 from reel.scratch import scratch
 from reel.segment import SegmentTask
 from reel.storage import ObjectMissing
-from reel.task import Deps, Kind, Output, Permanent, Task
+from reel.task import Kind, Output, Permanent, Task
+from services.puller.lanes import bind_lane
+
+log = logging.getLogger(__name__)
 
 MARGIN_S = 1.0  # past the segment's end: B-frames and open GOPs need the packets after it
+
+
+@dataclass(frozen=True)
+class Deps(task.Deps):
+    # Each live transcoder's segment.pulled partitions and the units queued on each.
+    transcoders: Callable[[], list[dict[int, int]]] = lambda: []
 
 
 def span_args(url: str, start: float, length: float, out: Path, container: str = "mp4", ca_file: str = "") -> list[str]:
@@ -112,6 +124,22 @@ def handle(task: Task, deps: Deps) -> list[Output]:
         ref = upload.result()
     record = {**task.envelope("segment.pulled"), **task_fields(ev), "span": ref.as_record(), "span_start": span_start}
     key = task_key(ev["video_id"], ev["track"], ev["segment_index"])
-    # The splitter chose a transcoder's partition (its lane) to balance the fleet's load.
     lane = ev.get("lane", -1)
+    if lane >= 0:
+        lane = lane_now(lane, key, deps)
     return [Output("segment.pulled", key, record, partition=lane if lane >= 0 else None)]
+
+
+def lane_now(lane: int, key: str, deps: Deps) -> int:
+    """The splitter's lane (a transcoder's partition), or a less loaded transcoder's when the
+    fleet it was laid for is not the fleet now. A failed look keeps the lane."""
+    try:
+        members = deps.transcoders()
+    except Exception as exc:  # noqa: BLE001 - the lane still works, only less balanced
+        log.warning("transcoders' queues not read (%s): %s stays on lane %d", exc, key, lane)
+        return lane
+    bound = bind_lane(lane, members, key)
+    if bound != lane:
+        queued = [sum(m.values()) for m in members if m]
+        log.info("%s: lane %d -> %d (units queued per transcoder: %s)", key, lane, bound, queued)
+    return bound

@@ -43,7 +43,7 @@ def stages(settings: Settings, storage: Any) -> dict[str, Stage]:
     deps, split_deps = Deps(settings, storage), splitter.Deps(settings, storage, lambda: FLEET)
     return {
         "video.requested": Stage.of(SPLITTER, lambda t: splitter.handle(t, split_deps)),
-        "segment.requested": Stage.of(PULLER, lambda t: puller.handle(t, deps)),
+        "segment.requested": Stage.of(PULLER, lambda t: puller.handle(t, puller.Deps(settings, storage))),
         "segment.pulled": Stage.of(TRANSCODER, lambda t: transcoder.handle(t, deps)),
         "segment.transcoded": Stage.of(PUSHER, lambda t: pusher.handle(t, deps)),
     }

@@ -1,0 +1,36 @@
+"""Which transcoder partition a pulled segment goes to, decided when its span is ready.
+
+The splitter lays each unit on a lane (a transcoder's partition) when it splits the
+video, for the fleet it expects. By the time the unit is pulled the fleet may look
+otherwise: an autoscaled video is split for transcoders not yet alive, and the
+cooperative assignor hands the new ones whichever partitions it moves; one of four
+transcoders in a benchmark run held 1 unit of a video's 12 and another 4. So the lane is
+kept while its owner has no more queued than the least loaded member, and otherwise the
+unit goes to that member: work-conserving, as a shared queue would be, with every
+partition still read in order by one member at a time.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+
+def bind_lane(lane: int, members: list[dict[int, int]], key: str) -> int:
+    """The partition for a unit the splitter laid on `lane` (-1: none, keys decide), given
+    each live member's partitions and the units queued on each (in work included).
+
+    Kept: no lane, no member holding partitions, a lane no member holds (mid-rebalance:
+    it will have an owner), or an owner with no more queued than the least loaded. Else
+    the least loaded member's least queued partition; ties between members go by the
+    unit's key, so pullers deciding at the same moment do not all pick the same one."""
+    owners = [m for m in members if m]
+    if lane < 0 or not owners:
+        return lane
+    load = [sum(m.values()) for m in owners]
+    holder = next((i for i, m in enumerate(owners) if lane in m), None)
+    least = min(load)
+    if holder is None or load[holder] <= least:
+        return lane
+    idle = [m for m, n in zip(owners, load, strict=True) if n == least]
+    chosen = idle[zlib.crc32(key.encode()) % len(idle)]
+    return min(chosen, key=lambda p: (chosen[p], p))

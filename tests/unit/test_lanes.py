@@ -1,0 +1,63 @@
+"""Where a pulled span goes: its lane, or the least loaded transcoder's partition."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import pytest
+
+from reel.settings import load
+from services.puller.handler import Deps, lane_now
+from services.puller.lanes import bind_lane
+
+KEY = "video-1/video/00003"
+
+
+def test_a_lane_whose_owner_is_no_busier_than_the_least_loaded_is_kept() -> None:
+    members = [{0: 1, 4: 0}, {1: 0, 5: 1}, {2: 1}]
+    assert bind_lane(4, members, KEY) == 4
+    assert bind_lane(1, members, KEY) == 1
+
+
+def test_a_unit_laid_on_a_busier_transcoder_goes_to_the_least_loaded_ones_least_queued_partition() -> None:
+    """Run 23's case: the moved partitions went round the new members, one of four
+    transcoders held a single lane of the video's twelve."""
+    members = [{0: 2, 3: 1}, {1: 0, 7: 0, 9: 1}, {2: 0}]
+    assert bind_lane(3, members, KEY) == 2  # 3 queued there; the third member has none
+    members[2][2] = 1  # now the second and third both hold one
+    assert bind_lane(0, members, KEY) in {7, 2}
+    assert bind_lane(0, members, KEY) == bind_lane(0, members, KEY)  # by the key, not by chance
+
+
+def test_ties_between_least_loaded_members_go_by_the_key_so_pullers_spread() -> None:
+    members = [{0: 3}] + [{p: 0} for p in range(1, 9)]
+    chosen = {bind_lane(0, members, f"video-1/video/{i:05d}") for i in range(32)}
+    assert len(chosen) >= 5  # 32 keys over 8 idle members: not all onto one
+
+
+@pytest.mark.parametrize(
+    ("lane", "members"),
+    [
+        (-1, [{0: 5}, {1: 0}]),  # no lane: the record's key decides
+        (3, []),  # no transcoder alive yet
+        (3, [{}, {}, {}]),  # members caught mid-rebalance hold nothing
+        (3, [{0: 4}, {1: 0}]),  # the lane's partition is between owners: it will have one
+    ],
+)
+def test_without_a_live_owner_to_compare_the_lane_stands(lane: int, members: list[dict[int, int]]) -> None:
+    assert bind_lane(lane, members, KEY) == lane
+
+
+def test_the_puller_keeps_its_lane_when_the_queues_cannot_be_read(caplog: pytest.LogCaptureFixture) -> None:
+    settings = load({})
+
+    def broker_down() -> list[dict[int, int]]:
+        raise TimeoutError("no answer in 5 s")
+
+    deps = Deps(settings, None, broker_down)  # type: ignore[arg-type]  # no storage needed
+    with caplog.at_level(logging.WARNING):
+        assert lane_now(6, KEY, deps) == 6
+    assert "no answer in 5 s" in caplog.text
+    moved = dataclasses.replace(deps, transcoders=lambda: [{6: 2}, {1: 0}])
+    assert lane_now(6, KEY, moved) == 1
