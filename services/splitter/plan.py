@@ -183,7 +183,8 @@ def fleet_for(live: int, heading: int, work_s: float, target_s: float, most: int
 def lane_owners(members: list[list[int]], planned_for: int, partitions: int, units: int) -> list[list[int]]:
     """Whose partitions the lanes go to: the live members' when the video is split for
     them; when it is split for more, partitions on their own, spread_partitions, so
-    whichever partitions the new members take, each is likely to find its share."""
+    whichever partitions the new members take, each is likely to find its share (the
+    puller settles each lane when it pulls: services/puller/lanes.py)."""
     if planned_for > sum(1 for m in members if m):
         return [[p] for p in spread_partitions(partitions, planned_for, units)]
     return members
