@@ -14,10 +14,18 @@ from services.puller.lanes import bind_lane
 KEY = "video-1/video/00003"
 
 
-def test_a_lane_whose_owner_is_no_busier_than_the_least_loaded_is_kept() -> None:
+def test_a_lane_whose_owner_has_at_most_one_more_queued_than_the_least_loaded_is_kept() -> None:
     members = [{0: 1, 4: 0}, {1: 0, 5: 1}, {2: 1}]
     assert bind_lane(4, members, KEY) == 4
     assert bind_lane(1, members, KEY) == 1
+    assert bind_lane(2, [{0: 0}, {2: 1}], KEY) == 2
+
+
+def test_the_first_round_of_pulls_does_not_pile_onto_a_transcoder_whose_span_is_on_its_way() -> None:
+    """Curve run 11, 8 nodes: four pullers ending their first pulls together each saw one
+    transcoder with nothing queued (its own first span was still being pulled)."""
+    members = [{0: 0, 8: 0}] + [{p: 1, p + 8: 0} for p in range(1, 8)]
+    assert [bind_lane(lane, members, f"video-1/video/{lane:05d}") for lane in (9, 12, 7, 15)] == [9, 12, 7, 15]
 
 
 def test_a_unit_laid_on_a_busier_transcoder_goes_to_the_least_loaded_ones_least_queued_partition() -> None:
@@ -28,6 +36,7 @@ def test_a_unit_laid_on_a_busier_transcoder_goes_to_the_least_loaded_ones_least_
     members[2][2] = 1  # now the second and third both hold one
     assert bind_lane(0, members, KEY) in {7, 2}
     assert bind_lane(0, members, KEY) == bind_lane(0, members, KEY)  # by the key, not by chance
+    assert bind_lane(9, members, KEY) == 9  # its owner has the least: kept
 
 
 def test_ties_between_least_loaded_members_go_by_the_key_so_pullers_spread() -> None:
@@ -60,4 +69,5 @@ def test_the_puller_keeps_its_lane_when_the_queues_cannot_be_read(caplog: pytest
         assert lane_now(6, KEY, deps) == 6
     assert "no answer in 5 s" in caplog.text
     moved = dataclasses.replace(deps, transcoders=lambda: [{6: 2}, {1: 0}])
+    assert lane_now(6, KEY, dataclasses.replace(deps, transcoders=lambda: [{6: 1}, {1: 0}])) == 6
     assert lane_now(6, KEY, moved) == 1
