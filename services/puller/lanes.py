@@ -11,8 +11,8 @@ queued, every partition still read in order by one member at a time.
 Not at one more: a unit still being pulled for a member is not queued yet, so a member
 can look a unit lighter than it is. When the first round of a video's pulls ended
 together, four pullers each saw one transcoder with nothing queued (its own first span
-was on its way) and all sent it theirs: 4 units on it, 2 on two others, 5.85x at 8 nodes
-against 6.60x with the lanes kept.
+was on its way) and all sent it theirs: 4 units on it and 2 on two others, where the
+lanes kept give 3 each and one 2, so the 8-node run waited on the one with 4.
 """
 
 from __future__ import annotations
