@@ -126,11 +126,11 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     key = task_key(ev["video_id"], ev["track"], ev["segment_index"])
     lane = ev.get("lane", -1)
     if lane >= 0:
-        lane = lane_now(lane, key, deps)
+        lane = lane_now(lane, key, deps, ev.get("lane_guessed", False))
     return [Output("segment.pulled", key, record, partition=lane if lane >= 0 else None)]
 
 
-def lane_now(lane: int, key: str, deps: Deps) -> int:
+def lane_now(lane: int, key: str, deps: Deps, guessed: bool = False) -> int:
     """The splitter's lane (a transcoder's partition), or a less loaded transcoder's when the
     fleet it was laid for is not the fleet now. A failed look keeps the lane."""
     try:
@@ -138,7 +138,7 @@ def lane_now(lane: int, key: str, deps: Deps) -> int:
     except Exception as exc:  # noqa: BLE001 - the lane still works, only less balanced
         log.warning("transcoders' queues not read (%s): %s stays on lane %d", exc, key, lane)
         return lane
-    bound = bind_lane(lane, members, key)
+    bound = bind_lane(lane, members, key, guessed)
     if bound != lane:
         queued = [sum(m.values()) for m in members if m]
         log.info("%s: lane %d -> %d (units queued per transcoder: %s)", key, lane, bound, queued)

@@ -235,7 +235,7 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     units = costs + [(AUDIO, cost) for cost in audio_cost]
     # Members caught mid-rebalance hold nothing yet: the lanes then go over the partitions
     # (pinned plan or not), or the one member holding partitions would be given every unit.
-    owners = lane_owners(fleet, workers, deps.partitions(), len(units))
+    owners, guessed = lane_owners(fleet, workers, deps.partitions(), len(units))
     log.info(
         "split %s for %d transcoders (burst siblings: %d) into %d units: members' partitions %s, lanes over %d owners",
         vid,
@@ -259,6 +259,6 @@ def handle(task: Task, deps: Deps) -> list[Output]:
             env = task.envelope("segment.requested", seg.index, segment_index=seg.index, track="video")
             rec = {**env, **task_common, "start_frame": seg.start_frame, "frame_count": seg.frame_count}
             key = task_key(vid, "video", seg.index)
-        rec["lane"] = lane.get(unit, -1)
+        rec["lane"], rec["lane_guessed"] = lane.get(unit, -1), guessed
         outputs.append(Output("segment.requested", key, rec, partition=pull_on.get(unit)))
     return outputs

@@ -180,14 +180,17 @@ def fleet_for(live: int, heading: int, work_s: float, target_s: float, most: int
     return max(1, live, min(most, max(heading, math.ceil(work_s * (1 + siblings) / target_s))))
 
 
-def lane_owners(members: list[list[int]], planned_for: int, partitions: int, units: int) -> list[list[int]]:
-    """Whose partitions the lanes go to: the live members' when the video is split for
-    them; when it is split for more, partitions on their own, spread_partitions, so
-    whichever partitions the new members take, each is likely to find its share (the
-    puller settles each lane when it pulls: services/puller/lanes.py)."""
+def lane_owners(
+    members: list[list[int]], planned_for: int, partitions: int, units: int
+) -> tuple[list[list[int]], bool]:
+    """Whose partitions the lanes go to, and whether they are a guess: the live members'
+    when the video is split for them; when it is split for more, partitions on their own,
+    spread_partitions, so whichever partitions the new members take, each is likely to
+    find its share (the puller settles each lane when it pulls, a guessed one sooner:
+    services/puller/lanes.py)."""
     if planned_for > sum(1 for m in members if m):
-        return [[p] for p in spread_partitions(partitions, planned_for, units)]
-    return members
+        return [[p] for p in spread_partitions(partitions, planned_for, units)], True
+    return members, False
 
 
 def spread_partitions(partitions: int, fleet: int, units: int) -> list[int]:

@@ -110,6 +110,7 @@ def test_the_splitter_plans_whole_gops_on_lanes_of_the_fleet(
     # Costliest first: the audio weighs 0.09 of the clip's 150 frames, less than a segment.
     assert [r["track"] for r in tasks] == ["video"] * len(split["segments"]) + ["audio"]
     assert {r["lane"] // 8 for r in tasks} == {0, 1}  # both transcoders get work
+    assert not any(r["lane_guessed"] for r in tasks)  # laid on the members alive
     again = run_stage(stages(settings, storage)["video.requested"], ev)  # a redo produces the same ids
     assert [r["event_id"] for _, r in again] == [r["event_id"] for _, r in out]
 
@@ -127,6 +128,7 @@ def test_a_pinned_plan_split_mid_rebalance_spreads_its_lanes_over_every_partitio
     assert len(tasks) == 4  # three 2 s segments of the 6 s clip, and the audio
     assert len({r["lane"] for r in tasks}) == len(tasks)  # a partition each, whoever takes it
     assert {r["lane"] for r in tasks} - {0, 4, 8, 12}  # not only the one member's
+    assert all(r["lane_guessed"] for r in tasks)  # the puller settles them sooner
 
 
 @pytest.mark.parametrize(("siblings", "planned"), [(0, 2), (3, 4), (30, 8)])

@@ -39,6 +39,17 @@ def test_a_unit_laid_on_a_busier_transcoder_goes_to_the_least_loaded_ones_least_
     assert bind_lane(9, members, KEY) == 9  # its owner has the least: kept
 
 
+def test_a_guessed_lane_moves_at_one_unit_more_queued_on_its_owner() -> None:
+    """A video split for four transcoders none of which was alive (burst run 27): the
+    owners one unit apart kept every lane, and one of the four ran 5 of its 12 units."""
+    members = [{0: 2, 5: 0}, {1: 1, 6: 0}, {2: 1}, {3: 1}]
+    assert bind_lane(0, members, KEY) == 0  # laid on these members: kept at one more
+    assert bind_lane(0, members, KEY, guessed=True) in {1, 6, 2, 3}  # another member's
+    assert bind_lane(0, members, KEY, guessed=True) in {6, 2, 3}  # its least queued partition
+    assert bind_lane(1, members, KEY, guessed=True) == 1  # even with the least: kept
+    assert bind_lane(0, [{0: 1}, {1: 1}], KEY, guessed=True) == 0
+
+
 def test_ties_between_least_loaded_members_go_by_the_key_so_pullers_spread() -> None:
     members = [{0: 3}] + [{p: 0} for p in range(1, 9)]
     chosen = {bind_lane(0, members, f"video-1/video/{i:05d}") for i in range(32)}
@@ -71,3 +82,5 @@ def test_the_puller_keeps_its_lane_when_the_queues_cannot_be_read(caplog: pytest
     moved = dataclasses.replace(deps, transcoders=lambda: [{6: 2}, {1: 0}])
     assert lane_now(6, KEY, dataclasses.replace(deps, transcoders=lambda: [{6: 1}, {1: 0}])) == 6
     assert lane_now(6, KEY, moved) == 1
+    one_ahead = dataclasses.replace(deps, transcoders=lambda: [{6: 1}, {1: 0}])
+    assert lane_now(6, KEY, one_ahead, guessed=True) == 1

@@ -169,10 +169,10 @@ def test_an_autoscaled_video_is_split_for_the_fleet_it_will_bring() -> None:
 
 def test_lanes_for_a_fleet_still_coming_go_over_every_partition() -> None:
     live = [[0, 1, 2, 3]]
-    assert lane_owners(live, planned_for=1, partitions=4, units=8) == live
-    assert lane_owners(live, planned_for=3, partitions=4, units=8) == [[0], [1], [2], [3]]
-    assert lane_owners([], planned_for=1, partitions=2, units=3) == [[0], [1]]
-    lane = lanes([(i, 10.0) for i in range(8)], lane_owners(live, 4, 4, 8))
+    assert lane_owners(live, planned_for=1, partitions=4, units=8) == (live, False)
+    assert lane_owners(live, planned_for=3, partitions=4, units=8) == ([[0], [1], [2], [3]], True)
+    assert lane_owners([], planned_for=1, partitions=2, units=3) == ([[0], [1]], True)
+    lane = lanes([(i, 10.0) for i in range(8)], lane_owners(live, 4, 4, 8)[0])
     assert sorted(lane.values()) == [0, 0, 1, 1, 2, 2, 3, 3]  # two units on each: any owner gets its share
 
 
@@ -191,7 +191,7 @@ def test_fewer_units_than_partitions_reach_every_member_of_the_fleet_to_come(ass
     the 4 gets 3 or 4 of them, whether the partitions are handed out in blocks or every 4th
     (laid on the lowest partitions, run 21's 12 units left the member handed 12-15 none)."""
     units = [(i, 10.0) for i in range(13)]
-    lane = lanes(units, lane_owners([], planned_for=4, partitions=16, units=len(units)))
+    lane = lanes(units, lane_owners([], planned_for=4, partitions=16, units=len(units))[0])
     assert len(set(lane.values())) == 13  # one unit a partition
     per_member = [sum(1 for p in lane.values() if p in held) for held in ASSIGNMENTS[assignment]]
     assert sorted(per_member) == [3, 3, 3, 4], per_member
