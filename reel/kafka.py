@@ -92,25 +92,26 @@ def end_offsets(admin: AdminClient, topics: list[str], timeout: float = 10.0) ->
     return _offsets(admin, parts, OffsetSpec.latest(), timeout) if parts else {}
 
 
-def group_lag(admin: AdminClient, group: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
-    """Lag per partition: last stable offset minus committed offset (clamped at 0).
+def group_lag(
+    admin: AdminClient, group: str, topic: str, timeout: float = 10.0, partitions: list[int] | None = None
+) -> dict[int, int]:
+    """Lag per partition (of `partitions`, else of every one): last stable offset minus
+    committed offset (clamped at 0).
 
-    A partition with no committed offset counts from its earliest offset.
+    A partition with no committed offset counts from its earliest offset, asked only for
+    such partitions: a puller looks before every unit it writes.
     """
-    meta = admin.list_topics(topic, timeout=timeout).topics[topic]
-    parts = [TopicPartition(topic, p) for p in sorted(meta.partitions)]
+    if partitions is None:
+        partitions = sorted(admin.list_topics(topic, timeout=timeout).topics[topic].partitions)
+    parts = [TopicPartition(topic, p) for p in partitions]
     latest = {p: o for (_, p), o in _offsets(admin, parts, OffsetSpec.latest(), timeout).items()}
-    earliest = {p: o for (_, p), o in _offsets(admin, parts, OffsetSpec.earliest(), timeout).items()}
     request = [ConsumerGroupTopicPartitions(group, parts)]
     committed_tps = admin.list_consumer_group_offsets(request)[group].result(timeout)
-    committed = {tp.partition: tp.offset for tp in committed_tps.topic_partitions}
-    lag = {}
-    for tp in parts:
-        start = committed.get(tp.partition, -1)
-        if start < 0:
-            start = earliest[tp.partition]
-        lag[tp.partition] = max(0, latest[tp.partition] - start)
-    return lag
+    start = {tp.partition: tp.offset for tp in committed_tps.topic_partitions if tp.offset >= 0}
+    fresh = [tp for tp in parts if tp.partition not in start]
+    if fresh:
+        start |= {p: o for (_, p), o in _offsets(admin, fresh, OffsetSpec.earliest(), timeout).items()}
+    return {p: max(0, latest[p] - start[p]) for p in partitions}
 
 
 def group_members(admin: AdminClient, groups: list[str], timeout: float = 10.0) -> dict[str, int]:
@@ -223,8 +224,8 @@ def member_queues(admin: AdminClient, group: str, topic: str, timeout: float = 5
     members = member_partitions(admin, group, topic)
     if not any(members):
         return [{} for _ in members]
-    lag = group_lag(admin, group, topic, timeout)
-    return [{p: lag.get(p, 0) // 2 for p in owned} for owned in members]
+    lag = group_lag(admin, group, topic, timeout, sorted(p for owned in members for p in owned))
+    return [{p: lag[p] // 2 for p in owned} for owned in members]
 
 
 def kafka_reachable(settings: Settings, timeout: float) -> None:
