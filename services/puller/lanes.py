@@ -17,6 +17,8 @@ nothing queued (its own first span was on its way) and all sent it theirs: 4 uni
 and 2 on two others, where the lanes kept give 3 each and one 2. At two more, a video
 split for four transcoders none of which was alive kept every lane (owners one unit
 ahead at most, or none yet): one of the four ran 5 of its 12 units and two ran 2.
+Two still herds when one puller is slow (a curve run: two pullers at one instant, 4 units
+on one of eight transcoders); docs/decisions.md says what would end it.
 """
 
 from __future__ import annotations
