@@ -113,3 +113,31 @@ def renditions(profile: Profile, display_w: int, display_h: int) -> list[Renditi
         w, h = (rung.height, long_side) if portrait else (long_side, rung.height)
         out.append(Rendition(rung.name, even(w), even(h), rung.bitrate))
     return out
+
+
+# Milliseconds of one core an encoder spends per megapixel of output frame, by preset, and
+# a decoder per megapixel of source frame; one run of the transcoder at -threads 1, measured
+# on these machines for 360p and 720p ladders (the slower presets cost more a pixel at 720p:
+# x264 fast 17-26). Slower presets than a codec's slowest here cost more still.
+ENCODE_MS_PER_MEGAPIXEL = {
+    "libx264": {"ultrafast": 2.0, "superfast": 5.0, "veryfast": 9.5, "faster": 15.0, "fast": 20.0, "medium": 22.0},
+    "libx265": {"ultrafast": 18.0, "veryfast": 37.0},
+}
+DECODE_MS_PER_MEGAPIXEL = 4.5
+AUDIO_MS_PER_SECOND = 13.0  # AAC, stereo at 48 kHz, 96-128 kb/s: 11-15 measured
+
+
+def audio_share(profile: Profile, rends: list[Rendition], source_w: int, source_h: int, fps: Fraction) -> float | None:
+    """What the audio task costs against the video it goes with, second for second: a
+    ladder of more and larger rungs, or a slower preset, makes the video dearer and the
+    audio's share smaller (one 360p rung at ultrafast 0.4, at medium 0.11; three rungs
+    from 720p at veryfast 0.03). A preset slower than any measured is taken as the slowest
+    measured (the audio's share then comes out high, and its lane carries less video);
+    None for a codec not measured."""
+    presets = ENCODE_MS_PER_MEGAPIXEL.get(profile.codec)
+    if not presets:
+        return None
+    per_mp = presets.get(profile.preset, max(presets.values()))
+    out_mp = sum(r.width * r.height for r in rends) / 1e6
+    video_ms = DECODE_MS_PER_MEGAPIXEL * source_w * source_h / 1e6 + per_mp * out_mp
+    return AUDIO_MS_PER_SECOND / (float(fps) * video_ms)

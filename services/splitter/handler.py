@@ -19,15 +19,15 @@ from reel.settings import Settings
 from reel.storage import ObjectMissing
 from reel.task import Kind, Output, Permanent, Task
 from services.splitter.plan import (
-    Segment,
-    balanced_plan,
     dispatch_order,
     fleet_for,
     gop_frames,
     lane_owners,
     lanes,
+    plan_lanes,
     pull_partitions,
     segment_costs,
+    split_evenly,
 )
 from services.splitter.reuse import reuse_generation
 
@@ -145,6 +145,16 @@ def remux_args(url: str, out: Path, fmt: str, reorders: bool, ca_file: str = "")
     ]
 
 
+def audio_cost(
+    profile: ladder.Profile, video: media.VideoStream, display: tuple[int, int], fps: Fraction, frames: int
+) -> float:
+    """The audio task's cost in frames of the video's encode: its share by the ladder
+    (ladder.audio_share), or the constant measured on the tiny ladder for a codec not
+    measured."""
+    share = ladder.audio_share(profile, ladder.renditions(profile, *display), video.width, video.height, fps)
+    return frames * (pipeline.AUDIO_COST if share is None else share)
+
+
 def burst_siblings(deps: Deps, ev: dict[str, Any]) -> int:
     """Other videos requested in this one's burst: from BURST_WINDOW_S before it on."""
     since = ev["produced_at"] - int(BURST_WINDOW_S * 1000)
@@ -192,14 +202,12 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     heading, siblings = (deps.heading_for(), burst_siblings(deps, ev)) if target else (0, 0)
     workers = s.plan_workers or fleet_for(len(fleet), heading, work, target, most, siblings)
     samples = source_samples(deps, src, probe)
-    audio_cost = [total * pipeline.AUDIO_COST] if has_audio else []
-
-    def weigh(segments: list[Segment]) -> list[float]:
-        return segment_costs(segments, fps, samples)
-
-    bounds = (s.oversubscription, s.min_segment_s, s.max_segment_s)
-    segments = balanced_plan(total, fps, workers, gop, weigh, audio_cost, *bounds)
     width, height = ladder.display_size(video.width, video.height, video.sample_aspect, video.rotation)
+    audio = audio_cost(profile, video, (width, height), fps, total) if has_audio else 0.0
+    gops = split_evenly(total, gop, -(-total // gop))  # one a GOP, to weigh
+    bounds = (s.oversubscription, s.min_segment_s, s.max_segment_s)
+    planned = plan_lanes(total, fps, workers, gop, segment_costs(gops, fps, samples), audio, *bounds)
+    segments = [seg for lane in planned for seg in lane]
     common: dict[str, Any] = {
         "source": src,
         "profile": profile.name,
@@ -231,8 +239,12 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     }
     vid = ev["video_id"]
     outputs = [Output("video.split", vid, split)]
-    costs = [(seg.index, w) for seg, w in zip(segments, weigh(segments), strict=True)]
-    units = costs + [(AUDIO, cost) for cost in audio_cost]
+    weights = segment_costs(segments, fps, samples)
+    groups = [[(seg.index, weights[seg.index]) for seg in lane] for lane in planned]
+    if audio:
+        groups[-1].append((AUDIO, audio))
+    groups = [g for g in groups if g]
+    units = [unit for group in groups for unit in group]
     # Members caught mid-rebalance hold nothing yet: the lanes then go over the partitions
     # (pinned plan or not), or the one member holding partitions would be given every unit.
     owners, guessed = lane_owners(fleet, workers, deps.partitions(), len(units))
@@ -245,8 +257,11 @@ def handle(task: Task, deps: Deps) -> list[Output]:
         fleet,
         len(owners),
     )
-    lane = lanes(units, owners)
-    order = dispatch_order(units)
+    # A guessed lane is settled unit by unit as it is pulled: each unit goes on its own.
+    if guessed:
+        groups = [[unit] for unit in units]
+    lane = lanes(groups, owners)
+    order = dispatch_order(groups)
     pull_on = pull_partitions(order, deps.pullers())
     by_index = {seg.index: seg for seg in segments}
     for unit in order:

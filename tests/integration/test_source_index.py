@@ -75,7 +75,7 @@ def test_a_busy_half_weighs_more(storage: Storage, stack: Settings, tmp_path: Pa
 
     from reel import media
     from services.splitter.handler import Deps, source_samples
-    from services.splitter.plan import plan_segments, segment_costs
+    from services.splitter.plan import segment_costs, split_evenly
 
     path = tmp_path / "calm-then-busy.mp4"
     graph = (
@@ -88,7 +88,7 @@ def test_a_busy_half_weighs_more(storage: Storage, stack: Settings, tmp_path: Pa
     ref = storage.put_file(stack.bucket_sources, f"index-test/{uuid.uuid4()}.mp4", path)
     src = {"bucket": ref.bucket, "key": ref.key}
     samples = source_samples(Deps(stack, storage, lambda: []), src, media.probe(path))
-    segments = plan_segments(192, Fraction(24), workers=1, gop=48, oversubscription=2, min_seconds=4)
+    segments = split_evenly(192, 48, 2)  # the calm 4 s and the busy 4 s
     calm, busy = segment_costs(segments, Fraction(24), samples)
     assert busy > 1.5 * calm and calm + busy == pytest.approx(192)
 
