@@ -26,6 +26,7 @@ from services.splitter.plan import (
     lanes,
     plan_lanes,
     pull_partitions,
+    segment_cost,
     segment_costs,
     split_evenly,
 )
@@ -204,9 +205,9 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     samples = source_samples(deps, src, probe)
     width, height = ladder.display_size(video.width, video.height, video.sample_aspect, video.rotation)
     audio = audio_cost(profile, video, (width, height), fps, total) if has_audio else 0.0
-    gops = split_evenly(total, gop, -(-total // gop))  # one a GOP, to weigh
+    gop_costs = segment_costs(split_evenly(total, gop, -(-total // gop)), fps, samples)  # one a GOP
     bounds = (s.oversubscription, s.min_segment_s, s.max_segment_s)
-    planned = plan_lanes(total, fps, workers, gop, segment_costs(gops, fps, samples), audio, *bounds)
+    planned = plan_lanes(total, fps, workers, gop, gop_costs, audio, *bounds)
     segments = [seg for lane in planned for seg in lane]
     common: dict[str, Any] = {
         "source": src,
@@ -239,8 +240,7 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     }
     vid = ev["video_id"]
     outputs = [Output("video.split", vid, split)]
-    weights = segment_costs(segments, fps, samples)
-    groups = [[(seg.index, weights[seg.index]) for seg in lane] for lane in planned]
+    groups = [[(seg.index, segment_cost(seg, gop, gop_costs)) for seg in lane] for lane in planned]
     if audio:
         groups[-1].append((AUDIO, audio))
     groups = [g for g in groups if g]

@@ -121,16 +121,22 @@ def segment_costs(segments: list[Segment], fps: Fraction, samples: Sequence[tupl
     return [0.5 * n + 0.5 * frames * b / total for n, b in zip(lengths, per, strict=True)]
 
 
+def segment_cost(segment: Segment, gop: int, gop_costs: Sequence[float]) -> float:
+    """A segment's cost: its GOPs' (it starts on a whole GOP; the video's last may end short)."""
+    end = -(-(segment.start_frame + segment.frame_count) // gop)
+    return sum(gop_costs[segment.start_frame // gop : end])
+
+
 def dispatch_order(groups: list[list[tuple[int, float]]]) -> list[int]:
     """Unit ids (groups of (id, cost), each a lane) in rounds: every group's costliest unit
     left, groups costliest first (the order lanes() fills the fleet in). The first round
     starts every lane, and the last units to finish are each lane's cheapest."""
-    ranked = [sorted(g, key=lambda u: (-u[1], u[0])) for g in sorted(groups, key=lambda g: (-total(g), g))]
+    ranked = [sorted(g, key=lambda u: (-u[1], u[0])) for g in sorted(groups, key=lambda g: (-group_cost(g), g))]
     rounds = max((len(g) for g in ranked), default=0)
     return [g[r][0] for r in range(rounds) for g in ranked if r < len(g)]
 
 
-def total(group: list[tuple[int, float]]) -> float:
+def group_cost(group: list[tuple[int, float]]) -> float:
     return sum(cost for _, cost in group)
 
 
@@ -154,10 +160,10 @@ def lanes(groups: list[list[tuple[int, float]]], members: list[list[int]]) -> di
     owners = [sorted(p) for p in members if p]
     if not owners:
         return {}
-    ranked = sorted(groups, key=lambda g: (-total(g), g))
+    ranked = sorted(groups, key=lambda g: (-group_cost(g), g))
     used = [0] * len(owners)
     out = {}
-    for group, m in zip(ranked, longest_first([total(g) for g in ranked], len(owners)), strict=True):
+    for group, m in zip(ranked, longest_first([group_cost(g) for g in ranked], len(owners)), strict=True):
         for unit, _cost in sorted(group, key=lambda u: (-u[1], u[0])):
             out[unit] = owners[m][used[m] % len(owners[m])]
             used[m] += 1

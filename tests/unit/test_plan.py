@@ -248,6 +248,17 @@ def test_costs_weigh_length_and_the_share_of_video_bytes() -> None:
     assert segment_costs(segs, Fraction(24), [(0.0, 0)]) == [480.0, 480.0, 480.0]
 
 
+def test_a_segment_weighs_what_its_gops_weigh() -> None:
+    """The lanes are planned on GOP costs and laid by segment costs: the two agree."""
+    from services.splitter.plan import segment_cost, segment_costs
+
+    total, fps = 24 * 61 + 7, Fraction(24)  # a short last GOP
+    samples = [(f / 24, 3 if 480 <= f < 960 else 1) for f in range(total)]
+    per_gop = segment_costs(split_evenly(total, 48, -(-total // 48)), fps, samples)
+    segs = split_evenly(total, 48, 4)
+    assert [segment_cost(s, 48, per_gop) for s in segs] == pytest.approx(segment_costs(segs, fps, samples))
+
+
 def test_busy_segments_are_spread_over_the_fleet() -> None:
     from services.splitter.plan import lanes, segment_costs
 
