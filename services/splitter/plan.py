@@ -131,13 +131,20 @@ def dispatch_order(groups: list[list[tuple[int, float]]]) -> list[int]:
     """Unit ids (groups of (id, cost), each a lane) in rounds: every group's costliest unit
     left, groups costliest first (the order lanes() fills the fleet in). The first round
     starts every lane, and the last units to finish are each lane's cheapest."""
-    ranked = [sorted(g, key=lambda u: (-u[1], u[0])) for g in sorted(groups, key=lambda g: (-group_cost(g), g))]
+    ranked = costliest_first(groups)
     rounds = max((len(g) for g in ranked), default=0)
     return [g[r][0] for r in range(rounds) for g in ranked if r < len(g)]
 
 
 def group_cost(group: list[tuple[int, float]]) -> float:
     return sum(cost for _, cost in group)
+
+
+def costliest_first(groups: list[list[tuple[int, float]]]) -> list[list[tuple[int, float]]]:
+    """Groups costliest first, each its units costliest first (ties by id: reproducible);
+    lanes() and dispatch_order() both go in this order."""
+    ranked = sorted(groups, key=lambda g: (-group_cost(g), g))
+    return [sorted(g, key=lambda u: (-u[1], u[0])) for g in ranked]
 
 
 def longest_first(costs: Sequence[float], members: int) -> list[int]:
@@ -160,11 +167,11 @@ def lanes(groups: list[list[tuple[int, float]]], members: list[list[int]]) -> di
     owners = [sorted(p) for p in members if p]
     if not owners:
         return {}
-    ranked = sorted(groups, key=lambda g: (-group_cost(g), g))
+    ranked = costliest_first(groups)
     used = [0] * len(owners)
     out = {}
     for group, m in zip(ranked, longest_first([group_cost(g) for g in ranked], len(owners)), strict=True):
-        for unit, _cost in sorted(group, key=lambda u: (-u[1], u[0])):
+        for unit, _cost in group:
             out[unit] = owners[m][used[m] % len(owners[m])]
             used[m] += 1
     return out
