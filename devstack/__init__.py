@@ -144,7 +144,7 @@ def down(settings: Settings, say: Callable[[str], None] = print) -> None:
         _stop(settings, comp)
         state.write(comps)
     state.path.unlink(missing_ok=True)
-    if settings.node_cpu and nodes.available():
+    if nodes.available():  # whether or not REEL_NODE_CPU is still set: the groups are the home's
         nodes.Nodes(settings.home, settings.node_cpu, settings.stack_cpu).remove()
 
 

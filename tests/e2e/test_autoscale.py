@@ -72,7 +72,11 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str,
         assert started.returncode == 0, started.stdout + started.stderr
         yield env, load(env)
     finally:
-        reel(env, "down")
+        # Down without the setting still removes the nodes: they belong to the home.
+        downed = reel({k: v for k, v in env.items() if k != "REEL_NODE_CPU"}, "down")
+    assert downed.returncode == 0, downed.stdout + downed.stderr
+    if CGROUPS:
+        assert not nodes.Nodes(home, 0.0, 0.0).base.exists(), "reel down left the nodes' cgroups"
 
 
 class Watch:
