@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DLQ_SUFFIX = ".dlq"
-# What a second of the audio task costs, as a share of a second of video: the tracker's
-# progress and backlog weigh the audio by it, and the splitter where the ladder's codec was
-# not measured (reel.ladder.audio_share, else). Measured on 0.2-core nodes with the tiny
-# ladder: 180 s of audio in 12.5 s, an 8.2 s segment in 6.5 s (a ladder of more rungs
-# makes the video dearer, and the audio's share smaller).
+# What a second of the audio task costs, as a share of a second of video, where the
+# ladder's codec was not measured (else reel.ladder.audio_share); video.split carries the
+# share used, and a split from before it reads as this. Measured on 0.2-core nodes with
+# the tiny ladder: 180 s of audio in 12.5 s, an 8.2 s segment in 6.5 s (a ladder of more
+# rungs makes the video dearer, and the audio's share smaller).
 AUDIO_COST = 0.09
 
 

@@ -146,14 +146,12 @@ def remux_args(url: str, out: Path, fmt: str, reorders: bool, ca_file: str = "")
     ]
 
 
-def audio_cost(
-    profile: ladder.Profile, video: media.VideoStream, display: tuple[int, int], fps: Fraction, frames: int
-) -> float:
-    """The audio task's cost in frames of the video's encode: its share by the ladder
-    (ladder.audio_share), or the constant measured on the tiny ladder for a codec not
-    measured."""
+def audio_share(profile: ladder.Profile, video: media.VideoStream, display: tuple[int, int], fps: Fraction) -> float:
+    """What a second of the audio task costs against a second of the video: its share by
+    the ladder (ladder.audio_share), or the constant measured on the tiny ladder for a
+    codec not measured. The lanes weigh the audio by it, and the tracker (from video.split)."""
     share = ladder.audio_share(profile, ladder.renditions(profile, *display), video.width, video.height, fps)
-    return frames * (pipeline.AUDIO_COST if share is None else share)
+    return pipeline.AUDIO_COST if share is None else share
 
 
 def burst_siblings(deps: Deps, ev: dict[str, Any]) -> int:
@@ -204,7 +202,8 @@ def handle(task: Task, deps: Deps) -> list[Output]:
     workers = s.plan_workers or fleet_for(len(fleet), heading, work, target, most, siblings)
     samples = source_samples(deps, src, probe)
     width, height = ladder.display_size(video.width, video.height, video.sample_aspect, video.rotation)
-    audio = audio_cost(profile, video, (width, height), fps, total) if has_audio else 0.0
+    share = audio_share(profile, video, (width, height), fps)
+    audio = total * share if has_audio else 0.0  # the audio task's cost in frames of the video's encode
     gop_costs = segment_costs(split_evenly(total, gop, -(-total // gop)), fps, samples)  # one a GOP
     bounds = (s.oversubscription, s.min_segment_s, s.max_segment_s)
     planned = plan_lanes(total, fps, workers, gop, gop_costs, audio, *bounds)
@@ -234,6 +233,7 @@ def handle(task: Task, deps: Deps) -> list[Output]:
         "width": width,
         "height": height,
         "has_audio": has_audio,
+        "audio_share": share,
         "video_start": video.start_time,
         "workers": workers,
         "segments": [{"index": x.index, "start_frame": x.start_frame, "frame_count": x.frame_count} for x in segments],

@@ -12,7 +12,6 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from reel import pipeline
 from services.tracker import callbacks, db
 from services.tracker.db import ts
 from services.tracker.projection import (
@@ -59,7 +58,7 @@ def apply(conn: psycopg.Connection, topic: str, ev: dict[str, Any]) -> None:
             segment(conn, unit, "planned", media_seconds=s["frame_count"] / fps)
         if ev["has_audio"]:
             audio = {**ev, "track": "audio", "segment_index": None}
-            segment(conn, audio, "planned", media_seconds=ev["duration"] * pipeline.AUDIO_COST)
+            segment(conn, audio, "planned", media_seconds=ev["duration"] * ev["audio_share"])
     elif topic in TOPIC_STAGE:
         segment(conn, ev, TOPIC_STAGE[topic], attempt=ev["attempt"], worker=ev["producer"])
         if topic == "segment.uploaded":

@@ -24,6 +24,7 @@ from devstack.procs import free_port
 from reel import PROJECT_ROOT
 from reel.contract import Registry, all_topics, envelope
 from reel.kafka import read_to_end
+from reel.pipeline import AUDIO_COST
 from reel.settings import Settings
 from reel.storage import Storage
 from reel.submit import produce, submit, wait
@@ -396,3 +397,19 @@ def test_a_units_hand_backs_are_counted_in_its_status(e2e_settings: Settings, re
     assert row is not None
     counts = {(s["track"], s["segment_index"]): s["handbacks"] for s in row["segments"]}
     assert counts.pop(("video", 0)) == 1 and set(counts.values()) == {0}, counts
+
+
+def test_the_audio_unit_weighs_what_the_splitter_said(e2e_settings: Settings, recorded: list) -> None:
+    """The audio task's media-seconds (progress and backlog weigh by them) are its length
+    times the share video.split carries, the ladder's (not the constant of splits before it)."""
+    splits = {(e["video_id"], e["generation"]): e for t, e in recorded if t == "video.split" and e["has_audio"]}
+    assert splits, "the run split a video with audio"
+    assert any(e["audio_share"] != AUDIO_COST for e in splits.values())
+    url = fresh_database(e2e_settings)
+    project(url, recorded)
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT video_id, generation, media_seconds FROM segments WHERE track = 'audio'").fetchall()
+    weighed = {(v, g): s for v, g, s in rows if (v, g) in splits}
+    assert weighed.keys() == splits.keys()
+    for key, seconds in weighed.items():
+        assert seconds == pytest.approx(splits[key]["duration"] * splits[key]["audio_share"]), key

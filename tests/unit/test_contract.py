@@ -23,6 +23,7 @@ from reel.contract import (
     envelope,
     schema_for_topic,
 )
+from reel.pipeline import AUDIO_COST
 
 SCHEMAS = SCHEMAS_DIR  # reel/schemas, the link to schemas/ that ships with the package
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -176,7 +177,7 @@ def test_every_kind_of_failure_is_a_symbol_of_the_schema() -> None:
 
 
 # Fields added since the release before tenants, with the value an old event reads as.
-ADDED_AFTER_TENANTS = {"segment.requested": {"lane_guessed": False}}
+ADDED_AFTER_TENANTS = {"segment.requested": {"lane_guessed": False}, "video.split": {"audio_share": AUDIO_COST}}
 
 
 @pytest.mark.parametrize("path", sorted((SCHEMAS / "v3").glob("*.avsc")), ids=lambda p: p.stem)

@@ -111,6 +111,7 @@ def test_the_splitter_plans_whole_gops_on_lanes_of_the_fleet(
     # the video (72 of the clip's 150 frames), more than a 2 s segment, so its lane holds
     # the last segment beside it (122) and the other lane the first two (100).
     assert [r["track"] for r in tasks] == ["audio", "video", "video", "video"]
+    assert split["audio_share"] == pytest.approx(72 / 150, abs=0.005)  # the tracker weighs the audio so
     member = {r["segment_index"]: r["lane"] // 8 for r in tasks}  # FLEET: eight partitions each
     assert member[0] == member[1] != member[2] == member[None]  # a planned lane stays on one
     assert {r["lane"] // 8 for r in tasks} == {0, 1}  # both transcoders get work
