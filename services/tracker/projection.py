@@ -221,9 +221,9 @@ def backlog(units: list[tuple[str, float]], stitching_s: float) -> dict[str, flo
     """Each worker group's backlog: media-seconds of work it has still to do for the videos
     in flight - its units waiting or in flight, and those still upstream of it, which will
     be its own once the stage before is done - weighted by stage cost (the spans the percent
-    uses: pull 0.1, transcode 0.8, push 0.1; the audio task at a tenth). A queue of diverse
-    sizes is measured by the work in it, and the transcoders see a burst when it is split,
-    not only as fast as its units are pulled. units: (stage, media-seconds) of unfinished
+    uses: pull 0.1, transcode 0.8, push 0.1; the audio task by the share video.split gives
+    it). A queue of diverse sizes is measured by the work in it, and the transcoders see a
+    burst when it is split, not only as fast as its units are pulled. units: (stage, media-seconds) of unfinished
     videos' segments (finished ones count for none); stitching_s: the length of videos
     being stitched, the pusher's whole-video work."""
     out = {spec.group: 0.0 for spec in pipeline.PIPELINE if spec.name in ENDS_AT}
