@@ -130,14 +130,13 @@ def fail_video(stage: str) -> DeadLetterHook:
             tenant=tenancy.known(event),
             event_id=str(uuid.uuid5(EVENT_NS, f"{event['event_id']}/video.failed")),
         )
-        record = {
-            **env,
-            "stage": stage,
-            "reason": reason,
-            "kind": kind.value,
-            "detail": None,
-            "callback_url": event.get("callback_url"),
-        }
-        return [Output("video.failed", event["video_id"], record)]
+        return [
+            Output("video.failed", event["video_id"], video_failed(env, stage, reason, kind, event.get("callback_url")))
+        ]
 
     return hook
+
+
+def video_failed(env: dict[str, Any], stage: str, reason: str, kind: Kind, callback_url: str | None) -> dict[str, Any]:
+    """A video.failed record: the envelope, who failed it, why, and where to call back."""
+    return {**env, "stage": stage, "reason": reason, "kind": kind.value, "detail": None, "callback_url": callback_url}

@@ -26,7 +26,7 @@ from reel.contract import Registry, envelope
 from reel.kafka import kafka_reachable, producer_config
 from reel.settings import Settings
 from reel.storage import Storage
-from reel.task import Kind
+from reel.task import Kind, video_failed
 from services.tracker import auth, front_door, playlists, reads, status_page
 from services.tracker.playback import BadToken, verify
 from services.tracker.playlists import Links, output_url
@@ -257,21 +257,14 @@ def create_app(settings: Settings, storage: Storage) -> FastAPI:
             removed = storage.remove_prefix(settings.bucket_outputs, keys.output(ev["tenant"], vid, ""))
             if kind == Kind.CANCELLED.value:  # deleted before: nothing more to say
                 return {"video_id": vid, "generation": generation, "was": state, "outputs_removed": removed}
-            record = {
-                **envelope(
-                    video_id=vid,
-                    producer="tracker-api",
-                    generation=generation,
-                    tenant=ev["tenant"],
-                    event_id=str(uuid.uuid5(uuid.UUID(vid), f"delete/{generation}/{state}")),
-                ),
-                "stage": "tracker",
-                "reason": why,
-                "kind": Kind.CANCELLED.value,
-                "detail": None,
-                "callback_url": callback_url,
-            }
-            produce_event("video.failed", vid, record)
+            env = envelope(
+                video_id=vid,
+                producer="tracker-api",
+                generation=generation,
+                tenant=ev["tenant"],
+                event_id=str(uuid.uuid5(uuid.UUID(vid), f"delete/{generation}/{state}")),
+            )
+            produce_event("video.failed", vid, video_failed(env, "tracker", why, Kind.CANCELLED, callback_url))
         return {"video_id": vid, "generation": generation, "was": state, "outputs_removed": removed}
 
     @app.get("/videos/{video_id}/events", response_model=None)
