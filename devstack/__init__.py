@@ -145,7 +145,7 @@ def down(settings: Settings, say: Callable[[str], None] = print) -> None:
         state.write(comps)
     state.path.unlink(missing_ok=True)
     if nodes.available():  # whether or not REEL_NODE_CPU is still set: the groups are the home's
-        nodes.Nodes(settings.home, settings.node_cpu, settings.stack_cpu).remove()
+        nodes.Nodes(settings.home, settings.node_cpu, settings.stack_cpu).remove(wait_s=15.0)
 
 
 def status(settings: Settings) -> list[dict[str, object]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,10 +58,15 @@ class Nodes:
             out[path.parent.name] = int(fields.get("nr_throttled", 0))
         return out
 
-    def remove(self) -> None:
-        """Drop the groups no process is in any more (a group with one is left alone)."""
+    def remove(self, wait_s: float = 0.0) -> None:
+        """Drop the groups no process is in any more, waiting up to wait_s for the last ones
+        to leave (a stopped process's children may outlive it briefly); a group a process
+        stays in is left alone."""
+        deadline = time.monotonic() + wait_s
         for path in [*sorted(p for p in self.base.glob("*") if p.is_dir()), self.base]:
-            if path.exists() and not (path / "cgroup.procs").read_text().strip():
+            while path.exists() and members(path) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if path.exists() and not members(path):
                 with contextlib.suppress(OSError):  # busy: a process is still leaving it
                     path.rmdir()
 

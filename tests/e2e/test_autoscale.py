@@ -76,7 +76,8 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str,
         downed = reel({k: v for k, v in env.items() if k != "REEL_NODE_CPU"}, "down")
     assert downed.returncode == 0, downed.stdout + downed.stderr
     if CGROUPS:
-        assert not nodes.Nodes(home, 0.0, 0.0).base.exists(), "reel down left the nodes' cgroups"
+        left = {g.name: [cmdline(pid) for pid in nodes.members(g)] for g in nodes.Nodes(home, 0.0, 0.0).base.glob("*/")}
+        assert not nodes.Nodes(home, 0.0, 0.0).base.exists(), f"reel down left the nodes' cgroups: {left}"
 
 
 class Watch:
@@ -124,6 +125,13 @@ class Watch:
         while not self.settled_at(count):
             assert time.monotonic() < deadline, f"the fleet did not settle at {count}: {self.samples[-1][1]}"
             time.sleep(1)
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+    except OSError:
+        return f"{pid} (gone)"
 
 
 def cpu_cgroup(pid: int) -> str:
