@@ -223,9 +223,9 @@ def backlog(units: list[tuple[str, float]], stitching_s: float) -> dict[str, flo
     be its own once the stage before is done - weighted by stage cost (the spans the percent
     uses: pull 0.1, transcode 0.8, push 0.1; the audio task by the share video.split gives
     it). A queue of diverse sizes is measured by the work in it, and the transcoders see a
-    burst when it is split, not only as fast as its units are pulled. units: (stage, media-seconds) of unfinished
-    videos' segments (finished ones count for none); stitching_s: the length of videos
-    being stitched, the pusher's whole-video work."""
+    burst when it is split, not only as fast as its units are pulled. units: (stage,
+    media-seconds) of unfinished videos' segments (finished ones count for none);
+    stitching_s: the length of videos being stitched, the pusher's whole-video work."""
     out = {spec.group: 0.0 for spec in pipeline.PIPELINE if spec.name in ENDS_AT}
     for stage, seconds in units:
         for spec in pipeline.PIPELINE:

@@ -76,8 +76,9 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str,
         downed = reel({k: v for k, v in env.items() if k != "REEL_NODE_CPU"}, "down")
     assert downed.returncode == 0, downed.stdout + downed.stderr
     if CGROUPS:
-        left = {g.name: [cmdline(pid) for pid in nodes.members(g)] for g in nodes.Nodes(home, 0.0, 0.0).base.glob("*/")}
-        assert not nodes.Nodes(home, 0.0, 0.0).base.exists(), f"reel down left the nodes' cgroups: {left}"
+        base = nodes.Nodes(home, 0.0, 0.0).base
+        left = {g.name: [cmdline(pid) for pid in nodes.members(g)] for g in base.glob("*/")}
+        assert not base.exists(), f"reel down left the nodes' cgroups: {left}"
 
 
 class Watch:
